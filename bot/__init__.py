@@ -1,0 +1,3 @@
+"""ITFF: Intelligent Trading Forecast Framework."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Persistence: async engine, SQLAlchemy 2.0 tables, repository functions, migrations."""

@@ -1,0 +1,55 @@
+"""Async engine and session factory: SQLite (WAL, busy timeout) by default, any async URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def ensure_sqlite_dir(url: str) -> None:
+    """Create the folder of a SQLite file so a fresh clone needs no manual step."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    """An async engine; SQLite gets WAL, a busy timeout and foreign keys on every connection."""
+    ensure_sqlite_dir(url)
+    engine = create_async_engine(url, **kwargs)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def sync_url(url: str) -> str:
+    """The synchronous twin of an async URL (Alembic, APScheduler's job store)."""
+    parsed = make_url(url)
+    driver = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg"}.get(
+        parsed.get_backend_name(), parsed.get_backend_name()
+    )
+    return parsed.set(drivername=driver).render_as_string(hide_password=False)

@@ -1,0 +1,187 @@
+"""SQLAlchemy 2.0 typed tables; every change goes with an Alembic revision."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from bot.schemas import utcnow
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:  # noqa: ARG002
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(utcnow().tzinfo).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:  # noqa: ARG002
+        if value is None:
+            return None
+        return value.replace(tzinfo=utcnow().tzinfo) if value.tzinfo is None else value
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: JSON}  # noqa: RUF012
+
+
+class Bar(Base):
+    __tablename__ = "bars"
+
+    symbol: Mapped[str] = mapped_column(String(40), primary_key=True)
+    interval: Mapped[str] = mapped_column(String(16), primary_key=True)
+    time: Mapped[datetime] = mapped_column(primary_key=True)
+    open: Mapped[float] = mapped_column(Float)
+    high: Mapped[float] = mapped_column(Float)
+    low: Mapped[float] = mapped_column(Float)
+    close: Mapped[float] = mapped_column(Float)
+    volume: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(32), default="unknown")
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SignalRow(Base):
+    __tablename__ = "signals"
+    __table_args__ = (
+        UniqueConstraint("alert_id", "model_key", name="uq_signals_alert_model"),
+        Index("ix_signals_model_bar", "model_key", "bar_time"),
+        Index("ix_signals_emitted", "emitted_at"),
+    )
+
+    signal_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alert_id: Mapped[str] = mapped_column(String(128))
+    symbol: Mapped[str] = mapped_column(String(40))
+    interval: Mapped[str] = mapped_column(String(16))
+    bar_time: Mapped[datetime]
+    model_key: Mapped[str] = mapped_column(String(120))
+    model_version: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(16))
+    prediction: Mapped[float] = mapped_column(Float)
+    probability: Mapped[float | None] = mapped_column(Float)
+    action: Mapped[str] = mapped_column(String(8))
+    ood: Mapped[bool] = mapped_column(Boolean)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    emitted_at: Mapped[datetime]
+
+
+class Outcome(Base):
+    __tablename__ = "outcomes"
+    __table_args__ = (Index("ix_outcomes_model_resolved", "model_key", "resolved_at"),)
+
+    signal_id: Mapped[str] = mapped_column(
+        ForeignKey("signals.signal_id", ondelete="CASCADE"), primary_key=True
+    )
+    model_key: Mapped[str] = mapped_column(String(120))
+    bar_time: Mapped[datetime]
+    exit_time: Mapped[datetime]
+    realised_return: Mapped[float] = mapped_column(Float)
+    hit: Mapped[bool | None] = mapped_column(Boolean)
+    strategy_return: Mapped[float] = mapped_column(Float)
+    resolved_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+    __table_args__ = (Index("ix_model_versions_status", "model_key", "status"),)
+
+    model_key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str] = mapped_column(String(16))
+    model_type: Mapped[str] = mapped_column(String(32))
+    sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # champion | challenger | retired
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    promoted_at: Mapped[datetime | None]
+    train_start: Mapped[datetime | None]
+    train_end: Mapped[datetime | None]
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    last_verified_at: Mapped[datetime | None]
+    verification_ok: Mapped[bool | None] = mapped_column(Boolean)
+
+
+class ModelEventRow(Base):
+    __tablename__ = "model_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_key: Mapped[str] = mapped_column(String(120), index=True)
+    version: Mapped[str] = mapped_column(String(64))
+    previous_version: Mapped[str | None] = mapped_column(String(64))
+    event: Mapped[str] = mapped_column(String(16))  # promoted | rolled_back
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BacktestEquity(Base):
+    __tablename__ = "backtest_equity"
+
+    model_key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    time: Mapped[datetime] = mapped_column(primary_key=True)
+    position: Mapped[float] = mapped_column(Float)
+    strategy_return: Mapped[float] = mapped_column(Float)
+    equity: Mapped[float] = mapped_column(Float)
+
+
+class LiveMetricSnapshot(Base):
+    __tablename__ = "live_metrics"
+    __table_args__ = (Index("ix_live_metrics_key_window", "model_key", "window", "computed_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_key: Mapped[str] = mapped_column(String(120))
+    window: Mapped[str] = mapped_column(String(16))  # e.g. 7d, 30d, all
+    computed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class PipelineRun(Base):
+    __tablename__ = "pipeline_runs"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    trigger: Mapped[str] = mapped_column(String(16))  # schedule | manual | test
+    status: Mapped[str] = mapped_column(String(16))  # running | succeeded | failed
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    decisions: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    anomalies: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    log_path: Mapped[str | None] = mapped_column(String(255))
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class OutboxEntry(Base):
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[str] = mapped_column(String(128), unique=True)
+    topic: Mapped[str] = mapped_column(String(120))
+    key: Mapped[bytes] = mapped_column(LargeBinary)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,51 @@
+"""Fixtures shared by every test: isolated settings (own topics, own database file) and a database.
+
+Service fixtures live in `tests/fixtures/` and are loaded as plugins below.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.settings import Settings, load_settings
+from storage.db import create_engine, create_session_factory
+from storage.migrate import upgrade_async
+
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
+
+pytest_plugins: list[str] = []
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings of one test: its own topic prefix, database file, artifact and log folders."""
+    for name in list(__import__("os").environ):
+        if name.startswith("ITFF_") and name != "ITFF_KAFKA_BOOTSTRAP":
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return load_settings(
+        env="test",
+        topic_prefix=f"t{uuid.uuid4().hex[:10]}",
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'itff.db'}",
+        artifact_dir=tmp_path / "artifacts",
+        log_dir=tmp_path / "logs",
+        report_dir=tmp_path / "reports",
+        data_source=f"csv:{SAMPLE_DIR}",
+        tradingview_passphrase="test-passphrase-0123456789",
+        api_token="test-api-token-0123456789",
+        log_json=False,
+    )
+
+
+@pytest.fixture
+async def session_factory(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """A migrated SQLite database of this test."""
+    await upgrade_async(settings.database_url)
+    engine = create_engine(settings.database_url)
+    yield create_session_factory(engine)
+    await engine.dispose()

@@ -84,6 +84,7 @@ class SignalRow(Base):
     ood: Mapped[bool] = mapped_column(Boolean)
     latency_ms: Mapped[float] = mapped_column(Float)
     emitted_at: Mapped[datetime]
+    horizon: Mapped[int] = mapped_column(Integer, default=1)  # bars until the outcome is known
 
 
 class Outcome(Base):

@@ -138,6 +138,7 @@ def upgrade() -> None:
         sa.Column("ood", sa.Boolean(), nullable=False),
         sa.Column("latency_ms", sa.Float(), nullable=False),
         sa.Column("emitted_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("horizon", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("signal_id"),
         sa.UniqueConstraint("alert_id", "model_key", name="uq_signals_alert_model"),
     )

@@ -103,9 +103,17 @@ class Settings(BaseSettings):
     dash_username: str = "trader"
     dash_password: SecretStr | None = None
     drift_margin: float = Field(default=0.05, ge=0, le=1)
+    dash_refresh_seconds: float = Field(default=5.0, ge=1, le=3600)
+    dash_allowed_origins: CommaList = Field(default_factory=list)
 
     @field_validator(
-        "symbols", "targets", "model_types", "ip_allowlist", "trusted_proxies", mode="before"
+        "symbols",
+        "targets",
+        "model_types",
+        "ip_allowlist",
+        "trusted_proxies",
+        "dash_allowed_origins",
+        mode="before",
     )
     @classmethod
     def _comma_separated(cls, value: object) -> object:

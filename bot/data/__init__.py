@@ -1,0 +1,1 @@
+"""Bars in: CSV/Parquet files or folders and the Binance klines source, validated."""

@@ -98,6 +98,19 @@ class Settings(BaseSettings):
     consumer_metrics_port: int = Field(default=9101, ge=1, le=65535)
     scheduler_metrics_port: int = Field(default=9102, ge=1, le=65535)
     retrain_cron: str = "30 2 * * *"
+    # pipeline and scheduler (docs/pipeline.md)
+    pipeline_workers: int | None = Field(default=None, ge=1, le=64)  # None: the core count
+    promotion_min_improvement: float = Field(default=0.0, ge=0)
+    promotion_sharpe_margin: float = Field(default=0.25, ge=0)
+    pipeline_retry_minutes: float = Field(default=15.0, gt=0)
+    pipeline_max_retries: int = Field(default=3, ge=0, le=20)
+    pipeline_misfire_grace_seconds: int = Field(default=72000, ge=1)
+    verify_interval_minutes: float = Field(default=60.0, gt=0)
+    live_metrics_interval_minutes: float = Field(default=15.0, gt=0)
+    retention_cron: str = "15 4 * * *"
+    retention_signals_days: int = Field(default=365, ge=1)
+    retention_outcomes_days: int = Field(default=365, ge=1)
+    retention_logs_days: int = Field(default=30, ge=1)
     dash_host: str = "127.0.0.1"
     dash_port: int = Field(default=5006, ge=1, le=65535)
     dash_username: str = "trader"

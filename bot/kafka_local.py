@@ -17,8 +17,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,7 +119,6 @@ class BrokerStatus:
     pid: int | None = None
     uptime_seconds: float | None = None
     rss_bytes: int | None = None
-    external: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,8 +212,9 @@ def _run_maven(mvn: str, work: Path, staging: Path, version: str) -> None:
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
         raise TransientError(
-            f"Maven could not resolve org.apache.kafka:kafka_2.13:{version} (exit {done.returncode})"
-            f"; check ITFF_KAFKA_VERSION and the network, then retry 'itff kafka fetch':\n{tail}"
+            f"Maven could not resolve org.apache.kafka:kafka_2.13:{version} "
+            f"(exit {done.returncode}); check ITFF_KAFKA_VERSION and the network, "
+            f"then retry 'itff kafka fetch':\n{tail}"
         )
 
 
@@ -307,7 +307,8 @@ def _format_storage(broker: LocalBroker) -> bool:
     if done.returncode != 0:
         raise ConfigError(
             f"formatting the Kafka storage in {broker.storage_dir} failed: "
-            f"{(done.stdout + done.stderr).strip()[-800:]}; delete {broker.data_dir} to start afresh"
+            f"{(done.stdout + done.stderr).strip()[-800:]}; "
+            f"delete {broker.data_dir} to start afresh"
         )
     return True
 
@@ -354,18 +355,19 @@ def port_open(port: int, host: str = "localhost") -> bool:
     return False
 
 
-async def broker_answers(bootstrap: str, timeout: float = 5.0) -> bool:
+async def broker_answers(bootstrap: str, wait_seconds: float = 5.0) -> bool:
     """True when a Kafka broker at `bootstrap` answers a metadata request."""
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(
         bootstrap_servers=bootstrap,
         client_id="itff-probe",
-        request_timeout_ms=int(timeout * 1000),
+        request_timeout_ms=int(wait_seconds * 1000),
     )
     try:
-        await asyncio.wait_for(admin.start(), timeout)
-        await asyncio.wait_for(admin.describe_cluster(), timeout)
+        async with asyncio.timeout(wait_seconds):
+            await admin.start()
+            await admin.describe_cluster()
     except Exception:
         return False
     finally:
@@ -374,7 +376,9 @@ async def broker_answers(bootstrap: str, timeout: float = 5.0) -> bool:
     return True
 
 
-async def start(broker: LocalBroker, *, timeout: float = READY_TIMEOUT_SECONDS) -> StartResult:
+async def start(
+    broker: LocalBroker, *, ready_seconds: float = READY_TIMEOUT_SECONDS
+) -> StartResult:
     """Start the broker unless one already answers on its port; wait until it is ready."""
     began = time.monotonic()
     broker.data_dir.mkdir(parents=True, exist_ok=True)
@@ -382,7 +386,8 @@ async def start(broker: LocalBroker, *, timeout: float = READY_TIMEOUT_SECONDS) 
     async with _async_lock(lock):
         if port_open(broker.port) and await broker_answers(broker.bootstrap):
             process = broker_process(broker)
-            return StartResult(False, process.pid if process else None, time.monotonic() - began)
+            pid = process.pid if process else None
+            return StartResult(started=False, pid=pid, seconds=time.monotonic() - began)
         if port_open(broker.port) or port_open(broker.controller_port):
             raise ConfigError(
                 f"port {broker.port} or {broker.controller_port} is taken by something that is not "
@@ -393,25 +398,19 @@ async def start(broker: LocalBroker, *, timeout: float = READY_TIMEOUT_SECONDS) 
         _write_config(broker)
         formatted = await asyncio.to_thread(_format_storage, broker)
         pid = _launch(broker)
-        await _wait_ready(broker, pid, timeout)
-    return StartResult(True, pid, time.monotonic() - began, formatted)
+        await _wait_ready(broker, pid, ready_seconds)
+    return StartResult(started=True, pid=pid, seconds=time.monotonic() - began, formatted=formatted)
 
 
-class _async_lock:  # noqa: N801 - used as a context manager like contextlib's helpers
+@asynccontextmanager
+async def _async_lock(path: Path) -> AsyncIterator[None]:
     """An exclusive `flock` taken off the event loop, so concurrent `start` calls don't race."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._handle: int | None = None
-
-    async def __aenter__(self) -> None:
-        self._handle = os.open(self._path, os.O_CREAT | os.O_RDWR, 0o644)
-        await asyncio.to_thread(fcntl.flock, self._handle, fcntl.LOCK_EX)
-
-    async def __aexit__(self, *_: object) -> None:
-        if self._handle is not None:
-            fcntl.flock(self._handle, fcntl.LOCK_UN)
-            os.close(self._handle)
+    handle = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        await asyncio.to_thread(fcntl.flock, handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # closing releases the lock
 
 
 def _launch(broker: LocalBroker) -> int:
@@ -428,19 +427,19 @@ def _launch(broker: LocalBroker) -> int:
     return pid
 
 
-async def _wait_ready(broker: LocalBroker, pid: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
+async def _wait_ready(broker: LocalBroker, pid: int, ready_seconds: float) -> None:
+    deadline = time.monotonic() + ready_seconds
     while time.monotonic() < deadline:
         if broker_process(broker) is None:
             raise TransientError(
                 f"the Kafka broker (pid {pid}) exited during start-up:\n{last_log_lines(broker)}"
             )
-        if port_open(broker.port) and await broker_answers(broker.bootstrap, timeout=3.0):
+        if port_open(broker.port) and await broker_answers(broker.bootstrap, wait_seconds=3.0):
             return
         await asyncio.sleep(0.25)
     stop(broker)
     raise TransientError(
-        f"the Kafka broker did not answer on {broker.bootstrap} within {timeout:.0f} s "
+        f"the Kafka broker did not answer on {broker.bootstrap} within {ready_seconds:.0f} s "
         f"and was stopped:\n{last_log_lines(broker)}"
     )
 
@@ -483,4 +482,6 @@ def status(broker: LocalBroker) -> BrokerStatus:
     with process.oneshot():
         uptime = time.time() - process.create_time()
         rss = process.memory_info().rss
-    return BrokerStatus(True, broker.port, process.pid, uptime, rss)
+    return BrokerStatus(
+        running=True, port=broker.port, pid=process.pid, uptime_seconds=uptime, rss_bytes=rss
+    )

@@ -109,7 +109,9 @@ def topics_command() -> None:
 
 
 def register(app: typer.Typer) -> None:
-    kafka = typer.Typer(help="The local Apache Kafka broker and the ITFF topics.", no_args_is_help=True)
+    kafka = typer.Typer(
+        help="The local Apache Kafka broker and the ITFF topics.", no_args_is_help=True
+    )
     kafka.command("fetch")(fetch_command)
     kafka.command("start")(start_command)
     kafka.command("stop")(stop_command)

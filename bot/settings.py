@@ -64,6 +64,14 @@ class Settings(BaseSettings):
     artifact_base_url: str | None = None
     artifact_signing_key: SecretStr | None = None
     artifact_keep_versions: int = Field(default=5, ge=2)
+    # S3-compatible object storage for `itff artifacts push` (AWS S3, Cloudflare R2, MinIO)
+    s3_endpoint_url: str | None = None
+    s3_bucket: str | None = None
+    s3_prefix: str = Field(default="artifacts", pattern=r"^[A-Za-z0-9._/-]*$")
+    s3_region: str = "auto"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_presign_seconds: int = Field(default=3600, ge=1, le=604800)
     log_dir: Path = Path("logs")
     report_dir: Path = Path("reports")
 

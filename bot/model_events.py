@@ -1,7 +1,8 @@
 """Publishing `ModelEvent`s on `settings.topics.models` (key = model_key) so consumers hot-reload.
 
 An idempotent aiokafka producer with `acks="all"`: a retried send never duplicates an event, and
-`publish` returns only once the broker has it.
+`publish` returns only once the broker has it. The producer connects on the first event, so a
+pipeline run that promotes nothing never needs the broker.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ class ModelEventPublisher:
         self._producer: AIOKafkaProducer | None = None
 
     async def __aenter__(self) -> Self:
-        await self.start()
         return self
 
     async def __aexit__(
@@ -42,6 +42,8 @@ class ModelEventPublisher:
         await self.stop()
 
     async def start(self) -> None:
+        if self._producer is not None:
+            return
         producer = AIOKafkaProducer(
             bootstrap_servers=self._settings.bootstrap,
             enable_idempotence=True,
@@ -65,8 +67,8 @@ class ModelEventPublisher:
             await producer.stop()
 
     async def publish(self, event: ModelEvent) -> None:
-        if self._producer is None:
-            raise RuntimeError("ModelEventPublisher.publish called before start()")
+        await self.start()
+        assert self._producer is not None  # start() set it or raised
         try:
             await self._producer.send_and_wait(
                 self._topic,

@@ -1,0 +1,44 @@
+"""Prometheus metrics of the pipeline and the scheduler (served on `ITFF_SCHEDULER_METRICS_PORT`).
+
+`itff_pipeline_last_success_timestamp_seconds` feeds the alert "no successful run for 26 h".
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+PIPELINE_RUNS = Counter(
+    "itff_pipeline_runs_total", "Pipeline runs by final status.", ["status", "trigger"]
+)
+PIPELINE_DURATION = Histogram(
+    "itff_pipeline_run_duration_seconds",
+    "Wall time of a pipeline run.",
+    buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200),
+)
+PIPELINE_MODELS = Counter(
+    "itff_pipeline_models_total",
+    "Model lines handled by pipeline runs, by outcome (promoted, rejected, failed, skipped).",
+    ["outcome"],
+)
+LAST_SUCCESS = Gauge(
+    "itff_pipeline_last_success_timestamp_seconds",
+    "Unix time at which the last successful pipeline run finished (0: none yet).",
+)
+LAST_RUN_FAILED = Gauge(
+    "itff_pipeline_last_run_failed", "1 when the most recent pipeline run failed, else 0."
+)
+VERIFICATION_FAILURES = Counter(
+    "itff_artifact_verification_failures_total",
+    "Published artifact versions whose files do not match their manifest.",
+)
+VERIFIED_VERSIONS = Gauge(
+    "itff_artifact_verified_versions", "Versions checked by the last verification job."
+)
+JOB_RUNS = Counter(
+    "itff_scheduler_job_runs_total",
+    "Scheduled job executions by job and result.",
+    ["job", "result"],
+)
+RETENTION_DELETED = Counter(
+    "itff_retention_deleted_total", "Items removed by the retention job, by kind.", ["kind"]
+)

@@ -1,0 +1,210 @@
+"""`itff artifacts push` against a real S3 API (moto's server mode on a loopback port).
+
+Upload, list, pre-signed download, then the fetch path: files fetched through the pre-signed URLs
+are installed by the registry only when they verify against their signed manifest.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import socket
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+import typer
+from moto.server import ThreadedMotoServer
+from typer.testing import CliRunner
+
+from bot.artifact_format import ARTIFACT_FILES, CHAMPION_FILE, MANIFEST_FILE, MODEL_FILE
+from bot.artifacts import ArtifactRegistry
+from bot.cli import COMMAND_MODULES
+from bot.errors import IntegrityError
+from bot.s3 import INDEX_FILE, ArtifactBucket, make_client
+from bot.settings import Settings, load_settings
+from tests.unit.bundles import make_bundle
+
+SIGNING_KEY = "s3-test-signing-key-0123456789abcdef"
+BUCKET = "itff-artifacts"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_settings(
+    settings: Settings,
+    s3_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> Settings:
+    prefix = f"t/{request.node.name}"
+    values = {
+        "ITFF_S3_ENDPOINT_URL": s3_endpoint,
+        "ITFF_S3_BUCKET": BUCKET,
+        "ITFF_S3_PREFIX": prefix,
+        "ITFF_S3_REGION": "us-east-1",
+        "ITFF_S3_ACCESS_KEY_ID": "testing",
+        "ITFF_S3_SECRET_ACCESS_KEY": "testing",
+        "ITFF_ARTIFACT_DIR": str(settings.artifact_dir),
+        "ITFF_ARTIFACT_SIGNING_KEY": SIGNING_KEY,
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    configured = load_settings()
+    client = make_client(configured)
+    if BUCKET not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
+        client.create_bucket(Bucket=BUCKET)
+    return configured
+
+
+def _registry(settings: Settings) -> ArtifactRegistry:
+    return ArtifactRegistry(settings.artifact_dir, signing_key=SIGNING_KEY.encode())
+
+
+def _published(settings: Settings) -> tuple[ArtifactRegistry, str, list[str]]:
+    registry = _registry(settings)
+    versions = ["20260101T000000Z-0001", "20260102T000000Z-0001"]
+    for version in versions:
+        bundle = make_bundle(version=version)
+        registry.publish(bundle)
+    key = make_bundle().key
+    registry.promote(key, versions[1])
+    return registry, key, versions
+
+
+def _download(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return bytes(response.read())
+
+
+def _fetch_into(registry: ArtifactRegistry, urls: dict[str, str]) -> str:
+    """Install one version from pre-signed URLs the way a consumer does at start-up."""
+    with registry.staging() as staging:
+        for name, url in urls.items():
+            (staging / name).write_bytes(_download(url))
+        return registry.install(staging).version
+
+
+def test_push_uploads_versions_manifests_and_champion(s3_settings: Settings) -> None:
+    registry, key, versions = _published(s3_settings)
+    cli, command = _push_command()
+    result = CliRunner().invoke(cli, command)
+    assert result.exit_code == 0, result.output
+    assert f"{key}/{versions[0]}: uploaded" in result.output
+
+    bucket = ArtifactBucket(make_client(s3_settings), BUCKET, s3_settings.s3_prefix)
+    assert bucket.remote_versions(key) == versions
+    assert bucket.remote_champion(key) == versions[1] == registry.champion(key)
+    listed = {
+        item["Key"]
+        for item in boto3.client(
+            "s3",
+            endpoint_url=s3_settings.s3_endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        ).list_objects_v2(Bucket=BUCKET, Prefix=s3_settings.s3_prefix + "/")["Contents"]
+    }
+    expected = {
+        f"{s3_settings.s3_prefix}/{key}/{version}/{name}"
+        for version in versions
+        for name in (*ARTIFACT_FILES, MANIFEST_FILE)
+    }
+    assert expected | {f"{s3_settings.s3_prefix}/{key}/{CHAMPION_FILE}"} <= listed
+    index = json.loads(_download(bucket.presign_object(INDEX_FILE, expires=60)))
+    assert index == {"champions": {key: versions[1]}}
+
+
+def test_push_is_idempotent_and_refuses_a_rewritten_version(s3_settings: Settings) -> None:
+    registry, _key, versions = _published(s3_settings)
+    bucket = ArtifactBucket(make_client(s3_settings), BUCKET, s3_settings.s3_prefix)
+    assert [v.uploaded for v in bucket.push(registry).versions] == [True, True]
+    assert [v.uploaded for v in bucket.push(registry).versions] == [False, False]
+
+    other = ArtifactBucket(make_client(s3_settings), BUCKET, s3_settings.s3_prefix)
+    elsewhere = ArtifactRegistry(
+        s3_settings.artifact_dir.parent / "elsewhere", SIGNING_KEY.encode()
+    )
+    elsewhere.publish(make_bundle(version=versions[0], seed=7))
+    with pytest.raises(IntegrityError, match="another manifest"):
+        other.push(elsewhere)
+
+
+def test_presigned_urls_install_and_verify_the_champion(
+    s3_settings: Settings, tmp_path: Path
+) -> None:
+    registry, key, versions = _published(s3_settings)
+    bucket = ArtifactBucket(make_client(s3_settings), BUCKET, s3_settings.s3_prefix)
+    bucket.push(registry)
+
+    urls = bucket.presign(key, expires=120)
+    assert set(urls) == {*ARTIFACT_FILES, MANIFEST_FILE}
+    assert all("X-Amz-Signature=" in url for url in urls.values())
+    consumer = ArtifactRegistry(tmp_path / "consumer", signing_key=SIGNING_KEY.encode())
+    assert _fetch_into(consumer, urls) == versions[1]
+    assert consumer.load(key, versions[1]).version == versions[1]
+
+
+def test_a_corrupted_object_is_refused(s3_settings: Settings, tmp_path: Path) -> None:
+    registry, key, versions = _published(s3_settings)
+    bucket = ArtifactBucket(make_client(s3_settings), BUCKET, s3_settings.s3_prefix)
+    bucket.push(registry)
+    tampered = bytearray((registry.root / key / versions[1] / MODEL_FILE).read_bytes())
+    tampered[-1] ^= 0xFF
+    make_client(s3_settings).put_object(
+        Bucket=BUCKET,
+        Key=bucket.object_key(key, versions[1], MODEL_FILE),
+        Body=bytes(tampered),
+    )
+
+    consumer = ArtifactRegistry(tmp_path / "consumer", signing_key=SIGNING_KEY.encode())
+    with pytest.raises(IntegrityError, match="SHA-256 mismatch"):
+        _fetch_into(consumer, bucket.presign(key, expires=120))
+    assert consumer.keys() == []
+
+
+def test_push_refuses_a_locally_corrupted_version(s3_settings: Settings) -> None:
+    registry, key, versions = _published(s3_settings)
+    (registry.root / key / versions[0] / MODEL_FILE).write_bytes(b"not the model")
+    bucket = ArtifactBucket(make_client(s3_settings), BUCKET, s3_settings.s3_prefix)
+    with pytest.raises(IntegrityError, match="refusing to push"):
+        bucket.push(registry)
+    assert bucket.remote_versions(key) == []
+
+
+def test_urls_file_holds_working_presigned_urls(s3_settings: Settings, tmp_path: Path) -> None:
+    _, key, versions = _published(s3_settings)
+    target = tmp_path / "urls.json"
+    cli, command = _push_command()
+    result = CliRunner().invoke(cli, [*command, "--key", key, "--urls-file", str(target)])
+    assert result.exit_code == 0, result.output
+    document = json.loads(target.read_text())
+    assert document[key]["version"] == versions[1]
+    assert target.stat().st_mode & 0o077 == 0
+    consumer = ArtifactRegistry(tmp_path / "consumer", signing_key=SIGNING_KEY.encode())
+    assert _fetch_into(consumer, document[key]["urls"]) == versions[1]
+
+
+def _push_command() -> tuple[typer.Typer, list[str]]:
+    """The real CLI's command modules on a fresh app, and how `push` is spelled there."""
+    cli = typer.Typer()
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(cli)
+    grouped = any(group.name == "artifacts" for group in cli.registered_groups)
+    return cli, ["artifacts", "push"] if grouped else ["artifacts-push"]

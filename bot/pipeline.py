@@ -1,0 +1,321 @@
+"""One pipeline run: refresh bars -> train and evaluate in worker processes -> publish -> promote
+-> model events -> record.
+
+Every step is written to `pipeline_runs` (status, timings, counts, per-model metrics, decisions,
+anomalies) and to the day's log `ITFF_LOG_DIR/pipeline_YYYYMMDD.log` (JSON lines). A run that fails
+marks itself failed and changes nothing that serves: champions switch only after a challenger is
+published, verified and judged better.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import traceback
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot import pipeline_metrics as m
+from bot.artifacts import ArtifactRegistry
+from bot.errors import ItffError
+from bot.observability import get_logger
+from bot.pipeline_refresh import refresh_symbol, stored_bars
+from bot.pipeline_train import TrainOutcome, TrainTask, make_pool, plan, train_task
+from bot.promotion import Decision, PromotionRule, decide
+from bot.schemas import ModelEvent, utcnow
+from bot.settings import Settings
+from storage import models as model_repo
+from storage import runs as run_repo
+
+log = get_logger(__name__)
+SessionFactory = async_sessionmaker[AsyncSession]
+
+
+class EventSink(Protocol):
+    async def publish(self, event: ModelEvent) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    run_id: str
+    trigger: str
+    status: str
+    duration_s: float
+    counts: dict[str, Any]
+    decisions: dict[str, Any]
+    metrics: dict[str, Any]
+    anomalies: dict[str, Any]
+    log_path: str
+    error: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == run_repo.SUCCEEDED
+
+
+class RunLog:
+    """JSON lines in the day's pipeline log, mirrored to the process log."""
+
+    def __init__(self, log_dir: Path, run_id: str, started: datetime) -> None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.path = log_dir / f"pipeline_{started:%Y%m%d}.log"
+        self.run_id = run_id
+
+    def __call__(self, event: str, **fields: Any) -> None:
+        line = {"ts": utcnow().isoformat(), "run_id": self.run_id, "event": event, **fields}
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(line, default=str) + "\n")
+        log.info(event, run_id=self.run_id, **fields)
+
+
+@dataclass
+class _Run:
+    settings: Settings
+    session_factory: SessionFactory
+    registry: ArtifactRegistry
+    events: EventSink
+    run_id: str
+    write: RunLog
+    rule: PromotionRule
+    counts: dict[str, Any] = field(default_factory=dict)
+    decisions: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    anomalies: dict[str, Any] = field(default_factory=dict)
+
+    def bump(self, name: str, by: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + by
+
+
+def promotion_rule(settings: Settings) -> PromotionRule:
+    return PromotionRule(
+        min_improvement=settings.promotion_min_improvement,
+        sharpe_margin=settings.promotion_sharpe_margin,
+    )
+
+
+def worker_count(settings: Settings, tasks: int) -> int:
+    return max(1, min(settings.pipeline_workers or os.cpu_count() or 1, tasks))
+
+
+async def run_pipeline(
+    settings: Settings,
+    *,
+    session_factory: SessionFactory,
+    registry: ArtifactRegistry,
+    events: EventSink,
+    trigger: str = "manual",
+) -> RunSummary:
+    """One full run; never raises for a failed run: the summary (and the table) say `failed`."""
+    started, clock = utcnow(), time.perf_counter()
+    run_id = f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    run = _Run(
+        settings, session_factory, registry, events, run_id,
+        RunLog(settings.log_dir, run_id, started), promotion_rule(settings),
+    )  # fmt: skip
+    async with session_factory() as session:
+        await run_repo.start_run(
+            session=session, run_id=run_id, trigger=trigger,
+            log_path=str(run.write.path), started_at=started,
+        )  # fmt: skip
+        await session.commit()
+    run.write("pipeline_started", trigger=trigger, symbols=settings.symbols)
+    status, error = run_repo.FAILED, None
+    try:
+        status = await _steps(run)
+        if status == run_repo.FAILED:
+            error = "no model could be trained; see decisions"
+    except Exception as exc:
+        error = _describe(exc)
+        run.write("pipeline_failed", error=error, traceback=traceback.format_exc())
+    return await _finish(run, trigger, status, error, time.perf_counter() - clock)
+
+
+async def _steps(run: _Run) -> str:
+    await _refresh(run)
+    outcomes = await _train(run)
+    for outcome in outcomes:
+        await _handle(run, outcome)
+    return run_repo.SUCCEEDED if run.counts.get("trained", 0) else run_repo.FAILED
+
+
+async def _refresh(run: _Run) -> None:
+    settings = run.settings
+    for symbol in settings.symbols:
+        result = await refresh_symbol(
+            session_factory=run.session_factory,
+            source=settings.data_source,
+            symbol=symbol,
+            interval=settings.interval,
+        )
+        run.anomalies[symbol] = result.anomalies
+        run.bump("bars_loaded", result.loaded)
+        run.bump("bars_inserted", result.inserted)
+        run.write("bars_refreshed", symbol=symbol, inserted=result.inserted, last=result.last_bar)
+
+
+async def _train(run: _Run) -> list[TrainOutcome]:
+    settings = run.settings
+    jobs, skips = plan(settings.symbols, settings.targets, settings.model_types)
+    for skip in skips:
+        run.decisions[skip.key] = {"decision": "skipped", "reason": skip.reason}
+        run.bump("skipped")
+        m.PIPELINE_MODELS.labels("skipped").inc()
+    bars = {
+        symbol: await stored_bars(
+            session_factory=run.session_factory, symbol=symbol, interval=settings.interval
+        )
+        for symbol in settings.symbols
+    }
+    tasks = [_task(settings, bars[symbol], symbol, target, kind) for symbol, target, kind in jobs]
+    run.write("training_started", models=len(tasks), workers=worker_count(settings, len(tasks)))
+    return await train_in_workers(tasks, worker_count(settings, len(tasks)))
+
+
+def _task(settings: Settings, bars: Any, symbol: str, target: str, model_type: str) -> TrainTask:
+    return TrainTask(
+        symbol=symbol,
+        target=target,
+        model_type=model_type,
+        bars=bars,
+        lookback=settings.lookback,
+        horizon=settings.horizon,
+        interval=settings.interval,
+        seed=settings.seed,
+        cost_bps=settings.cost_bps,
+    )
+
+
+async def train_in_workers(tasks: Sequence[TrainTask], workers: int) -> list[TrainOutcome]:
+    """Train every task in a process pool; the event loop stays free while they run."""
+    if not tasks:
+        return []
+    loop = asyncio.get_running_loop()
+    pool = make_pool(workers)
+    try:
+        futures = [loop.run_in_executor(pool, train_task, task) for task in tasks]
+        return list(await asyncio.gather(*futures))
+    finally:
+        await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+
+async def _handle(run: _Run, outcome: TrainOutcome) -> None:
+    if outcome.bundle is None:
+        run.decisions[outcome.key] = {"decision": "failed", "error": outcome.error}
+        run.bump("failed")
+        m.PIPELINE_MODELS.labels("failed").inc()
+        run.write("model_failed", key=outcome.key, error=outcome.error)
+        return
+    run.bump("trained")
+    published = await asyncio.to_thread(run.registry.publish, outcome.bundle)
+    run.bump("published")
+    champion_version, champion_metrics = await _record_version(run, outcome, published.sha256)
+    decision = decide(
+        key=outcome.key,
+        version=published.version,
+        target=outcome.target,
+        challenger=outcome.metrics,
+        champion=champion_metrics,
+        champion_version=champion_version,
+        rule=run.rule,
+    )
+    run.metrics[outcome.key] = {
+        "version": published.version, "train_seconds": round(outcome.seconds, 3), **outcome.metrics,
+    }  # fmt: skip
+    run.decisions[outcome.key] = decision.as_record()
+    run.write("model_judged", key=outcome.key, **decision.as_record())
+    if decision.promote:
+        await promote(run, decision, published.sha256, outcome.metrics)
+    else:
+        run.bump("rejected")
+        m.PIPELINE_MODELS.labels("rejected").inc()
+
+
+async def _record_version(
+    run: _Run, outcome: TrainOutcome, sha256: str
+) -> tuple[str | None, dict[str, Any] | None]:
+    """Store the new challenger and its equity curve; return the champion it must beat."""
+    bundle = outcome.bundle
+    assert bundle is not None  # _handle checked it
+    champion_version = await asyncio.to_thread(run.registry.champion, outcome.key)
+    async with run.session_factory() as session:
+        await model_repo.add_version(
+            session=session, key=outcome.key, version=bundle.version, symbol=bundle.symbol,
+            target=bundle.target, model_type=bundle.model_type, sha256=sha256,
+            metrics=outcome.metrics, train_start=bundle.train_start,
+            train_end=bundle.train_end, run_id=run.run_id,
+        )  # fmt: skip
+        await model_repo.replace_equity(
+            session=session, key=outcome.key, version=bundle.version, rows=outcome.equity
+        )
+        champion = None
+        if champion_version is not None:
+            champion = await model_repo.get_version(
+                session=session, key=outcome.key, version=champion_version
+            )
+        await session.commit()
+    if champion_version is None:
+        return None, None
+    if champion is not None:
+        return champion_version, dict(champion.metrics)
+    meta = await asyncio.to_thread(run.registry.meta, outcome.key, champion_version)
+    return champion_version, dict(meta.get("metrics") or {})
+
+
+async def promote(
+    run: _Run, decision: Decision, sha256: str, metrics: dict[str, float | None]
+) -> None:
+    """Switch the champion pointer, record it, and tell the consumers."""
+    await asyncio.to_thread(run.registry.promote, decision.key, decision.version)
+    async with run.session_factory() as session:
+        await model_repo.set_champion(session=session, key=decision.key, version=decision.version)
+        await model_repo.add_event(
+            session=session, key=decision.key, version=decision.version,
+            previous_version=decision.champion_version, event="promoted", reason=decision.reason,
+        )  # fmt: skip
+        await session.commit()
+    run.bump("promoted")
+    m.PIPELINE_MODELS.labels("promoted").inc()
+    await run.events.publish(
+        ModelEvent(
+            model_key=decision.key,
+            version=decision.version,
+            sha256=sha256,
+            event="promoted",
+            metrics=metrics,
+        )
+    )
+
+
+async def _finish(
+    run: _Run, trigger: str, status: str, error: str | None, seconds: float
+) -> RunSummary:
+    async with run.session_factory() as session:
+        row = await run_repo.finish_run(
+            session=session, run_id=run.run_id, status=status, counts=run.counts,
+            decisions=run.decisions, metrics=run.metrics, anomalies=run.anomalies, error=error,
+        )  # fmt: skip
+        await session.commit()
+    m.PIPELINE_RUNS.labels(status, trigger).inc()
+    m.PIPELINE_DURATION.observe(seconds)
+    m.LAST_RUN_FAILED.set(0 if status == run_repo.SUCCEEDED else 1)
+    if status == run_repo.SUCCEEDED and row.finished_at is not None:
+        m.LAST_SUCCESS.set(row.finished_at.timestamp())
+    run.write("pipeline_finished", status=status, seconds=round(seconds, 3), counts=run.counts)
+    return RunSummary(
+        run.run_id, trigger, status, round(seconds, 3), run.counts, run.decisions,
+        run.metrics, run.anomalies, str(run.write.path), error,
+    )  # fmt: skip
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ItffError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

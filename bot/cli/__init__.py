@@ -21,7 +21,7 @@ app = typer.Typer(
 )
 
 # Each module defines `register(app)`. Add a module here when it is created.
-COMMAND_MODULES = ("bot.cli.db", "bot.cli.kafka", "bot.cli.s3")
+COMMAND_MODULES = ("bot.cli.db", "bot.cli.kafka", "bot.cli.s3", "bot.cli.consumer")
 
 
 def _register_all() -> None:

@@ -1,0 +1,25 @@
+"""`itff consumer`: the inference consumer (alerts -> signals), model hot reload, outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+from bot.observability import configure_logging
+from bot.settings import load_settings
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("consumer")
+    def consumer(
+        metrics_port: int | None = typer.Option(
+            None, help="Prometheus port (default ITFF_CONSUMER_METRICS_PORT; 0 turns it off)"
+        ),
+    ) -> None:
+        """Consume itff.alerts in group itff-inference; stops cleanly on SIGTERM or Ctrl-C."""
+        from consumers.runner import run
+
+        settings = load_settings()
+        configure_logging(level=settings.log_level, json=settings.log_json, service="consumer")
+        asyncio.run(run(settings, metrics_port=metrics_port))

@@ -1,0 +1,138 @@
+"""Outcomes of live signals and live metrics, computed with the backtest's own functions.
+
+Pure: numbers in, numbers out (no database, no Kafka). Conventions, the same as the backtest
+(`bot.backtest`, `bot.targets`):
+
+- a signal at bar t with horizon h is resolved once bar t+h exists; its `realised_return` is the
+  forward log return log(c[t+h] / c[t]) (`bot.targets.forward_log_return`), and `hit` says whether
+  the model's up/down call was right (direction models: prediction > 0.5 means up; return models:
+  prediction > 0);
+- its `strategy_return` is the gross one-bar return of the signal's position (buy +1, sell -1,
+  hold 0) held from the close of t to the close of t+1, p * (c[t+1] / c[t] - 1);
+- live metrics replay a model's resolved signals, in bar order, through `bot.backtest.backtest`
+  (costs of position changes included) and `bot.metrics`, so that they compare with the backtest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bot import metrics
+from bot.backtest import backtest
+from bot.data.intervals import periods_per_year
+
+POSITIONS = {"buy": 1.0, "sell": -1.0, "hold": 0.0}
+WINDOWS: tuple[tuple[str, timedelta | None], ...] = (
+    ("7d", timedelta(days=7)),
+    ("30d", timedelta(days=30)),
+    ("all", None),
+)
+LIVE_COLUMNS = (
+    "model_key",
+    "target",
+    "interval",
+    "bar_time",
+    "prediction",
+    "probability",
+    "action",
+    "realised_return",
+    "strategy_return",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """The outcome of one signal (None while bar t+h is not known)."""
+
+    exit_time: datetime
+    realised_return: float
+    hit: bool
+    strategy_return: float
+
+
+def predicted_up(target: str, prediction: float) -> bool:
+    return prediction > (0.5 if target == "direction" else 0.0)  # noqa: PLR2004 - class cut-off
+
+
+def resolve(
+    bars: pd.DataFrame, *, bar_time: datetime, horizon: int, target: str, prediction: float,
+    action: str,
+) -> Resolution | None:
+    """The outcome of a signal made at `bar_time` from a bars frame that holds the later bars."""
+    index = bars.index
+    position = int(index.searchsorted(pd.Timestamp(bar_time)))
+    if position >= len(index) or index[position] != pd.Timestamp(bar_time):
+        return None
+    exit_position = position + horizon
+    if exit_position >= len(index):
+        return None
+    close = bars["close"].to_numpy(dtype=float)
+    realised = float(np.log(close[exit_position] / close[position]))
+    one_bar = float(close[position + 1] / close[position] - 1.0)
+    return Resolution(
+        exit_time=index[exit_position].to_pydatetime(),
+        realised_return=realised,
+        hit=predicted_up(target, prediction) == (realised > 0),
+        strategy_return=POSITIONS.get(action, 0.0) * one_bar,
+    )
+
+
+def model_metrics(rows: pd.DataFrame, *, cost_bps: float) -> dict[str, float | None]:
+    """Live metrics of one model from its resolved signals (one row per bar, any order)."""
+    rows = rows.sort_values("bar_time")
+    target = str(rows["target"].iloc[0]) if len(rows) else "direction"
+    realised = rows["realised_return"].to_numpy(dtype=float)
+    prediction = rows["prediction"].to_numpy(dtype=float)
+    up_call = np.array([predicted_up(target, p) for p in prediction], dtype=float)
+    out: dict[str, float | None] = dict(metrics.classification_metrics(realised > 0, up_call))
+    out["mae"] = metrics.mae(realised, prediction) if target == "return" else None
+    out.update(_trading(rows, cost_bps=cost_bps))
+    out["signal_count"] = float(len(rows))
+    return out
+
+
+def _trading(rows: pd.DataFrame, *, cost_bps: float) -> dict[str, float | None]:
+    if rows.empty:
+        return {"profit_factor": None, "sharpe": None, "total_return": None}
+    positions = rows["action"].map(POSITIONS).fillna(0.0).to_numpy(dtype=float)
+    gross = rows["strategy_return"].to_numpy(dtype=float)
+    # gross = p * r; the backtest wants r itself (any value where p = 0 gives the same result)
+    one_bar = np.divide(gross, positions, out=np.zeros_like(gross), where=positions != 0)
+    result = backtest(
+        positions,
+        one_bar,
+        cost_bps=cost_bps,
+        periods_per_year=periods_per_year(str(rows["interval"].iloc[0])),
+    )
+    summary = result.metrics
+    return {
+        "profit_factor": summary["profit_factor"],
+        "sharpe": summary["sharpe"],
+        "total_return": summary["total_return"],
+    }
+
+
+def live_metrics(
+    rows: Sequence[Any] | pd.DataFrame,
+    *,
+    now: datetime,
+    cost_bps: float,
+    windows: tuple[tuple[str, timedelta | None], ...] = WINDOWS,
+) -> dict[tuple[str, str], dict[str, float | None]]:
+    """Metrics per (model_key, window) over resolved signals whose bar is inside the window."""
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows, columns=LIVE_COLUMNS)
+    out: dict[tuple[str, str], dict[str, float | None]] = {}
+    if frame.empty:
+        return out
+    times = pd.to_datetime(frame["bar_time"], utc=True)
+    for name, span in windows:
+        inside = frame if span is None else frame[times >= pd.Timestamp(now - span)]
+        for key, group in inside.groupby("model_key", sort=True):
+            out[(str(key), name)] = model_metrics(group, cost_bps=cost_bps)
+    return out

@@ -1,0 +1,136 @@
+"""Bars repository: idempotent upserts keyed by (symbol, interval, time) and recent-bar windows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.schemas import utcnow
+from storage.tables import Bar
+
+BAR_FIELDS = ("open", "high", "low", "close", "volume")
+# SQLite allows at most 32766 bound parameters per statement; a bar row binds 10.
+_CHUNK = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class BarRecord:
+    """One OHLCV bar as stored: the key (symbol, interval, time) and its values."""
+
+    symbol: str
+    interval: str
+    time: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    source: str = "unknown"
+
+    @property
+    def key(self) -> tuple[str, str, datetime]:
+        return (self.symbol, self.interval, self.time)
+
+
+def dialect_insert(session: AsyncSession, table: Any) -> Any:
+    """`INSERT` with `ON CONFLICT` support for the session's backend (SQLite or PostgreSQL)."""
+    name = session.get_bind().dialect.name
+    return pg_insert(table) if name == "postgresql" else sqlite_insert(table)
+
+
+def _last_per_key(bars: Iterable[BarRecord]) -> list[BarRecord]:
+    """One row per key, the last one winning (a later message for the same bar replaces it)."""
+    return list({bar.key: bar for bar in bars}.values())
+
+
+async def upsert_bars(*, session: AsyncSession, bars: Sequence[BarRecord]) -> int:
+    """Insert or replace bars; the same bar twice leaves one row. Returns the rows written."""
+    rows = _last_per_key(bars)
+    now = utcnow()
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start : start + _CHUNK]
+        statement = dialect_insert(session, Bar).values(
+            [
+                {
+                    "symbol": bar.symbol,
+                    "interval": bar.interval,
+                    "time": bar.time,
+                    **{name: getattr(bar, name) for name in BAR_FIELDS},
+                    "source": bar.source,
+                    "updated_at": now,
+                }
+                for bar in chunk
+            ]
+        )
+        excluded = statement.excluded
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["symbol", "interval", "time"],
+                set_={
+                    **{name: excluded[name] for name in BAR_FIELDS},
+                    "source": excluded.source,
+                    "updated_at": excluded.updated_at,
+                },
+            )
+        )
+    return len(rows)
+
+
+async def upsert_frame(
+    *, session: AsyncSession, symbol: str, interval: str, frame: pd.DataFrame, source: str
+) -> int:
+    """Upsert a bars frame (UTC `DatetimeIndex` named `time`, OHLCV columns)."""
+    records = [
+        BarRecord(symbol, interval, time.to_pydatetime(), *map(float, values), source=source)
+        for time, values in zip(
+            frame.index, frame[list(BAR_FIELDS)].itertuples(index=False), strict=True
+        )
+    ]
+    return await upsert_bars(session=session, bars=records)
+
+
+async def recent_bars(
+    *, session: AsyncSession, symbol: str, interval: str, limit: int
+) -> pd.DataFrame:
+    """The last `limit` bars of a symbol as a bars frame, oldest first (empty when none)."""
+    statement = (
+        select(Bar.time, *(getattr(Bar, name) for name in BAR_FIELDS))
+        .where(Bar.symbol == symbol, Bar.interval == interval)
+        .order_by(Bar.time.desc())
+        .limit(limit)
+    )
+    rows = (await session.execute(statement)).all()
+    return bars_frame(list(reversed(rows)))
+
+
+async def bars_between(
+    *, session: AsyncSession, symbol: str, interval: str, start: datetime
+) -> pd.DataFrame:
+    """Every bar of a symbol at or after `start`, oldest first."""
+    statement = (
+        select(Bar.time, *(getattr(Bar, name) for name in BAR_FIELDS))
+        .where(Bar.symbol == symbol, Bar.interval == interval, Bar.time >= start)
+        .order_by(Bar.time)
+    )
+    return bars_frame(list((await session.execute(statement)).all()))
+
+
+async def count_bars(*, session: AsyncSession, symbol: str, interval: str) -> int:
+    statement = select(func.count()).where(Bar.symbol == symbol, Bar.interval == interval)
+    return int((await session.execute(statement)).scalar_one())
+
+
+def bars_frame(rows: Sequence[Any]) -> pd.DataFrame:
+    """Rows of (time, open, high, low, close, volume) as the project's bars frame."""
+    index = pd.DatetimeIndex([row[0] for row in rows], name="time")
+    index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    data = {name: [float(row[i + 1]) for row in rows] for i, name in enumerate(BAR_FIELDS)}
+    return pd.DataFrame(data, index=index, columns=list(BAR_FIELDS), dtype="float64")

@@ -1,0 +1,192 @@
+"""Signals, outcomes and live-metric snapshots: idempotent writes and the reads that feed them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.schemas import Signal, utcnow
+from storage.bars import dialect_insert
+from storage.tables import LiveMetricSnapshot, Outcome, SignalRow
+
+SIGNAL_FIELDS = tuple(name for name in Signal.model_fields if name != "schema_version")
+_CHUNK = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class PendingSignal:
+    """A stored signal still waiting for the bar `horizon` bars after its own."""
+
+    signal_id: str
+    model_key: str
+    symbol: str
+    interval: str
+    bar_time: datetime
+    horizon: int
+    action: str
+    target: str
+    prediction: float
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeRecord:
+    signal_id: str
+    model_key: str
+    bar_time: datetime
+    exit_time: datetime
+    realised_return: float
+    hit: bool | None
+    strategy_return: float
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedSignal:
+    """A signal joined with its outcome: the input of live metrics."""
+
+    model_key: str
+    target: str
+    interval: str
+    bar_time: datetime
+    prediction: float
+    probability: float | None
+    action: str
+    realised_return: float
+    strategy_return: float
+    hit: bool | None
+
+
+def _signal_row(signal: Signal, horizon: int) -> dict[str, Any]:
+    return {name: getattr(signal, name) for name in SIGNAL_FIELDS} | {"horizon": horizon}
+
+
+async def insert_signals(
+    *, session: AsyncSession, signals: Sequence[Signal], horizons: Mapping[str, int]
+) -> set[str]:
+    """Insert signals, skipping any (alert_id, model_key) already stored; returns inserted ids."""
+    inserted: set[str] = set()
+    for start in range(0, len(signals), _CHUNK):
+        chunk = signals[start : start + _CHUNK]
+        statement = (
+            dialect_insert(session, SignalRow)
+            .values([_signal_row(s, horizons.get(s.model_key, 1)) for s in chunk])
+            .on_conflict_do_nothing()
+            .returning(SignalRow.signal_id)
+        )
+        inserted.update((await session.execute(statement)).scalars())
+    return inserted
+
+
+def _to_signal(row: SignalRow) -> Signal:
+    return Signal.model_validate({name: getattr(row, name) for name in SIGNAL_FIELDS})
+
+
+async def signals_for_alerts(*, session: AsyncSession, alert_ids: Sequence[str]) -> list[Signal]:
+    """Every stored signal of these alerts, as they were first emitted."""
+    if not alert_ids:
+        return []
+    found: list[Signal] = []
+    unique = sorted(set(alert_ids))
+    for start in range(0, len(unique), _CHUNK):
+        statement = select(SignalRow).where(SignalRow.alert_id.in_(unique[start : start + _CHUNK]))
+        found.extend(_to_signal(row) for row in (await session.execute(statement)).scalars())
+    return found
+
+
+async def pending_signals(
+    *, session: AsyncSession, symbol: str | None = None
+) -> list[PendingSignal]:
+    """Signals without an outcome yet, oldest bar first (of one symbol, or of all)."""
+    statement = (
+        select(
+            SignalRow.signal_id,
+            SignalRow.model_key,
+            SignalRow.symbol,
+            SignalRow.interval,
+            SignalRow.bar_time,
+            SignalRow.horizon,
+            SignalRow.action,
+            SignalRow.target,
+            SignalRow.prediction,
+        )
+        .outerjoin(Outcome, Outcome.signal_id == SignalRow.signal_id)
+        .where(Outcome.signal_id.is_(None))
+        .order_by(SignalRow.bar_time)
+    )
+    if symbol is not None:
+        statement = statement.where(SignalRow.symbol == symbol)
+    return [PendingSignal(*row) for row in (await session.execute(statement)).all()]
+
+
+async def insert_outcomes(*, session: AsyncSession, outcomes: Sequence[OutcomeRecord]) -> int:
+    """Store outcomes; one already stored for a signal is kept. Returns the rows inserted."""
+    if not outcomes:
+        return 0
+    now = utcnow()
+    statement = (
+        dialect_insert(session, Outcome)
+        .values(
+            [
+                {
+                    "signal_id": o.signal_id,
+                    "model_key": o.model_key,
+                    "bar_time": o.bar_time,
+                    "exit_time": o.exit_time,
+                    "realised_return": o.realised_return,
+                    "hit": o.hit,
+                    "strategy_return": o.strategy_return,
+                    "resolved_at": now,
+                }
+                for o in outcomes
+            ]
+        )
+        .on_conflict_do_nothing()
+        .returning(Outcome.signal_id)
+    )
+    return len((await session.execute(statement)).all())
+
+
+async def resolved_signals(
+    *, session: AsyncSession, since: datetime | None = None
+) -> list[ResolvedSignal]:
+    """Signals with their outcomes (bar time at or after `since`), oldest bar first."""
+    statement = (
+        select(
+            SignalRow.model_key,
+            SignalRow.target,
+            SignalRow.interval,
+            SignalRow.bar_time,
+            SignalRow.prediction,
+            SignalRow.probability,
+            SignalRow.action,
+            Outcome.realised_return,
+            Outcome.strategy_return,
+            Outcome.hit,
+        )
+        .join(Outcome, Outcome.signal_id == SignalRow.signal_id)
+        .order_by(SignalRow.model_key, SignalRow.bar_time)
+    )
+    if since is not None:
+        statement = statement.where(SignalRow.bar_time >= since)
+    return [ResolvedSignal(*row) for row in (await session.execute(statement)).all()]
+
+
+async def insert_live_metrics(
+    *,
+    session: AsyncSession,
+    snapshots: Mapping[tuple[str, str], Mapping[str, float | None]],
+    computed_at: datetime,
+) -> int:
+    """One `live_metrics` row per (model_key, window)."""
+    session.add_all(
+        LiveMetricSnapshot(
+            model_key=key, window=window, computed_at=computed_at, metrics=dict(metrics)
+        )
+        for (key, window), metrics in snapshots.items()
+    )
+    await session.flush()
+    return len(snapshots)

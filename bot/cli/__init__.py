@@ -21,7 +21,13 @@ app = typer.Typer(
 )
 
 # Each module defines `register(app)`. Add a module here when it is created.
-COMMAND_MODULES = ("bot.cli.db", "bot.cli.kafka", "bot.cli.s3", "bot.cli.consumer")
+COMMAND_MODULES = (
+    "bot.cli.db",
+    "bot.cli.kafka",
+    "bot.cli.s3",
+    "bot.cli.consumer",
+    "bot.cli.dashboard",
+)
 
 
 def _register_all() -> None:

@@ -1,0 +1,67 @@
+"""`itff dashboard` (serve the dashboard) and `itff report snapshot` (its key charts as a PNG)."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bot.settings import load_settings
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("dashboard")
+    def dashboard(
+        host: Annotated[
+            str | None, typer.Option(help="Listen address (default ITFF_DASH_HOST)")
+        ] = None,
+        port: Annotated[
+            int | None, typer.Option(help="Port (default ITFF_DASH_PORT, 5006)")
+        ] = None,
+    ) -> None:
+        """Serve the dashboard: live vs backtest, signals, equity, models, runs, latency."""
+        from bot.observability import configure_logging
+        from panel_app.server import password_of, serve
+
+        overrides: dict[str, object] = {"dash_host": host, "dash_port": port}
+        settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
+        password_of(settings)  # refuse an unprotected public address before anything starts
+        configure_logging(level=settings.log_level, json=settings.log_json, service="dashboard")
+        typer.echo(f"dashboard at http://{settings.dash_host}:{settings.dash_port}/")
+        serve(settings)
+
+    report = typer.Typer(help="Reports for the daily routine.", no_args_is_help=True)
+
+    @report.command("snapshot")
+    def snapshot(
+        day: Annotated[
+            str | None, typer.Option(help="Date in the file name, YYYY-MM-DD (default: today UTC)")
+        ] = None,
+        window: Annotated[str, typer.Option(help="Live window: 7d, 30d or all")] = "30d",
+        output: Annotated[
+            Path | None, typer.Option(help="PNG path (default: under ITFF_REPORT_DIR)")
+        ] = None,
+    ) -> None:
+        """Render the overview table, equity and latency charts to a PNG."""
+        from panel_app.snapshot import render_snapshot, snapshot_path
+
+        settings = load_settings()
+        target = output or snapshot_path(settings.report_dir, _day(day))
+        render_snapshot(settings, target, window=window)
+        typer.echo(f"snapshot written to {target}")
+
+    app.add_typer(report, name="report")
+
+
+def _day(value: str | None) -> date:
+    from bot.errors import BadInput
+    from bot.schemas import utcnow
+
+    if value is None:
+        return utcnow().date()
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise BadInput(f"--day must be a date like 2026-01-31, got {value!r}") from exc

@@ -1,0 +1,112 @@
+"""One browser session of the dashboard: a header with the window selector and six tabs.
+
+Each session refreshes itself on a periodic callback. The database is read in a worker thread, so a
+slow query never blocks the server's event loop; the shared query cache means many sessions cost
+the database one query per refresh period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import panel as pn
+
+from bot.errors import ItffError
+from bot.observability import get_logger
+from bot.schemas import utcnow
+from panel_app.data import DashboardData, load
+from panel_app.queries import WINDOWS, DashboardQueries
+from panel_app.views.equity import EquityView
+from panel_app.views.latency import LatencyView
+from panel_app.views.models import ModelsView
+from panel_app.views.overview import OverviewView
+from panel_app.views.pipeline import PipelineView
+from panel_app.views.signals import SignalsView
+from panel_app.views.theme import LIVE_COLOR
+
+log = get_logger(__name__)
+TAB_NAMES = ("Overview", "Equity", "Signals", "Models", "Pipeline", "Latency")
+
+
+class Dashboard:
+    """The components of one session and the refresh that fills them."""
+
+    def __init__(
+        self, queries: DashboardQueries, *, drift_margin: float, refresh_seconds: float
+    ) -> None:
+        self.queries = queries
+        self.drift_margin = drift_margin
+        self.refresh_seconds = refresh_seconds
+        self.window = pn.widgets.RadioButtonGroup(
+            name="Live window", options=list(WINDOWS), value="30d", button_type="primary"
+        )
+        self.status = pn.pane.Markdown("loading…", styles={"color": "#555"})
+        self.problem = pn.pane.Alert(
+            alert_type="danger", visible=False, sizing_mode="stretch_width"
+        )
+        self.overview = OverviewView(drift_margin=drift_margin)
+        self.equity = EquityView()
+        self.signals = SignalsView(on_filter=self.schedule_refresh)
+        self.models = ModelsView()
+        self.pipeline = PipelineView()
+        self.latency = LatencyView()
+        self.window.param.watch(lambda _event: self.schedule_refresh(), "value")
+        self._lock = asyncio.Lock()
+
+    def layout(self) -> pn.viewable.Viewable:
+        tabs = pn.Tabs(
+            *zip(TAB_NAMES, (view.panel for view in self._views()), strict=True),
+            sizing_mode="stretch_width",
+        )
+        header = pn.Row(
+            pn.pane.Markdown(f"## <span style='color:{LIVE_COLOR}'>ITFF</span> live vs backtest"),
+            pn.Spacer(),
+            pn.Column(pn.pane.Markdown("**Live window**", margin=(0, 5)), self.window),
+            sizing_mode="stretch_width",
+        )
+        return pn.Column(header, self.status, self.problem, tabs, sizing_mode="stretch_width")
+
+    def _views(self) -> tuple[Any, ...]:
+        return (self.overview, self.equity, self.signals, self.models, self.pipeline, self.latency)
+
+    def schedule_refresh(self) -> None:
+        pn.state.execute(self.refresh)
+
+    async def refresh(self) -> None:
+        """Read in a worker thread, then update every view; errors show as a banner."""
+        async with self._lock:
+            try:
+                data = await asyncio.to_thread(
+                    load,
+                    self.queries,
+                    window=self.window.value,
+                    drift_margin=self.drift_margin,
+                    signal_filter=self.signals.selection(),
+                )
+            except ItffError as exc:
+                self.problem.object = f"**Cannot read the data:** {exc}"
+                self.problem.visible = True
+                log.warning("dashboard refresh failed", error=str(exc))
+                return
+            self.show(data)
+
+    def show(self, data: DashboardData) -> None:
+        for view in self._views():
+            view.update(data)
+        self.problem.visible = False
+        self.status.object = (
+            f"Updated {utcnow():%Y-%m-%d %H:%M:%S} UTC · refreshes every "
+            f"{self.refresh_seconds:g} s · read-only"
+        )
+
+
+def session(
+    queries: DashboardQueries, *, drift_margin: float, refresh_seconds: float
+) -> pn.viewable.Viewable:
+    """Build one session's page and start its periodic refresh (call inside a Panel session)."""
+    dashboard = Dashboard(queries, drift_margin=drift_margin, refresh_seconds=refresh_seconds)
+    refresh: Any = dashboard.refresh  # Panel awaits coroutine functions; its stubs say otherwise
+    pn.state.onload(refresh)
+    pn.state.add_periodic_callback(refresh, period=int(refresh_seconds * 1000))
+    return dashboard.layout()

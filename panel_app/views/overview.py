@@ -1,0 +1,105 @@
+"""Overview: one row per champion, live next to backtest for each metric, and the drift flag."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import panel as pn
+
+from panel_app.compare import METRICS, OVERVIEW_COLUMNS, SOURCES, Metric, column
+from panel_app.data import DashboardData
+from panel_app.views.compare_format import metric_formatters
+from panel_app.views.theme import (
+    BACKTEST_COLOR,
+    DRIFT_COLOR,
+    LIVE_COLOR,
+    OK_COLOR,
+    empty_state,
+    style_of,
+    table,
+)
+
+NO_MODELS = (
+    "**No champion models yet.** Train and promote the sample models with `itff train` or "
+    "`itff pipeline run`; this table then shows each champion's live and backtest metrics."
+)
+
+
+def _formatters() -> dict[str, Any]:
+    return metric_formatters(tuple(f"_{source}" for source in SOURCES))
+
+
+def _titles(margin: float) -> dict[str, str]:
+    titles = {"model_key": "Model", "version": "Version"}
+    titles |= {column(m, s): s for m in METRICS for s in SOURCES}
+    titles["drift"] = f"Drift (margin {100 * margin:.0f} pp)"
+    return titles
+
+
+def _groups() -> dict[str, list[str]]:
+    return {metric.label: [column(metric, s) for s in SOURCES] for metric in METRICS}
+
+
+def _colour(frame: pd.DataFrame) -> pd.DataFrame:
+    """Cell styles: live values blue, backtest values orange, a drifting model's flag red."""
+    styles = pd.DataFrame("", index=frame.index, columns=frame.columns)
+    for metric in METRICS:
+        styles[column(metric, "live")] = f"color: {LIVE_COLOR}; font-weight: 600"
+        styles[column(metric, "backtest")] = f"color: {BACKTEST_COLOR}"
+    styles["drift"] = [
+        f"color: {DRIFT_COLOR}; font-weight: 700" if flag else f"color: {OK_COLOR}"
+        for flag in frame["drifting"]
+    ]
+    return styles
+
+
+def styled(frame: pd.DataFrame) -> Any:
+    """The overview as a coloured pandas Styler (the snapshot renders it as HTML)."""
+    return frame.style.apply(_colour, axis=None)
+
+
+class OverviewView:
+    def __init__(self, *, drift_margin: float) -> None:
+        self.table = table(
+            pd.DataFrame(columns=list(OVERVIEW_COLUMNS)),
+            formatters=_formatters(),
+            titles=_titles(drift_margin),
+            groups=_groups(),
+            hidden_columns=["drifting"],
+            frozen_columns=["model_key"],
+            pagination=None,
+        )
+        style_of(self.table).apply(
+            _colour, axis=None
+        )  # Tabulator keeps the style across value updates
+        self.empty = empty_state(NO_MODELS)
+        self.drift_note = pn.pane.Markdown(sizing_mode="stretch_width")
+        self.panel = pn.Column(self.drift_note, self.empty, self.table, sizing_mode="stretch_width")
+
+    def update(self, data: DashboardData) -> None:
+        frame = data.overview
+        self.empty.visible = frame.empty
+        self.table.visible = not frame.empty
+        self.table.value = frame
+        self.drift_note.object = _summary(frame, data.window)
+
+
+def _summary(frame: pd.DataFrame, window: str) -> str:
+    if frame.empty:
+        return ""
+    drifting = frame[frame["drifting"]]["model_key"].tolist()
+    live = sum(frame[column(_count(), "live")].notna())
+    head = (
+        f"**{len(frame)} champion models**, {live} with live metrics over **{window}**. "
+        f"<span style='color:{LIVE_COLOR}'>■ live</span> "
+        f"<span style='color:{BACKTEST_COLOR}'>■ backtest (out-of-sample)</span>"
+    )
+    if drifting:
+        flagged = ", ".join(drifting)
+        return f"{head}<br><span style='color:{DRIFT_COLOR}'>⚠ drifting: {flagged}</span>"
+    return head
+
+
+def _count() -> Metric:
+    return next(metric for metric in METRICS if metric.kind == "count")

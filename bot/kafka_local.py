@@ -384,7 +384,7 @@ async def start(
     broker.data_dir.mkdir(parents=True, exist_ok=True)
     lock = broker.data_dir / ".start.lock"
     async with _async_lock(lock):
-        if port_open(broker.port) and await broker_answers(broker.bootstrap):
+        if port_open(broker.port) and await broker_answers(broker.bootstrap, wait_seconds=2.0):
             process = broker_process(broker)
             pid = process.pid if process else None
             return StartResult(started=False, pid=pid, seconds=time.monotonic() - began)

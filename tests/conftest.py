@@ -18,7 +18,7 @@ from storage.migrate import upgrade_async
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.fixtures.kafka", "tests.fixtures.webhook"]
 
 
 @pytest.fixture

@@ -42,8 +42,12 @@ class ModelEventPublisher:
         await self.stop()
 
     async def start(self) -> None:
+        """Connect (once); the topics are created first when missing (idempotent)."""
         if self._producer is not None:
             return
+        from bot.kafka_admin import ensure_topics
+
+        await ensure_topics(self._settings)
         producer = AIOKafkaProducer(
             bootstrap_servers=self._settings.bootstrap,
             enable_idempotence=True,

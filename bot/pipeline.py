@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import pipeline_metrics as m
 from bot.artifacts import ArtifactRegistry
-from bot.errors import ItffError
+from bot.errors import IntegrityError, ItffError
 from bot.observability import get_logger
 from bot.pipeline_refresh import refresh_symbol, stored_bars
 from bot.pipeline_train import TrainOutcome, TrainTask, make_pool, plan, train_task
@@ -313,6 +313,49 @@ async def _finish(
         run.run_id, trigger, status, round(seconds, 3), run.counts, run.decisions,
         run.metrics, run.anomalies, str(run.write.path), error,
     )  # fmt: skip
+
+
+async def rollback_champion(
+    *,
+    session_factory: SessionFactory,
+    registry: ArtifactRegistry,
+    events: EventSink,
+    key: str,
+    to: str | None = None,
+) -> str:
+    """Switch the champion of `key` back (to `to` or the previous one) and tell the consumers."""
+    previous = await asyncio.to_thread(registry.champion, key)
+    version = await asyncio.to_thread(registry.rollback, key, to)
+    info = await asyncio.to_thread(registry.info, key, version)
+    if info.sha256 is None:
+        raise IntegrityError(
+            f"{key}/{version} has no readable manifest; run `itff artifacts verify`"
+        )
+    reason = f"rollback from {previous} to {version}"
+    async with session_factory() as session:
+        await model_repo.set_champion(session=session, key=key, version=version)
+        await model_repo.add_event(
+            session=session, key=key, version=version, previous_version=previous,
+            event="rolled_back", reason=reason,
+        )  # fmt: skip
+        row = await model_repo.get_version(session=session, key=key, version=version)
+        await session.commit()
+    metrics = dict(row.metrics) if row is not None else {}
+    await events.publish(
+        ModelEvent(
+            model_key=key,
+            version=version,
+            sha256=info.sha256,
+            event="rolled_back",
+            metrics={name: value for name, value in metrics.items() if _is_metric(value)},
+        )
+    )
+    log.info("champion_rolled_back", model_key=key, version=version, previous=previous)
+    return version
+
+
+def _is_metric(value: object) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
 
 
 def _describe(exc: BaseException) -> str:

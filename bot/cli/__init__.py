@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "bot.cli.s3",
     "bot.cli.consumer",
     "bot.cli.dashboard",
+    "bot.cli.pipeline",
 )
 
 

@@ -142,16 +142,16 @@ def scaler_of(pipeline: Any, n_inputs: int) -> Any:
     from sklearn.pipeline import Pipeline
     from sklearn.utils.validation import check_is_fitted
 
-    if not isinstance(pipeline, Pipeline) or len(pipeline.steps) < 2:  # noqa: PLR2004
+    if not isinstance(pipeline, Pipeline):
         raise BadInput(
             f"the model is a {type(pipeline).__name__}, not a scikit-learn Pipeline (scaler, ..., "
             "estimator): retrain it so that the fitted scaler travels with the model"
         )
     name, scaler = pipeline.steps[0]
-    if not isinstance(scaler, _scaler_types()):
+    if len(pipeline.steps) < 2 or not isinstance(scaler, _scaler_types()):  # noqa: PLR2004
         raise BadInput(
             f"the pipeline has no scaler: its first step {name!r} is {type(scaler).__name__}; "
-            "retrain with the scaler as the first step of the pipeline"
+            "retrain with the fitted scaler as the first step of the pipeline"
         )
     try:
         check_is_fitted(scaler)

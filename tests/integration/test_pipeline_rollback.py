@@ -1,0 +1,85 @@
+"""`rollback_champion` switches the champion and its ModelEvent reaches the real models topic."""
+
+from __future__ import annotations
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from bot.artifacts import ArtifactRegistry
+from bot.errors import NotFound
+from bot.model_events import ModelEventPublisher
+from bot.pipeline import rollback_champion
+from bot.schemas import ModelEvent
+from storage import models as model_repo
+from tests.pipeline_support import small_bundle
+
+pytestmark = pytest.mark.kafka
+KEY = "SPX-direction-logreg"
+
+
+async def _publish(session_factory, registry: ArtifactRegistry, version: str) -> str:
+    published = registry.publish(small_bundle(version, accuracy=0.5 + int(version[1:]) / 100))
+    async with session_factory() as session:
+        await model_repo.add_version(
+            session=session, key=KEY, version=version, symbol="SPX", target="direction",
+            model_type="logreg", sha256=published.sha256, metrics={"accuracy": 0.51},
+            train_start=None, train_end=None, run_id=None,
+        )  # fmt: skip
+        await model_repo.set_champion(session=session, key=KEY, version=version)
+        await session.commit()
+    registry.promote(KEY, version)
+    return published.sha256
+
+
+async def _read_events(settings, count: int) -> list[tuple[bytes, ModelEvent]]:
+    consumer = AIOKafkaConsumer(
+        settings.topics.models, bootstrap_servers=settings.bootstrap,
+        auto_offset_reset="earliest", enable_auto_commit=False,
+    )  # fmt: skip
+    await consumer.start()
+    try:
+        batches = []
+        while len(batches) < count:
+            records = await consumer.getmany(timeout_ms=10_000, max_records=count)
+            if not records:
+                break
+            batches.extend(r for part in records.values() for r in part)
+        return [(r.key, ModelEvent.model_validate_json(r.value)) for r in batches]
+    finally:
+        await consumer.stop()
+
+
+async def test_rollback_switches_champion_records_and_emits_event(
+    kafka_settings, session_factory
+) -> None:
+    registry = ArtifactRegistry(kafka_settings.artifact_dir)
+    sha_v1 = await _publish(session_factory, registry, "v1")
+    await _publish(session_factory, registry, "v2")
+
+    async with ModelEventPublisher(kafka_settings) as events:
+        version = await rollback_champion(
+            session_factory=session_factory, registry=registry, events=events, key=KEY
+        )
+        with pytest.raises(NotFound):  # nothing before v1 to go back to
+            await rollback_champion(
+                session_factory=session_factory, registry=registry, events=events, key=KEY
+            )
+
+    assert version == "v1"
+    assert registry.champion(KEY) == "v1"
+    async with session_factory() as session:
+        champion = await model_repo.champion_row(session=session, key=KEY)
+        history = await model_repo.list_events(session=session, key=KEY)
+    assert champion is not None
+    assert champion.version == "v1"
+    assert [(e.event, e.version, e.previous_version) for e in history][0] == (
+        "rolled_back", "v1", "v2",
+    )  # fmt: skip
+
+    received = await _read_events(kafka_settings, 1)
+    assert len(received) == 1
+    key, event = received[0]
+    assert key == KEY.encode()
+    assert (event.event, event.model_key, event.version, event.sha256) == (
+        "rolled_back", KEY, "v1", sha_v1,
+    )  # fmt: skip

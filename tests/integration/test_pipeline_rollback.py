@@ -72,7 +72,7 @@ async def test_rollback_switches_champion_records_and_emits_event(
         history = await model_repo.list_events(session=session, key=KEY)
     assert champion is not None
     assert champion.version == "v1"
-    assert [(e.event, e.version, e.previous_version) for e in history][0] == (
+    assert (history[0].event, history[0].version, history[0].previous_version) == (
         "rolled_back", "v1", "v2",
     )  # fmt: skip
 

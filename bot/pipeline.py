@@ -134,7 +134,8 @@ async def run_pipeline(
             error = "no model could be trained; see decisions"
     except Exception as exc:
         error = _describe(exc)
-        run.write("pipeline_failed", error=error, traceback=traceback.format_exc())
+        detail = {} if isinstance(exc, ItffError) else {"traceback": traceback.format_exc()}
+        run.write("pipeline_failed", error=error, **detail)
     return await _finish(run, trigger, status, error, time.perf_counter() - clock)
 
 

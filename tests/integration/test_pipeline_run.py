@@ -1,8 +1,9 @@
-"""A real pipeline run on sample bars: refresh, train in worker processes, publish, promote, record."""
+"""Real pipeline runs on sample bars: refresh, train in workers, publish, promote, record."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -15,7 +16,7 @@ from bot.pipeline import RunSummary, run_pipeline
 from bot.schemas import ModelEvent
 from storage import models as model_repo
 from storage import runs as run_repo
-from storage.tables import Bar, BacktestEquity
+from storage.tables import BacktestEquity, Bar
 from tests.pipeline_support import write_sample_slice
 
 pytestmark = pytest.mark.kafka
@@ -124,7 +125,8 @@ async def test_run_records_bars_equity_log_and_metrics(small, session_factory) -
     assert "SPX" in run.anomalies
     assert "recent_accuracy" in run.metrics[DIRECTION]
     assert len(equity) > 100
-    lines = [json.loads(line) for line in open(summary.log_path, encoding="utf-8")]  # noqa: PTH123
+    text = Path(summary.log_path).read_text(encoding="utf-8")  # noqa: ASYNC240
+    lines = [json.loads(line) for line in text.splitlines()]
     assert {line["event"] for line in lines if line["run_id"] == summary.run_id} >= {
         "pipeline_started", "bars_refreshed", "model_judged", "pipeline_finished",
     }  # fmt: skip

@@ -92,10 +92,10 @@ async def main(bars: int, workers: int | None, model_types: str) -> None:
     finally:
         await engine.dispose()
         await _drop_topics(settings)
-    _report(summary, row, wall, bars, len(symbols), settings.pipeline_workers)
+    _report(summary, row, wall, bars=bars, symbols=len(symbols), workers=settings.pipeline_workers)
 
 
-def _report(summary, row, wall: float, bars: int, symbols: int, workers: int | None) -> None:
+def _report(summary, row, wall: float, *, bars: int, symbols: int, workers: int | None) -> None:
     train = [m["train_seconds"] for m in summary.metrics.values()]
     print(f"pipeline benchmark: {symbols} symbols x {bars} bars, cores={os.cpu_count()}, "
           f"workers={workers or os.cpu_count()}")  # fmt: skip

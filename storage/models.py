@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.schemas import utcnow
@@ -163,7 +163,10 @@ async def replace_equity(
             BacktestEquity.model_key == key, BacktestEquity.version == version
         )
     )
-    session.add_all(BacktestEquity(model_key=key, version=version, **row) for row in rows)
+    if rows:  # a bulk INSERT (executemany): curves have thousands of points
+        await session.execute(
+            insert(BacktestEquity), [{"model_key": key, "version": version, **row} for row in rows]
+        )
     return len(rows)
 
 

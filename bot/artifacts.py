@@ -184,6 +184,14 @@ class ArtifactRegistry:
             )
         return bundle
 
+    def check_manifest(self, folder: Path, key: str, version: str) -> Manifest:
+        """Parse and authenticate the manifest in `folder` (e.g. a download) for key/version."""
+        return read_manifest(folder, key, version, self._signer, label=f"{key}/{version}")
+
+    def check_version(self, key: str, version: str) -> str:
+        """Verify a published version (signature and checksums, no unpickling); its digest."""
+        return self._check_version(key, version)
+
     def verify(self, key: str | None = None) -> list[VerificationResult]:
         """Re-hash every published file (of one key or all) against its manifest."""
         if key is not None and key not in self.keys():

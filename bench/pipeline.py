@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import tempfile
 import time
 import uuid
@@ -33,6 +34,13 @@ from storage.db import create_engine, create_session_factory
 from storage.migrate import upgrade_async
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
+
+
+def _cpu_seconds() -> float:
+    own, children = (
+        resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def make_symbols(folder: Path, bars: int) -> list[str]:
@@ -80,18 +88,20 @@ async def main(bars: int, workers: int | None, model_types: str) -> None:
     engine = create_engine(settings.database_url)
     factory = create_session_factory(engine)
     try:
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), _cpu_seconds()
         async with ModelEventPublisher(settings) as events:
             summary = await run_pipeline(
                 settings, session_factory=factory, events=events, trigger="bench",
                 registry=ArtifactRegistry(settings.artifact_dir),
             )  # fmt: skip
         wall = time.perf_counter() - started
+        cpu = _cpu_seconds() - cpu_before
         async with factory() as session:
             row = await run_repo.get_run(session=session, run_id=summary.run_id)
     finally:
         await engine.dispose()
         await _drop_topics(settings)
+    print(f"  cpu time         {cpu:.1f} s (this process + workers; the machine may be shared)")
     _report(summary, row, wall, bars=bars, symbols=len(symbols), workers=settings.pipeline_workers)
 
 

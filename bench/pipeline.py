@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import tempfile
 import time
 import uuid
@@ -34,13 +33,6 @@ from storage.db import create_engine, create_session_factory
 from storage.migrate import upgrade_async
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
-
-
-def _cpu_seconds() -> float:
-    own, children = (
-        resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
-    )
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def make_symbols(folder: Path, bars: int) -> list[str]:
@@ -88,25 +80,24 @@ async def main(bars: int, workers: int | None, model_types: str) -> None:
     engine = create_engine(settings.database_url)
     factory = create_session_factory(engine)
     try:
-        started, cpu_before = time.perf_counter(), _cpu_seconds()
+        started = time.perf_counter()
         async with ModelEventPublisher(settings) as events:
             summary = await run_pipeline(
                 settings, session_factory=factory, events=events, trigger="bench",
                 registry=ArtifactRegistry(settings.artifact_dir),
             )  # fmt: skip
         wall = time.perf_counter() - started
-        cpu = _cpu_seconds() - cpu_before
         async with factory() as session:
             row = await run_repo.get_run(session=session, run_id=summary.run_id)
     finally:
         await engine.dispose()
         await _drop_topics(settings)
-    print(f"  cpu time         {cpu:.1f} s (this process + workers; the machine may be shared)")
     _report(summary, row, wall, bars=bars, symbols=len(symbols), workers=settings.pipeline_workers)
 
 
 def _report(summary, row, wall: float, *, bars: int, symbols: int, workers: int | None) -> None:
     train = [m["train_seconds"] for m in summary.metrics.values()]
+    cpu = [m["train_cpu_seconds"] for m in summary.metrics.values()]
     print(f"pipeline benchmark: {symbols} symbols x {bars} bars, cores={os.cpu_count()}, "
           f"workers={workers or os.cpu_count()}")  # fmt: skip
     print(f"  status           {summary.status} {summary.error or ''}")
@@ -115,6 +106,7 @@ def _report(summary, row, wall: float, *, bars: int, symbols: int, workers: int 
     if train:
         print(f"  train seconds    sum {sum(train):.1f}, max {max(train):.2f}, "
               f"mean {np.mean(train):.2f} per model")  # fmt: skip
+        print(f"  train cpu        sum {sum(cpu):.1f} s over the workers")
     record = {
         "run_id": row.run_id, "trigger": row.trigger, "status": row.status,
         "started_at": row.started_at.isoformat(), "duration_s": row.duration_s,

@@ -228,7 +228,8 @@ async def _handle(run: _Run, outcome: TrainOutcome) -> None:
         rule=run.rule,
     )
     run.metrics[outcome.key] = {
-        "version": published.version, "train_seconds": round(outcome.seconds, 3), **outcome.metrics,
+        "version": published.version, "train_seconds": round(outcome.seconds, 3),
+        "train_cpu_seconds": round(outcome.cpu_seconds, 3), **outcome.metrics,
     }  # fmt: skip
     run.decisions[outcome.key] = decision.as_record()
     run.write("model_judged", key=outcome.key, **decision.as_record())

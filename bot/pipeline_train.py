@@ -50,6 +50,7 @@ class TrainOutcome:
     target: str
     model_type: str
     seconds: float
+    cpu_seconds: float
     bundle: ModelBundle | None = None
     metrics: dict[str, float | None] = field(default_factory=dict)
     equity: list[dict[str, Any]] = field(default_factory=list)
@@ -101,7 +102,7 @@ def train_task(task: TrainTask) -> TrainOutcome:
     """Train and evaluate one model line; an error becomes part of the outcome, not a crash."""
     from bot.training import train_model
 
-    started = time.perf_counter()
+    started = (time.perf_counter(), time.process_time())
     try:
         result = train_model(
             task.bars,
@@ -125,13 +126,14 @@ def train_task(task: TrainTask) -> TrainOutcome:
     )
 
 
-def _outcome(task: TrainTask, started: float, **result: Any) -> TrainOutcome:
+def _outcome(task: TrainTask, started: tuple[float, float], **result: Any) -> TrainOutcome:
     return TrainOutcome(
         key=task.key,
         symbol=task.symbol,
         target=task.target,
         model_type=task.model_type,
-        seconds=time.perf_counter() - started,
+        seconds=time.perf_counter() - started[0],
+        cpu_seconds=time.process_time() - started[1],
         **result,
     )
 

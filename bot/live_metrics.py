@@ -57,11 +57,16 @@ class Resolution:
 
 
 def predicted_up(target: str, prediction: float) -> bool:
-    return prediction > (0.5 if target == "direction" else 0.0)  # noqa: PLR2004 - class cut-off
+    return prediction > (0.5 if target == "direction" else 0.0)
 
 
 def resolve(
-    bars: pd.DataFrame, *, bar_time: datetime, horizon: int, target: str, prediction: float,
+    bars: pd.DataFrame,
+    *,
+    bar_time: datetime,
+    horizon: int,
+    target: str,
+    prediction: float,
     action: str,
 ) -> Resolution | None:
     """The outcome of a signal made at `bar_time` from a bars frame that holds the later bars."""

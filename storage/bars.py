@@ -88,11 +88,10 @@ async def upsert_frame(
     *, session: AsyncSession, symbol: str, interval: str, frame: pd.DataFrame, source: str
 ) -> int:
     """Upsert a bars frame (UTC `DatetimeIndex` named `time`, OHLCV columns)."""
+    values = frame[list(BAR_FIELDS)].to_numpy(dtype=float)
     records = [
-        BarRecord(symbol, interval, time.to_pydatetime(), *map(float, values), source=source)
-        for time, values in zip(
-            frame.index, frame[list(BAR_FIELDS)].itertuples(index=False), strict=True
-        )
+        BarRecord(symbol, interval, time.to_pydatetime(), o, h, low, c, v, source=source)
+        for time, (o, h, low, c, v) in zip(frame.index, values.tolist(), strict=True)
     ]
     return await upsert_bars(session=session, bars=records)
 

@@ -10,8 +10,7 @@ import pytest
 
 from bot.schemas import Alert
 from consumers.deadletters import Reason, RecordRef, decode_alert
-from consumers.service import canonical_interval
-from consumers.windows import BarKind, BarWindows, classify, merge
+from consumers.windows import BarKind, BarWindows, canonical_interval, classify, merge
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -67,6 +66,8 @@ def test_merge_replaces_a_duplicate_with_the_later_values_and_keeps_time_order()
 def test_windows_keep_the_last_size_bars_and_grow_on_demand() -> None:
     windows = BarWindows(3)
     windows.put(("SPX", "1D"), window(range(10)))
+    assert windows.get(("SPX", "1D")) is None  # never read from the database
+    windows.seed(("SPX", "1D"), window(range(10)))
     stored = windows.get(("SPX", "1D"))
     assert stored is not None
     assert len(stored) == 3
@@ -74,6 +75,18 @@ def test_windows_keep_the_last_size_bars_and_grow_on_demand() -> None:
     windows.ensure_size(5)
     assert windows.get(("SPX", "1D")) is None
     assert windows.size == 5
+
+
+def test_a_window_older_than_its_max_age_is_read_again() -> None:
+    windows = BarWindows(3, max_age=-1.0)
+    windows.seed(("SPX", "1D"), window(range(3)))
+    assert windows.get(("SPX", "1D")) is None
+    fresh = BarWindows(3, max_age=3600.0)
+    fresh.seed(("SPX", "1D"), window(range(3)))
+    fresh.put(("SPX", "1D"), window(range(4)))
+    assert fresh.get(("SPX", "1D")) is not None
+    fresh.invalidate([("SPX", "1D")])
+    assert fresh.get(("SPX", "1D")) is None
 
 
 def test_invalid_size_is_refused() -> None:

@@ -1,0 +1,1 @@
+"""The FastStream consumers: alerts -> signals, dead letters, outcomes, model hot reload."""

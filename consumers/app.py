@@ -1,0 +1,183 @@
+"""The FastStream consumer app: alerts -> signals (group `itff-inference`) and model hot reload.
+
+Delivery: the alerts subscriber is a batch subscriber with `AckPolicy.NACK_ON_ERROR` and
+auto-commit off. After the handler returned (bars and signals stored, signals and dead letters
+acknowledged by Kafka) FastStream commits the batch's offsets in one request; if the handler raises,
+it seeks every partition of the batch back to its first record, so the batch is redelivered.
+Storage is idempotent, so a redelivery, a crash or a rebalance never doubles a row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka.abc import ConsumerRebalanceListener
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from prometheus_client import REGISTRY
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.observability import get_logger
+from bot.schemas import DeadLetter, ModelEvent, Signal, utcnow
+from bot.settings import Settings
+from bot.topics import INFERENCE_GROUP
+from consumers import metrics
+from consumers.deadletters import RecordRef
+from consumers.models import ServedModels
+from consumers.reload import Reloader
+from consumers.service import BatchResult, InferenceService
+from consumers.windows import BarWindows
+
+log = get_logger(__name__)
+
+# Low latency without a busy loop (see docs/consumers.md): `getmany` returns as soon as records
+# are buffered; an idle subscriber waits BATCH_TIMEOUT_MS, then sleeps as long before polling again.
+BATCH_TIMEOUT_MS = 5
+MAX_RECORDS = 500
+FETCH_MAX_WAIT_MS = 100
+RETRY_DELAY_SECONDS = 1.0
+JSON_HEADERS = {"content-type": "application/json"}
+
+
+class WindowsOnRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Partitions moved: windows may miss bars another consumer stored; re-read them."""
+
+    def __init__(self, windows: BarWindows) -> None:
+        self._windows = windows
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:  # noqa: ARG002
+        self._windows.invalidate()
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self._windows.invalidate()
+        log.info(
+            "partitions assigned",
+            partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in assigned),
+        )
+
+
+@dataclass(slots=True)
+class Emitter:
+    """Publishes a batch's signals and dead letters and waits until Kafka has all of them."""
+
+    broker: KafkaBroker
+    settings: Settings
+    pending: list[asyncio.Future[Any]] = field(default_factory=list)
+
+    async def emit(self, result: BatchResult) -> None:
+        for signal in (*result.signals, *result.redelivered):
+            await self._send(signal, self.settings.topics.signals, signal.symbol.encode())
+        for letter in result.dead_letters:
+            await self._send(letter, self.settings.topics.dlq, None)
+        pending, self.pending = self.pending, []
+        await asyncio.gather(*pending)
+        _observe(result)
+
+    async def _send(self, message: Signal | DeadLetter, topic: str, key: bytes | None) -> None:
+        future = await self.broker.publish(
+            message.model_dump_json().encode(),
+            topic=topic,
+            key=key,
+            headers=JSON_HEADERS,
+            no_confirm=True,
+        )
+        self.pending.append(future)
+
+
+def _observe(result: BatchResult) -> None:
+    acknowledged = utcnow()
+    for signal in result.signals:
+        metrics.SIGNALS.labels(action=signal.action, redelivered="false").inc()
+        received = signal.emitted_at.timestamp() - signal.latency_ms / 1000
+        metrics.END_TO_END_LATENCY.observe(max(0.0, acknowledged.timestamp() - received))
+        log.info(
+            "signal",
+            alert_id=signal.alert_id,
+            model_key=signal.model_key,
+            model_version=signal.model_version,
+            action=signal.action,
+            latency_ms=round(signal.latency_ms, 2),
+        )
+    for signal in result.redelivered:
+        metrics.SIGNALS.labels(action=signal.action, redelivered="true").inc()
+    for letter in result.dead_letters:
+        metrics.DEAD_LETTERS.labels(reason=letter.reason).inc()
+        log.warning("dead letter", reason=letter.reason, error=letter.error, offset=letter.offset)
+
+
+def create_broker(settings: Settings, *, client_id: str = "itff-consumer") -> KafkaBroker:
+    return KafkaBroker(
+        settings.bootstrap,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY, app_name="itff-consumer")],
+        logger=None,
+        graceful_timeout=15.0,
+    )
+
+
+def add_inference(
+    broker: KafkaBroker,
+    settings: Settings,
+    *,
+    session_factory: async_sessionmaker[AsyncSession],
+    models: ServedModels,
+    group_id: str = INFERENCE_GROUP,
+) -> InferenceService:
+    """Subscribe the alerts -> signals handler; returns its service (windows, for tests)."""
+    service = InferenceService(
+        session_factory=session_factory,
+        champion_specs=models.specs,
+        predict=models.predict_windows,
+        lookback=settings.lookback,
+    )
+    emitter = Emitter(broker, settings)
+
+    @broker.subscriber(
+        settings.topics.alerts,
+        batch=True,
+        group_id=group_id,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        auto_offset_reset="earliest",
+        max_records=MAX_RECORDS,
+        batch_timeout_ms=BATCH_TIMEOUT_MS,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        listener=WindowsOnRebalance(service.windows),
+    )
+    async def on_alerts(message: KafkaMessage) -> None:
+        refs = [
+            RecordRef(record.value or b"", record.topic, record.partition, record.offset)
+            for record in message.raw_message
+        ]
+        metrics.BATCH_SIZE.observe(len(refs))
+        try:
+            await emitter.emit(await service.process(refs))
+        except Exception:
+            metrics.BATCH_FAILURES.inc()
+            log.exception("batch failed; it will be redelivered", records=len(refs))
+            await asyncio.sleep(RETRY_DELAY_SECONDS)
+            raise
+
+    return service
+
+
+def add_reload(broker: KafkaBroker, settings: Settings, *, models: ServedModels) -> Reloader:
+    """Subscribe the hot-reload handler on the models topic (per-process, newest events only)."""
+    reloader = Reloader(models)
+
+    @broker.subscriber(
+        settings.topics.models,
+        group_id=None,
+        auto_offset_reset="latest",
+        ack_policy=AckPolicy.ACK_FIRST,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+    )
+    async def on_model_event(event: ModelEvent) -> None:
+        await reloader.handle(event)
+
+    return reloader

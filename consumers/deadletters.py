@@ -1,0 +1,81 @@
+"""Decoding alert records and turning what cannot be processed into `DeadLetter`s with a reason.
+
+Reasons (the `reason` field and the `itff_consumer_dead_letters_total{reason}` label):
+
+- `undecodable` (stage `decode`): the value is not UTF-8 JSON;
+- `invalid_bar` (`validate`): JSON, but not a valid `Alert` (missing field, bad price, high < low);
+- `no_model` (`route`): no champion for the symbol and interval (an unknown symbol included); the
+  bar is stored all the same;
+- `insufficient_history` (`features`): fewer stored bars than warm-up + lookback; bar stored;
+- `prediction_failed` (`predict`): the predictor refused the input (shape, names, NaN) or the model.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+
+from pydantic import ValidationError
+
+from bot.schemas import Alert, DeadLetter
+
+MAX_ERROR_CHARS = 2000
+
+
+class Reason(StrEnum):
+    UNDECODABLE = "undecodable"
+    INVALID_BAR = "invalid_bar"
+    NO_MODEL = "no_model"
+    INSUFFICIENT_HISTORY = "insufficient_history"
+    PREDICTION_FAILED = "prediction_failed"
+
+
+STAGES = {
+    Reason.UNDECODABLE: "decode",
+    Reason.INVALID_BAR: "validate",
+    Reason.NO_MODEL: "route",
+    Reason.INSUFFICIENT_HISTORY: "features",
+    Reason.PREDICTION_FAILED: "predict",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRef:
+    """Where a record came from: its raw bytes and its Kafka coordinates."""
+
+    value: bytes
+    topic: str
+    partition: int
+    offset: int
+
+
+def dead_letter(ref: RecordRef, reason: Reason, error: str) -> DeadLetter:
+    return DeadLetter(
+        original=ref.value,
+        error=error[:MAX_ERROR_CHARS],
+        reason=reason.value,
+        stage=STAGES[reason],
+        topic=ref.topic,
+        partition=ref.partition,
+        offset=ref.offset,
+    )
+
+
+def _validation_summary(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(part) for part in err['loc']) or 'alert'}: {err['msg']}"
+        for err in exc.errors()
+    )
+
+
+def decode_alert(ref: RecordRef) -> Alert | DeadLetter:
+    """The record's `Alert`, or the dead letter that says why there is none."""
+    try:
+        payload = json.loads(ref.value)
+    except (UnicodeDecodeError, json.JSONDecodeError, TypeError) as exc:
+        return dead_letter(ref, Reason.UNDECODABLE, f"not UTF-8 JSON: {exc}")
+    try:
+        return Alert.model_validate(payload)
+    except ValidationError as exc:
+        return dead_letter(ref, Reason.INVALID_BAR, _validation_summary(exc))

@@ -1,0 +1,160 @@
+"""Outcome resolution and live-metric snapshots: derived from the database alone, so idempotent.
+
+`resolve_outcomes` gives every stored signal whose horizon has passed (bar t+h is in `bars`) its
+outcome; `snapshot_live_metrics` writes one `live_metrics` row per model and window. Both can run
+any number of times: the consumer runs them in the background after its batches and every few
+minutes, the scheduler from its periodic job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime
+
+import pandas as pd
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.live_metrics import LIVE_COLUMNS, live_metrics, resolve
+from bot.observability import get_logger
+from bot.schemas import utcnow
+from consumers import metrics
+from storage.bars import bars_between
+from storage.signals import (
+    OutcomeRecord,
+    PendingSignal,
+    insert_live_metrics,
+    insert_outcomes,
+    pending_signals,
+    resolved_signals,
+)
+
+log = get_logger(__name__)
+
+
+def _outcomes(pending: Iterable[PendingSignal], bars: pd.DataFrame) -> list[OutcomeRecord]:
+    found: list[OutcomeRecord] = []
+    for signal in pending:
+        resolution = resolve(
+            bars,
+            bar_time=signal.bar_time,
+            horizon=signal.horizon,
+            target=signal.target,
+            prediction=signal.prediction,
+            action=signal.action,
+        )
+        if resolution is not None:
+            found.append(
+                OutcomeRecord(
+                    signal_id=signal.signal_id,
+                    model_key=signal.model_key,
+                    bar_time=signal.bar_time,
+                    exit_time=resolution.exit_time,
+                    realised_return=resolution.realised_return,
+                    hit=resolution.hit,
+                    strategy_return=resolution.strategy_return,
+                )
+            )
+    return found
+
+
+async def resolve_outcomes(
+    *, session_factory: async_sessionmaker[AsyncSession], symbols: Iterable[str] | None = None
+) -> int:
+    """Resolve every pending signal (of `symbols`, or all) whose exit bar is stored."""
+    chosen = sorted(set(symbols)) if symbols is not None else [None]
+    resolved = 0
+    async with session_factory() as session, session.begin():
+        for symbol in chosen:
+            pending = await pending_signals(session=session, symbol=symbol)
+            groups: dict[tuple[str, str], list[PendingSignal]] = {}
+            for signal in pending:
+                groups.setdefault((signal.symbol, signal.interval), []).append(signal)
+            for (name, interval), group in groups.items():
+                start = min(signal.bar_time for signal in group)
+                bars = await bars_between(
+                    session=session, symbol=name, interval=interval, start=start
+                )
+                outcomes = _outcomes(group, bars)
+                resolved += await insert_outcomes(session=session, outcomes=outcomes)
+    metrics.OUTCOMES.inc(resolved)
+    return resolved
+
+
+async def snapshot_live_metrics(
+    *,
+    session_factory: async_sessionmaker[AsyncSession],
+    cost_bps: float,
+    now: datetime | None = None,
+) -> int:
+    """Write one `live_metrics` row per (model, window: 7d, 30d, all); returns the rows."""
+    computed_at = now or utcnow()
+    async with session_factory() as session:
+        rows = await resolved_signals(session=session)
+    frame = pd.DataFrame(
+        [[getattr(row, name) for name in LIVE_COLUMNS] for row in rows], columns=LIVE_COLUMNS
+    )
+    snapshots = await asyncio.to_thread(live_metrics, frame, now=computed_at, cost_bps=cost_bps)
+    async with session_factory() as session, session.begin():
+        return await insert_live_metrics(
+            session=session, snapshots=snapshots, computed_at=computed_at
+        )
+
+
+class OutcomeWorker:
+    """Resolves outcomes in the background after batches, and snapshots live metrics regularly.
+
+    Off the alert path: a batch only marks its symbols; the worker coalesces the marks.
+    """
+
+    def __init__(
+        self,
+        *,
+        session_factory: async_sessionmaker[AsyncSession],
+        cost_bps: float,
+        snapshot_every_seconds: float = 300.0,
+    ) -> None:
+        self._session_factory = session_factory
+        self._cost_bps = cost_bps
+        self._every = snapshot_every_seconds
+        self._symbols: set[str] = set()
+        self._wake = asyncio.Event()
+
+    def mark(self, symbols: Iterable[str]) -> None:
+        self._symbols.update(symbols)
+        if self._symbols:
+            self._wake.set()
+
+    async def run(self) -> None:
+        """Until cancelled: resolve marked symbols; snapshot live metrics every few minutes."""
+        loop = asyncio.get_running_loop()
+        next_snapshot = loop.time()
+        while True:
+            timeout = max(0.0, next_snapshot - loop.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+            await self._step()
+            if loop.time() >= next_snapshot:
+                await self._guarded(self._snapshot)
+                next_snapshot = loop.time() + self._every
+
+    async def _step(self) -> None:
+        self._wake.clear()
+        symbols, self._symbols = self._symbols, set()
+        if symbols:
+            await self._guarded(lambda: self._resolve(symbols))
+
+    async def _resolve(self, symbols: set[str]) -> None:
+        await resolve_outcomes(session_factory=self._session_factory, symbols=symbols)
+
+    async def _snapshot(self) -> None:
+        await snapshot_live_metrics(session_factory=self._session_factory, cost_bps=self._cost_bps)
+
+    @staticmethod
+    async def _guarded(step: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await step()
+        except Exception:
+            # derived data: the next run recomputes it; the alert path is never affected
+            log.exception("outcome resolution or live-metric snapshot failed; will retry")

@@ -1,0 +1,89 @@
+"""The consumer process: broker, inference and reload subscribers, outcome worker, metrics.
+
+`run(settings)` returns after SIGTERM or SIGINT, once the subscribers stopped (the batch in flight
+finishes or is redelivered), the background worker was cancelled and awaited, and the database
+engine disposed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from faststream.kafka import KafkaBroker
+
+from bot.observability import get_logger, serve_metrics
+from bot.settings import Settings
+from bot.topics import INFERENCE_GROUP
+from consumers.app import add_inference, add_reload, create_broker
+from consumers.models import PredictorModels
+from consumers.outcomes import OutcomeWorker
+from consumers.reload import Reloader
+from consumers.service import InferenceService
+from storage.db import create_engine, create_session_factory
+
+log = get_logger(__name__)
+
+
+@dataclass(slots=True)
+class Consumer:
+    """A running consumer, for tests and benchmarks that drive it in-process."""
+
+    broker: KafkaBroker
+    service: InferenceService
+    reloader: Reloader
+    models: PredictorModels
+
+
+@asynccontextmanager
+async def running_consumer(
+    settings: Settings, *, group_id: str = INFERENCE_GROUP, outcomes: bool = True
+) -> AsyncIterator[Consumer]:
+    """Start the consumer app; on exit stop it cleanly (subscribers, worker, engine)."""
+    engine = create_engine(settings.database_url)
+    session_factory = create_session_factory(engine)
+    models = PredictorModels.from_settings(settings)
+    broker = create_broker(settings)
+    service = add_inference(
+        broker, settings, session_factory=session_factory, models=models, group_id=group_id
+    )
+    reloader = add_reload(broker, settings, models=models)
+    worker = OutcomeWorker(session_factory=session_factory, cost_bps=settings.cost_bps)
+    service.on_stored = worker.mark
+    task = asyncio.create_task(worker.run(), name="itff-outcomes") if outcomes else None
+    try:
+        await broker.start()
+        await reloader.sync()
+        log.info(
+            "consumer ready",
+            group=group_id,
+            alerts=settings.topics.alerts,
+            champions=models.served_versions(),
+        )
+        yield Consumer(broker, service, reloader, models)
+    finally:
+        await broker.stop()
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await engine.dispose()
+
+
+async def run(settings: Settings, *, metrics_port: int | None = None) -> None:
+    """Run until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    port = settings.consumer_metrics_port if metrics_port is None else metrics_port
+    if port:
+        serve_metrics(port)
+    async with running_consumer(settings):
+        log.info("consumer metrics", url=f"http://localhost:{port}/metrics" if port else None)
+        await stop.wait()
+        log.info("stopping the consumer")

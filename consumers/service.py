@@ -1,0 +1,199 @@
+"""One batch of alert records -> bars and signals stored in one transaction -> what to publish.
+
+Order of a batch (the FastStream handler commits the offsets only after `process` returned and the
+returned signals and dead letters were acknowledged by Kafka):
+
+1. decode every record (undecodable or invalid -> dead letter);
+2. read: signals already stored for these alerts (a redelivery), windows not yet in memory;
+3. in a worker thread: merge bars into windows, features, one `predict_windows` per model;
+4. write, one transaction: upsert every bar (with or without a model), insert the signals
+   (`ON CONFLICT DO NOTHING` on alert_id + model_key);
+5. return the signals to publish: the new ones and, for a redelivered alert, the stored ones.
+
+If anything raises, the touched windows are dropped (re-read from the database next time) and
+the handler rewinds the batch: nothing is committed, nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.features import WARMUP_BARS
+from bot.observability import get_logger
+from bot.schemas import Alert, DeadLetter, Signal
+from consumers import metrics
+from consumers.deadletters import Reason, RecordRef, dead_letter, decode_alert
+from consumers.inference import GroupResult, Item, ModelSpec, PredictWindows, infer_group
+from consumers.windows import BarWindows, WindowKey, canonical_interval
+from storage.bars import BarRecord, recent_bars, upsert_bars
+from storage.signals import insert_signals, signals_for_alerts
+
+log = get_logger(__name__)
+
+ChampionSpecs = Callable[[str], Sequence[ModelSpec]]
+
+
+def window_size(lookback: int) -> int:
+    """Bars a window keeps: the features' warm-up plus the longest lookback of the models."""
+    return WARMUP_BARS + lookback
+
+
+@dataclass(slots=True)
+class BatchResult:
+    signals: list[Signal] = field(default_factory=list)
+    redelivered: list[Signal] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    alerts: int = 0
+
+
+@dataclass(slots=True)
+class _Plan:
+    groups: dict[WindowKey, list[Item]]
+    specs: dict[WindowKey, list[ModelSpec]]
+    stored: list[Signal]
+
+
+class InferenceService:
+    """Turns batches of alert records into stored bars and signals. One per consumer process."""
+
+    def __init__(
+        self,
+        *,
+        session_factory: async_sessionmaker[AsyncSession],
+        champion_specs: ChampionSpecs,
+        predict: PredictWindows,
+        lookback: int = 1,
+    ) -> None:
+        self._session_factory = session_factory
+        self._champion_specs = champion_specs
+        self._predict = predict
+        self.windows = BarWindows(window_size(lookback))
+        self.on_stored: Callable[[Iterable[str]], None] | None = None
+
+    async def process(self, refs: Sequence[RecordRef]) -> BatchResult:
+        result = BatchResult()
+        items = self._decode(refs, result)
+        result.alerts = len(items)
+        if not items:
+            return result
+        groups = _group(items)
+        try:
+            plan = await self._read(groups)
+            outcomes = await asyncio.to_thread(self._infer_all, plan)
+            await self._write(plan, outcomes, result)
+        except BaseException:
+            self.windows.invalidate(list(groups))
+            raise
+        for key, outcome in outcomes.items():
+            self.windows.put(key, outcome.window)
+        if self.on_stored is not None:
+            self.on_stored({symbol for symbol, _ in groups})
+        return result
+
+    @staticmethod
+    def _decode(refs: Sequence[RecordRef], result: BatchResult) -> list[Item]:
+        items: list[Item] = []
+        for ref in refs:
+            decoded = decode_alert(ref)
+            if isinstance(decoded, Alert):
+                items.append(Item(ref, decoded))
+            else:
+                result.dead_letters.append(decoded)
+        return items
+
+    def _specs(self, key: WindowKey) -> list[ModelSpec]:
+        symbol, interval = key
+        specs = [s for s in self._champion_specs(symbol) if s.interval == interval]
+        self.windows.ensure_size(window_size(max((s.lookback for s in specs), default=1)))
+        return specs
+
+    async def _read(self, groups: dict[WindowKey, list[Item]]) -> _Plan:
+        specs = {key: self._specs(key) for key in groups}
+        async with self._session_factory() as session:
+            alert_ids = [item.alert.alert_id for items in groups.values() for item in items]
+            stored = await signals_for_alerts(session=session, alert_ids=alert_ids)
+            for key in groups:
+                if specs[key] and self.windows.get(key) is None:
+                    symbol, interval = key
+                    bars = await recent_bars(
+                        session=session, symbol=symbol, interval=interval, limit=self.windows.size
+                    )
+                    self.windows.seed(key, bars)
+        return _Plan(groups=groups, specs=specs, stored=stored)
+
+    def _infer_all(self, plan: _Plan) -> dict[WindowKey, GroupResult]:
+        skip = frozenset(signal.alert_id for signal in plan.stored)
+        outcomes: dict[WindowKey, GroupResult] = {}
+        for key, items in plan.groups.items():
+            window = self.windows.get(key)
+            if not plan.specs[key] or window is None:
+                continue
+            started = time.perf_counter()
+            outcomes[key] = infer_group(window, items, plan.specs[key], self._predict, skip=skip)
+            metrics.INFERENCE_LATENCY.observe(time.perf_counter() - started)
+        return outcomes
+
+    async def _write(
+        self, plan: _Plan, outcomes: dict[WindowKey, GroupResult], result: BatchResult
+    ) -> None:
+        fresh = [signal for outcome in outcomes.values() for signal in outcome.signals]
+        horizons = {k: v for outcome in outcomes.values() for k, v in outcome.horizons.items()}
+        async with self._session_factory() as session, session.begin():
+            await upsert_bars(session=session, bars=_bar_records(plan.groups))
+            inserted = await insert_signals(session=session, signals=fresh, horizons=horizons)
+            lost = [s.alert_id for s in fresh if s.signal_id not in inserted]
+            raced = await signals_for_alerts(session=session, alert_ids=lost) if lost else []
+        result.signals = [s for s in fresh if s.signal_id in inserted]
+        result.redelivered = [*plan.stored, *raced]
+        _route_dead_letters(plan, outcomes, result)
+
+
+def _group(items: Sequence[Item]) -> dict[WindowKey, list[Item]]:
+    """Items by (symbol, canonical interval), each group in offset order."""
+    groups: dict[WindowKey, list[Item]] = {}
+    for item in items:
+        interval = canonical_interval(item.alert.interval)
+        alert = item.alert
+        if interval != alert.interval:
+            alert = alert.model_copy(update={"interval": interval})
+        groups.setdefault((alert.symbol, interval), []).append(Item(item.ref, alert))
+    return groups
+
+
+def _bar_records(groups: dict[WindowKey, list[Item]]) -> list[BarRecord]:
+    return [
+        BarRecord(
+            symbol=a.symbol,
+            interval=a.interval,
+            time=a.bar_time,
+            open=a.open,
+            high=a.high,
+            low=a.low,
+            close=a.close,
+            volume=a.volume,
+            source=a.source,
+        )
+        for items in groups.values()
+        for a in (item.alert for item in items)
+    ]
+
+
+def _route_dead_letters(
+    plan: _Plan, outcomes: dict[WindowKey, GroupResult], result: BatchResult
+) -> None:
+    for key, items in plan.groups.items():
+        outcome = outcomes.get(key)
+        if outcome is None:
+            error = f"no champion model for {key[0]} at interval {key[1]}; the bar was stored"
+            result.dead_letters.extend(
+                dead_letter(item.ref, Reason.NO_MODEL, error) for item in items
+            )
+            continue
+        result.dead_letters.extend(outcome.dead_letters)
+        for kind in outcome.kinds:
+            metrics.BARS.labels(kind=kind.value).inc()

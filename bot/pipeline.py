@@ -19,28 +19,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import pipeline_metrics as m
 from bot.artifacts import ArtifactRegistry
-from bot.errors import IntegrityError, ItffError
+from bot.champions import EventSink, promote_version
+from bot.errors import ItffError
 from bot.observability import get_logger
 from bot.pipeline_refresh import refresh_symbol, stored_bars
 from bot.pipeline_train import TrainOutcome, TrainTask, make_pool, plan, train_task
-from bot.promotion import Decision, PromotionRule, decide
-from bot.schemas import ModelEvent, utcnow
+from bot.promotion import PromotionRule, decide
+from bot.schemas import utcnow
 from bot.settings import Settings
 from storage import models as model_repo
 from storage import runs as run_repo
 
 log = get_logger(__name__)
 SessionFactory = async_sessionmaker[AsyncSession]
-
-
-class EventSink(Protocol):
-    async def publish(self, event: ModelEvent) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +231,13 @@ async def _handle(run: _Run, outcome: TrainOutcome) -> None:
     run.decisions[outcome.key] = decision.as_record()
     run.write("model_judged", key=outcome.key, **decision.as_record())
     if decision.promote:
-        await promote(run, decision, published.sha256, outcome.metrics)
+        await promote_version(
+            session_factory=run.session_factory, registry=run.registry, events=run.events,
+            key=decision.key, version=decision.version, sha256=published.sha256,
+            previous=decision.champion_version, reason=decision.reason, metrics=outcome.metrics,
+        )  # fmt: skip
+        run.bump("promoted")
+        m.PIPELINE_MODELS.labels("promoted").inc()
     else:
         run.bump("rejected")
         m.PIPELINE_MODELS.labels("rejected").inc()
@@ -271,31 +274,6 @@ async def _record_version(
     return champion_version, dict(meta.get("metrics") or {})
 
 
-async def promote(
-    run: _Run, decision: Decision, sha256: str, metrics: dict[str, float | None]
-) -> None:
-    """Switch the champion pointer, record it, and tell the consumers."""
-    await asyncio.to_thread(run.registry.promote, decision.key, decision.version)
-    async with run.session_factory() as session:
-        await model_repo.set_champion(session=session, key=decision.key, version=decision.version)
-        await model_repo.add_event(
-            session=session, key=decision.key, version=decision.version,
-            previous_version=decision.champion_version, event="promoted", reason=decision.reason,
-        )  # fmt: skip
-        await session.commit()
-    run.bump("promoted")
-    m.PIPELINE_MODELS.labels("promoted").inc()
-    await run.events.publish(
-        ModelEvent(
-            model_key=decision.key,
-            version=decision.version,
-            sha256=sha256,
-            event="promoted",
-            metrics=metrics,
-        )
-    )
-
-
 async def _finish(
     run: _Run, trigger: str, status: str, error: str | None, seconds: float
 ) -> RunSummary:
@@ -315,49 +293,6 @@ async def _finish(
         run.run_id, trigger, status, round(seconds, 3), run.counts, run.decisions,
         run.metrics, run.anomalies, str(run.write.path), error,
     )  # fmt: skip
-
-
-async def rollback_champion(
-    *,
-    session_factory: SessionFactory,
-    registry: ArtifactRegistry,
-    events: EventSink,
-    key: str,
-    to: str | None = None,
-) -> str:
-    """Switch the champion of `key` back (to `to` or the previous one) and tell the consumers."""
-    previous = await asyncio.to_thread(registry.champion, key)
-    version = await asyncio.to_thread(registry.rollback, key, to)
-    info = await asyncio.to_thread(registry.info, key, version)
-    if info.sha256 is None:
-        raise IntegrityError(
-            f"{key}/{version} has no readable manifest; run `itff artifacts verify`"
-        )
-    reason = f"rollback from {previous} to {version}"
-    async with session_factory() as session:
-        await model_repo.set_champion(session=session, key=key, version=version)
-        await model_repo.add_event(
-            session=session, key=key, version=version, previous_version=previous,
-            event="rolled_back", reason=reason,
-        )  # fmt: skip
-        row = await model_repo.get_version(session=session, key=key, version=version)
-        await session.commit()
-    metrics = dict(row.metrics) if row is not None else {}
-    await events.publish(
-        ModelEvent(
-            model_key=key,
-            version=version,
-            sha256=info.sha256,
-            event="rolled_back",
-            metrics={name: value for name, value in metrics.items() if _is_metric(value)},
-        )
-    )
-    log.info("champion_rolled_back", model_key=key, version=version, previous=previous)
-    return version
-
-
-def _is_metric(value: object) -> bool:
-    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
 
 
 def _describe(exc: BaseException) -> str:

@@ -33,7 +33,8 @@ from bot import pipeline_metrics as m
 from bot.artifacts import ArtifactRegistry, VerificationResult
 from bot.errors import ConfigError
 from bot.observability import get_logger
-from bot.pipeline import EventSink, RunSummary, run_pipeline
+from bot.champions import EventSink
+from bot.pipeline import RunSummary, run_pipeline
 from bot.retention import RetentionPolicy, RetentionReport, apply_retention
 from bot.schemas import utcnow
 from bot.settings import Settings

@@ -137,7 +137,7 @@ async def _backfill(settings: Settings, symbol: str, since: datetime) -> dict[st
 
 
 async def _rollback(settings: Settings, key: str, to: str | None) -> str:
-    from bot.pipeline import rollback_champion
+    from bot.champions import rollback_champion
 
     async with _context(settings) as ctx:
         return await rollback_champion(

@@ -6,9 +6,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from bot.artifacts import ArtifactRegistry
+from bot.champions import rollback_champion
 from bot.errors import NotFound
 from bot.model_events import ModelEventPublisher
-from bot.pipeline import rollback_champion
 from bot.schemas import ModelEvent
 from storage import models as model_repo
 from tests.pipeline_support import small_bundle

@@ -31,9 +31,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import pipeline_metrics as m
 from bot.artifacts import ArtifactRegistry, VerificationResult
+from bot.champions import EventSink
 from bot.errors import ConfigError
 from bot.observability import get_logger
-from bot.champions import EventSink
 from bot.pipeline import RunSummary, run_pipeline
 from bot.retention import RetentionPolicy, RetentionReport, apply_retention
 from bot.schemas import utcnow

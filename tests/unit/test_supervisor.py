@@ -148,7 +148,7 @@ def test_backoff_doubles_up_to_the_limit() -> None:
 
 SUPERVISED = """
 import asyncio, sys
-from bot.supervisor import RestartPolicy, ServiceSpec, Supervisor
+from bot.supervisor import RestartPolicy, ServiceSpec, Supervisor, supervise
 child = [sys.executable, "-c", sys.argv[1]]
 sup = Supervisor([ServiceSpec("svc", child)], RestartPolicy(stop_timeout=10))
 sys.exit(asyncio.run(supervise(sup)))

@@ -140,6 +140,15 @@ class Settings(BaseSettings):
     def _comma_separated(cls, value: object) -> object:
         return _split(value)
 
+    @field_validator("database_url")
+    @classmethod
+    def _async_postgres(cls, value: str) -> str:
+        """Platform URLs (`postgres://`, `postgresql://`, Render, Heroku) get the async driver."""
+        for scheme in ("postgres://", "postgresql://"):
+            if value.startswith(scheme):
+                return "postgresql+asyncpg://" + value.removeprefix(scheme)
+        return value
+
     @field_validator("symbols")
     @classmethod
     def _upper_symbols(cls, value: list[str]) -> list[str]:

@@ -24,6 +24,8 @@ app = typer.Typer(
 COMMAND_MODULES = (
     "bot.cli.db",
     "bot.cli.kafka",
+    "bot.cli.up",
+    "bot.cli.artifacts",
     "bot.cli.s3",
     "bot.cli.consumer",
     "bot.cli.dashboard",

@@ -343,3 +343,91 @@ class _Passthrough:
 
     def fit_transform(self, X: np.ndarray, y: object = None) -> np.ndarray:
         return self.fit(X, y).transform(X)
+
+
+# ---- the `itff artifacts` commands -------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_registry(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> ArtifactRegistry:
+    """A registry at ITFF_ARTIFACT_DIR, signed with ITFF_ARTIFACT_SIGNING_KEY."""
+    monkeypatch.setenv("ITFF_ARTIFACT_DIR", str(settings.artifact_dir))
+    monkeypatch.setenv("ITFF_ARTIFACT_SIGNING_KEY", SIGNING_KEY.decode())
+    registry = ArtifactRegistry(settings.artifact_dir, signing_key=SIGNING_KEY)
+    for version in (V1, V2, V3):
+        registry.publish(make_bundle(version=version))
+    registry.promote(KEY, V1)
+    registry.promote(KEY, V2)
+    return registry
+
+
+def run_cli(*args: str) -> tuple[int, str]:
+    import typer
+    from typer.testing import CliRunner
+
+    from bot.cli import artifacts as cli
+
+    app = typer.Typer()
+    cli.register(app)
+    result = CliRunner().invoke(app, list(args))
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+def test_cli_verify_passes_then_names_a_flipped_byte(cli_registry: ArtifactRegistry) -> None:
+    code, output = run_cli("artifacts", "verify")
+    assert code == 0
+    assert "3/3 versions verified" in output
+    assert "HMAC-signed" in output
+    flip_byte(cli_registry.root / KEY / V2 / "model.joblib")
+    code, output = run_cli("artifacts", "verify")
+    assert code == 1
+    assert f"FAILED  {KEY}/{V2} model.joblib: " in output
+    assert "SHA-256 mismatch" in output
+    code, output = run_cli("artifacts", "verify", "--json")
+    failed = [r for r in json.loads(output) if not r["ok"]]
+    assert [(r["version"], r["file"]) for r in failed] == [(V2, "model.joblib")]
+
+
+def test_cli_list_shows_statuses_digests_and_metrics(cli_registry: ArtifactRegistry) -> None:
+    code, output = run_cli("artifacts", "list", "--json")
+    assert code == 0
+    records = {r["version"]: r for r in json.loads(output)}
+    assert {v: r["status"] for v, r in records.items()} == {
+        V1: "retired",
+        V2: "champion",
+        V3: "challenger",
+    }
+    assert records[V2]["sha256"] == cli_registry.info(KEY, V2).sha256
+    assert records[V2]["metrics"] == {"accuracy": 0.61}
+    code, output = run_cli("artifacts", "list")
+    assert "champion" in output
+    assert "accuracy=0.610" in output
+
+
+def test_cli_rollback_and_prune(cli_registry: ArtifactRegistry) -> None:
+    code, output = run_cli("artifacts", "rollback", KEY)
+    assert (code, cli_registry.champion(KEY)) == (0, V1)
+    assert f"{KEY}: champion is now {V1}" in output
+    code, output = run_cli("artifacts", "prune", "--keep", "1")
+    assert code == 0
+    assert f"removed {KEY}/{V2}" in output  # V1 is the champion, V3 the newest
+    assert [v.version for v in cli_registry.versions(KEY)] == [V1, V3]
+
+
+def test_cli_errors_are_one_clear_line(cli_registry: ArtifactRegistry) -> None:
+    import subprocess
+    import sys
+
+    flip_byte(cli_registry.root / KEY / V1 / "meta.json")
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "itff"), "artifacts", "rollback", KEY],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"itff: {KEY}/{V1}/meta.json: SHA-256 mismatch")
+    assert "Traceback" not in result.stderr
+    assert cli_registry.champion(KEY) == V2

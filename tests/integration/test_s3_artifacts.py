@@ -1,7 +1,8 @@
 """`itff artifacts push` against a real S3 API (moto's server mode on a loopback port).
 
-Upload, list, pre-signed download, then the fetch path: files fetched through the pre-signed URLs
-are installed by the registry only when they verify against their signed manifest.
+Upload, list, pre-signed download, then the consumer's fetch paths: `bot.remote.fetch_many` from
+`ITFF_ARTIFACT_BASE_URL` over the bucket, and files fetched through pre-signed URLs, both installed
+by the registry only when they verify against their signed manifest.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from bot.artifact_format import ARTIFACT_FILES, CHAMPION_FILE, MANIFEST_FILE, MO
 from bot.artifacts import ArtifactRegistry
 from bot.cli import COMMAND_MODULES
 from bot.errors import IntegrityError
+from bot.remote import FetchResult, RemoteOptions, fetch_many
 from bot.s3 import INDEX_FILE, ArtifactBucket, make_client
 from bot.settings import Settings, load_settings
 from tests.unit.bundles import make_bundle
@@ -208,3 +210,57 @@ def _push_command() -> tuple[typer.Typer, list[str]]:
         importlib.import_module(name).register(cli)
     grouped = any(group.name == "artifacts" for group in cli.registered_groups)
     return cli, ["artifacts", "push"] if grouped else ["artifacts-push"]
+
+
+def _public_read(s3_settings: Settings) -> str:
+    """Let anonymous GETs read the bucket (an R2 public bucket / custom domain does the same)."""
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{BUCKET}/*",
+            }
+        ],
+    }
+    make_client(s3_settings).put_bucket_policy(Bucket=BUCKET, Policy=json.dumps(policy))
+    return f"{s3_settings.s3_endpoint_url}/{BUCKET}/{s3_settings.s3_prefix}"
+
+
+async def test_base_url_fetch_installs_the_pushed_champions(
+    s3_settings: Settings, tmp_path: Path
+) -> None:
+    registry, key, versions = _published(s3_settings)
+    ArtifactBucket(make_client(s3_settings), BUCKET, s3_settings.s3_prefix).push(registry)
+    base_url = _public_read(s3_settings)
+
+    consumer = ArtifactRegistry(tmp_path / "consumer", signing_key=SIGNING_KEY.encode())
+    results = await fetch_many(consumer, base_url, None, options=RemoteOptions(retries=0))
+    result = results[key]
+    assert isinstance(result, FetchResult), result
+    assert (result.version, result.installed) == (versions[1], True)
+    assert consumer.champion(key) == versions[1]
+    assert consumer.load(key).version == versions[1]
+
+
+async def test_base_url_fetch_refuses_a_corrupted_object(
+    s3_settings: Settings, tmp_path: Path
+) -> None:
+    registry, key, versions = _published(s3_settings)
+    bucket = ArtifactBucket(make_client(s3_settings), BUCKET, s3_settings.s3_prefix)
+    bucket.push(registry)
+    model = bytearray((registry.root / key / versions[1] / MODEL_FILE).read_bytes())
+    model[len(model) // 2] ^= 0x01
+    make_client(s3_settings).put_object(
+        Bucket=BUCKET, Key=bucket.object_key(key, versions[1], MODEL_FILE), Body=bytes(model)
+    )
+
+    consumer = ArtifactRegistry(tmp_path / "consumer", signing_key=SIGNING_KEY.encode())
+    results = await fetch_many(
+        consumer, _public_read(s3_settings), [key], options=RemoteOptions(retries=0)
+    )
+    assert isinstance(results[key], IntegrityError), results[key]
+    assert consumer.champion(key) is None
+    assert consumer.keys() == [] or consumer.versions(key) == []

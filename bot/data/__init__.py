@@ -93,4 +93,17 @@ def load_bars(
     ).bars
 
 
-__all__ = ["AnomalyReport", "LoadedBars", "load_bars", "load_bars_report", "read_raw"]
+def anomaly_report(bars: pd.DataFrame, *, interval: str = "1D", symbol: str = "") -> AnomalyReport:
+    """The report of the validation rule on an already loaded frame, without failing or dropping."""
+    _, report = validate_bars(bars, symbol=symbol, interval=interval, max_bad_fraction=1.0)
+    return report
+
+
+__all__ = [
+    "AnomalyReport",
+    "LoadedBars",
+    "anomaly_report",
+    "load_bars",
+    "load_bars_report",
+    "read_raw",
+]

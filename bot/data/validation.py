@@ -61,6 +61,8 @@ class AnomalyReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"n_bad": self.n_bad, "clean": self.clean}
 
+    as_dict = to_dict
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 

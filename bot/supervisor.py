@@ -138,6 +138,7 @@ class Supervisor:
             stop_wait.cancel()
             if self.stopping:
                 await self._terminate(proc)
+                log.info("service stopped", service=spec.name, exit_code=proc.returncode)
             return await exit_wait
         finally:
             _signal_group(proc.pid, signal.SIGTERM)  # leftovers of its group hold the pipe open
@@ -153,7 +154,7 @@ class Supervisor:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            env={**os.environ, **spec.env},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **spec.env},
             process_group=0,
             preexec_fn=_die_with_parent,  # only a prctl call: safe between fork and exec
         )

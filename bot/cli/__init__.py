@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "bot.cli.consumer",
     "bot.cli.dashboard",
     "bot.cli.pipeline",
+    "bot.cli.train",
 )
 
 

@@ -8,6 +8,7 @@ the database one query per refresh period.
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 import panel as pn
@@ -39,7 +40,7 @@ class Dashboard:
         self.drift_margin = drift_margin
         self.refresh_seconds = refresh_seconds
         self.window = pn.widgets.RadioButtonGroup(
-            name="Live window", options=list(WINDOWS), value="30d", button_type="primary"
+            name="Live window", options=list(WINDOWS), value="all", button_type="primary", width=240
         )
         self.status = pn.pane.Markdown("loading…", styles={"color": "#555"})
         self.problem = pn.pane.Alert(
@@ -53,6 +54,7 @@ class Dashboard:
         self.latency = LatencyView()
         self.window.param.watch(lambda _event: self.schedule_refresh(), "value")
         self._lock = asyncio.Lock()
+        self.document: Any = pn.state.curdoc
 
     def layout(self) -> pn.viewable.Viewable:
         tabs = pn.Tabs(
@@ -89,6 +91,14 @@ class Dashboard:
                 self.problem.visible = True
                 log.warning("dashboard refresh failed", error=str(exc))
                 return
+            self._apply(data)
+
+    def _apply(self, data: DashboardData) -> None:
+        """Update the views under the document lock (Bokeh models may only change there)."""
+        doc = self.document
+        if doc is not None and doc.session_context is not None:
+            doc.add_next_tick_callback(partial(self.show, data))
+        else:
             self.show(data)
 
     def show(self, data: DashboardData) -> None:

@@ -39,7 +39,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("mae", "MAE", "error"),
     Metric("profit_factor", "Profit factor", "ratio"),
     Metric("sharpe", "Sharpe", "ratio"),
-    Metric("n", "Signals", "count", ("signal_count", "n_signals", "signals")),
+    Metric("signals", "Signals", "count", ("signal_count", "n", "n_signals")),
 )
 DRIFT_CHECKED = tuple(metric for metric in METRICS if metric.kind == "rate")
 SOURCES = ("live", "backtest")
@@ -52,8 +52,8 @@ def column(metric: Metric, source: str) -> str:
 OVERVIEW_COLUMNS = (
     "model_key",
     "version",
-    *(column(metric, source) for metric in METRICS for source in SOURCES),
     "drift",
+    *(column(metric, source) for metric in METRICS for source in SOURCES),
     "drifting",
 )
 

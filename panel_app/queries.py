@@ -178,11 +178,14 @@ class DashboardQueries:
         )
 
     def live_returns(self, window: str) -> pd.DataFrame:
-        """Outcomes resolved in `window` (`model_key, bar_time, strategy_return`), oldest first."""
+        """Outcomes of signals whose bar is in `window` (as live metrics count them), oldest first.
+
+        Columns `model_key, bar_time, strategy_return`.
+        """
         statement = select(Outcome.model_key, Outcome.bar_time, Outcome.strategy_return)
         since = window_start(window)
         if since is not None:
-            statement = statement.where(Outcome.resolved_at >= since)
+            statement = statement.where(Outcome.bar_time >= since)
         statement = statement.order_by(Outcome.bar_time.desc()).limit(LIVE_RETURN_LIMIT)
         return self._cached(
             ("live_returns", window),

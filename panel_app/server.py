@@ -12,7 +12,6 @@ import hmac
 import ipaddress
 import json
 import secrets
-from functools import partial
 from typing import Any
 
 import panel as pn
@@ -95,19 +94,22 @@ class DashboardAuth(BasicAuthProvider):
     """Panel's login and logout pages, validating against the settings' single user."""
 
     def __init__(self, username: str, password: str) -> None:
-        super().__init__()
-        self._handler = type(
-            "ItffLoginHandler",
-            (_LoginHandler,),
-            {
-                "credentials": _Credentials(username, password),
-                "_login_endpoint": self._login_endpoint,
-                "_login_template": self._login_template,
-            },
-        )
+        self._credentials = _Credentials(username, password)
+        self._handler: type[RequestHandler] | None = None
+        super().__init__()  # Bokeh reads `login_handler` in here
 
     @property
     def login_handler(self) -> type[RequestHandler]:
+        if self._handler is None:
+            self._handler = type(
+                "ItffLoginHandler",
+                (_LoginHandler,),
+                {
+                    "credentials": self._credentials,
+                    "_login_endpoint": self._login_endpoint,
+                    "_login_template": self._login_template,
+                },
+            )
         return self._handler
 
 
@@ -163,12 +165,14 @@ def serve(settings: Settings) -> None:
     )
     options = server_options(settings, queries)
     pn.extension("tabulator", sizing_mode="stretch_width")
-    app = partial(
-        session,
-        queries,
-        drift_margin=settings.drift_margin,
-        refresh_seconds=settings.dash_refresh_seconds,
-    )
+
+    def app() -> pn.viewable.Viewable:
+        return session(
+            queries,
+            drift_margin=settings.drift_margin,
+            refresh_seconds=settings.dash_refresh_seconds,
+        )
+
     log.info("dashboard listening", url=f"http://{settings.dash_host}:{settings.dash_port}")
     try:
         pn.serve({"/": app}, **options)

@@ -133,7 +133,7 @@ def screenshot(html: str, target: Path) -> None:
             raise TransientError(f"Chromium could not render the snapshot: {exc}") from exc
 
 
-def render_snapshot(settings: Settings, target: Path, *, window: str = "30d") -> Path:
+def render_snapshot(settings: Settings, target: Path, *, window: str = "all") -> Path:
     """Read the data, lay it out and photograph it; returns `target`."""
     queries = DashboardQueries.from_url(settings.database_url, ttl_seconds=1.0)
     try:

@@ -77,7 +77,7 @@ class EquityChart:
     def _style(self) -> None:
         self.equity.yaxis.formatter = NumeralTickFormatter(format="0.00")
         self.equity.yaxis.axis_label = "growth of 1"
-        self.drawdown.yaxis.formatter = NumeralTickFormatter(format="0%")
+        self.drawdown.yaxis.formatter = NumeralTickFormatter(format="0.0%")
         for chart in (self.equity, self.drawdown):
             chart.legend.location = "top_left"
             chart.toolbar.logo = None

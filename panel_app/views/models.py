@@ -72,7 +72,7 @@ class ModelsView:
             pd.DataFrame(columns=VERSION_COLUMNS),
             formatters=formatters,
             groupby=["model_key"],
-            titles={"sha256": "SHA-256", "n": "signals"},
+            titles={"sha256": "SHA-256"},
         )
         style_of(self.versions).map(_status_style, subset=["status"]).map(
             _verified_style, subset=["verified"]

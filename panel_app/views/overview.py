@@ -27,7 +27,8 @@ NO_MODELS = (
 
 
 def _formatters() -> dict[str, Any]:
-    return metric_formatters(tuple(f"_{source}" for source in SOURCES))
+    wrapped = {"drift": {"type": "textarea"}}
+    return wrapped | metric_formatters(tuple(f"_{source}" for source in SOURCES))
 
 
 def _titles(margin: float) -> dict[str, str]:
@@ -68,6 +69,7 @@ class OverviewView:
             groups=_groups(),
             hidden_columns=["drifting"],
             frozen_columns=["model_key"],
+            widths={"drift": 230},
             pagination=None,
         )
         style_of(self.table).apply(

@@ -14,6 +14,7 @@ consumer may call it from many worker threads (`asyncio.to_thread`).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,7 +179,9 @@ def ood_distances(scaled: FloatArray, mean: FloatArray, precision: FloatArray) -
 def _prepare(bundle: ModelBundle) -> _Served:
     """Split the verified pipeline into scaler and head and check the head can score."""
     pipeline = bundle.pipeline
-    head = pipeline[1:]
+    # the estimator itself when it directly follows the scaler: a sliced Pipeline re-checks
+    # fittedness on every call, which costs more than a one-row prediction
+    head = pipeline.steps[1][1] if len(pipeline.steps) == 2 else pipeline[1:]  # noqa: PLR2004
     up_column = -1
     if bundle.target == "direction":
         classes = list(getattr(pipeline, "classes_", []))
@@ -249,7 +252,7 @@ def _check_windows(windows: Any, bundle: ModelBundle) -> FloatArray:
             f"got shape {array.shape}"
         )
     _check_width(array.shape[1], bundle)
-    return _finite(array, bundle.input_names)
+    return _finite(array, lambda: bundle.input_names)
 
 
 def _check_width(width: int, bundle: ModelBundle) -> None:
@@ -271,9 +274,9 @@ def _rows_to_windows(rows: Any, bundle: ModelBundle) -> FloatArray:
         raise BadInput(f"rows must be a pandas DataFrame, got {type(rows).__name__}")
     columns = tuple(str(column) for column in rows.columns)
     if columns == bundle.input_names:
-        return _finite(_numeric(rows, "rows"), bundle.input_names)
+        return _finite(_numeric(rows, "rows"), lambda: bundle.input_names)
     _check_names(columns, bundle)
-    values = _finite(_numeric(rows, "rows"), bundle.feature_names)
+    values = _finite(_numeric(rows, "rows"), lambda: bundle.feature_names)
     if len(values) < bundle.lookback:
         raise BadInput(
             f"{bundle.key} needs {bundle.lookback} consecutive feature rows (its lookback), "
@@ -306,7 +309,7 @@ def _numeric(values: Any, what: str) -> FloatArray:
         raise BadInput(f"{what} must hold numbers only ({exc})") from exc
 
 
-def _finite(array: FloatArray, names: tuple[str, ...]) -> FloatArray:
+def _finite(array: FloatArray, names: Callable[[], tuple[str, ...]]) -> FloatArray:
     if len(array) == 0:
         raise BadInput("no input rows: send at least one window")
     bad = ~np.isfinite(array)
@@ -314,7 +317,7 @@ def _finite(array: FloatArray, names: tuple[str, ...]) -> FloatArray:
         row, column = (int(i) for i in np.argwhere(bad)[0])
         value = array[row, column]
         raise BadInput(
-            f"input row {row}, {names[column]!r} is {value}; inputs must be finite numbers "
+            f"input row {row}, {names()[column]!r} is {value}; inputs must be finite numbers "
             f"({int(bad.sum())} non-finite values in total)"
         )
     return array

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.data import LoadedBars
 from bot.errors import BadInput, ItffError, TransientError
 from storage.bars import bars_between, upsert_frame
 
@@ -37,25 +38,16 @@ def source_label(source: str) -> str:
     return source.split(":", 1)[0][:32] or "unknown"
 
 
-async def load_source(source: str, symbol: str) -> pd.DataFrame:
-    """The source's bars of `symbol`, read in a thread; failures become clear ItffErrors."""
-    from bot.data import load_bars
+async def load_source(source: str, symbol: str, interval: str) -> LoadedBars:
+    """The source's validated bars of `symbol` and their anomaly report, read in a thread."""
+    from bot.data import load_bars_report
 
     try:
-        return await asyncio.to_thread(load_bars, source, symbol)
+        return await asyncio.to_thread(load_bars_report, source, symbol, interval=interval)
     except ItffError:
         raise
     except OSError as exc:
         raise TransientError(f"cannot read bars of {symbol} from {source}: {exc}") from exc
-
-
-def anomaly_report(bars: pd.DataFrame, interval: str) -> dict[str, Any]:
-    """The data-quality report of bot.data for a bars frame, as JSON-ready values."""
-    from bot.data import anomaly_report as report_of
-
-    report = report_of(bars, interval=interval)
-    as_dict = getattr(report, "as_dict", None)
-    return dict(as_dict()) if callable(as_dict) else dict(report)
 
 
 async def stored_bars(
@@ -69,7 +61,8 @@ async def refresh_symbol(
     *, session_factory: SessionFactory, source: str, symbol: str, interval: str
 ) -> RefreshResult:
     """Write the bars of `symbol` that the table lacks; returns counts and the anomaly report."""
-    loaded = await load_source(source, symbol)
+    result = await load_source(source, symbol, interval)
+    loaded = result.bars
     if loaded.empty:
         raise BadInput(f"{source} holds no bars for {symbol}; check ITFF_SYMBOLS and the source")
     stored = await stored_bars(session_factory=session_factory, symbol=symbol, interval=interval)
@@ -89,7 +82,7 @@ async def refresh_symbol(
         inserted=inserted,
         stored=len(stored) + inserted,
         last_bar=loaded.index[-1].isoformat(),
-        anomalies=anomaly_report(loaded, interval),
+        anomalies=result.report.to_dict(),
     )
 
 
@@ -102,7 +95,8 @@ async def backfill(
     since: datetime,
 ) -> RefreshResult:
     """Rewrite every bar of `symbol` at or after `since` from `source` (corrects history too)."""
-    loaded = await load_source(source, symbol)
+    result = await load_source(source, symbol, interval)
+    loaded = result.bars
     window = loaded.loc[loaded.index >= pd.Timestamp(since)]
     if window.empty:
         raise BadInput(
@@ -126,5 +120,5 @@ async def backfill(
         inserted=written,
         stored=written,
         last_bar=window.index[-1].isoformat(),
-        anomalies=anomaly_report(window, interval),
+        anomalies=result.report.to_dict(),
     )

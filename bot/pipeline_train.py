@@ -19,6 +19,7 @@ import pandas as pd
 
 from bot.bundle import ModelBundle
 from bot.errors import ItffError
+from bot.evaluation import EvaluationReport
 from bot.promotion import RECENT_PREFIX
 from bot.schemas import model_key
 
@@ -122,7 +123,7 @@ def train_task(task: TrainTask) -> TrainOutcome:
         started,
         bundle=result.bundle,
         metrics=version_metrics(result.bundle.metrics, recent_window_metrics(result.report)),
-        equity=equity_rows(equity_frame(result.report)),
+        equity=equity_rows(result.report.equity),
     )
 
 
@@ -145,22 +146,11 @@ def version_metrics(
     return {**overall, **{f"{RECENT_PREFIX}{name}": value for name, value in recent.items()}}
 
 
-def recent_window_metrics(report: Any) -> dict[str, float | None]:
-    """Out-of-sample metrics of the last walk-forward test block in a training report."""
-    folds = getattr(report, "folds", None) or getattr(report, "fold_metrics", None) or []
-    if not folds:
+def recent_window_metrics(report: EvaluationReport) -> dict[str, float | None]:
+    """Out-of-sample metrics of the last walk-forward test block (the most recent window)."""
+    if not report.fold_metrics:
         return {}
-    last = folds[-1]
-    values = last if isinstance(last, dict) else getattr(last, "metrics", {})
-    return {str(name): _number(value) for name, value in values.items() if _is_number(value)}
-
-
-def equity_frame(report: Any) -> pd.DataFrame:
-    for name in ("equity", "equity_curve", "backtest_equity"):
-        frame = getattr(report, name, None)
-        if isinstance(frame, pd.DataFrame):
-            return frame
-    return pd.DataFrame(columns=["time", "position", "strategy_return", "equity"])
+    return {name: _number(value) for name, value in report.fold_metrics[-1].items()}
 
 
 def equity_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -190,12 +180,8 @@ def _pydatetime(stamp: pd.Timestamp) -> datetime:
     return stamp.to_pydatetime()
 
 
-def _is_number(value: object) -> bool:
-    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
-
-
-def _number(value: object) -> float | None:
-    return None if value is None else float(value)  # type: ignore[arg-type]
+def _number(value: float | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def order_tasks(tasks: Iterable[TrainTask]) -> list[TrainTask]:

@@ -15,12 +15,13 @@ import os
 import time
 import traceback
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
+import pandas as pd
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import pipeline_metrics as m
@@ -137,47 +138,47 @@ async def run_pipeline(
 
 
 async def _steps(run: _Run) -> str:
-    await _refresh(run)
-    outcomes = await _train(run)
-    for outcome in outcomes:
-        await _handle(run, outcome)
-    return run_repo.SUCCEEDED if run.counts.get("trained", 0) else run_repo.FAILED
-
-
-async def _refresh(run: _Run) -> None:
-    settings = run.settings
-    for symbol in settings.symbols:
-        result = await refresh_symbol(
-            session_factory=run.session_factory,
-            source=settings.data_source,
-            symbol=symbol,
-            interval=settings.interval,
-        )
-        run.anomalies[symbol] = result.anomalies
-        run.bump("bars_loaded", result.loaded)
-        run.bump("bars_inserted", result.inserted)
-        run.write("bars_refreshed", symbol=symbol, inserted=result.inserted, last=result.last_bar)
-
-
-async def _train(run: _Run) -> list[TrainOutcome]:
+    """Refresh a symbol, hand its models to the pool, refresh the next one meanwhile; publish
+    and judge each model as soon as it is trained."""
     settings = run.settings
     jobs, skips = plan(settings.symbols, settings.targets, settings.model_types)
     for skip in skips:
         run.decisions[skip.key] = {"decision": "skipped", "reason": skip.reason}
         run.bump("skipped")
         m.PIPELINE_MODELS.labels("skipped").inc()
-    bars = {
-        symbol: await stored_bars(
-            session_factory=run.session_factory, symbol=symbol, interval=settings.interval
-        )
-        for symbol in settings.symbols
-    }
-    tasks = [_task(settings, bars[symbol], symbol, target, kind) for symbol, target, kind in jobs]
-    run.write("training_started", models=len(tasks), workers=worker_count(settings, len(tasks)))
-    return await train_in_workers(tasks, worker_count(settings, len(tasks)))
+    workers = worker_count(settings, len(jobs))
+    run.write("training_started", models=len(jobs), workers=workers)
+    async with WorkerPool(workers) as pool:
+        for symbol in settings.symbols:
+            bars = await _refresh(run, symbol)
+            for _symbol, target, kind in (job for job in jobs if job[0] == symbol):
+                pool.submit(_task(settings, bars, symbol, target, kind))
+        async for outcome in pool.results():
+            await _handle(run, outcome)
+    return run_repo.SUCCEEDED if run.counts.get("trained", 0) else run_repo.FAILED
 
 
-def _task(settings: Settings, bars: Any, symbol: str, target: str, model_type: str) -> TrainTask:
+async def _refresh(run: _Run, symbol: str) -> pd.DataFrame:
+    """New bars of `symbol` into the table; returns every stored bar of it (the training set)."""
+    settings = run.settings
+    result = await refresh_symbol(
+        session_factory=run.session_factory,
+        source=settings.data_source,
+        symbol=symbol,
+        interval=settings.interval,
+    )
+    run.anomalies[symbol] = result.anomalies
+    run.bump("bars_loaded", result.loaded)
+    run.bump("bars_inserted", result.inserted)
+    run.write("bars_refreshed", symbol=symbol, inserted=result.inserted, last=result.last_bar)
+    return await stored_bars(
+        session_factory=run.session_factory, symbol=symbol, interval=settings.interval
+    )
+
+
+def _task(
+    settings: Settings, bars: pd.DataFrame, symbol: str, target: str, model_type: str
+) -> TrainTask:
     return TrainTask(
         symbol=symbol,
         target=target,
@@ -191,17 +192,32 @@ def _task(settings: Settings, bars: Any, symbol: str, target: str, model_type: s
     )
 
 
-async def train_in_workers(tasks: Sequence[TrainTask], workers: int) -> list[TrainOutcome]:
-    """Train every task in a process pool; the event loop stays free while they run."""
-    if not tasks:
-        return []
-    loop = asyncio.get_running_loop()
-    pool = make_pool(workers)
-    try:
-        futures = [loop.run_in_executor(pool, train_task, task) for task in tasks]
-        return list(await asyncio.gather(*futures))
-    finally:
-        await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+class WorkerPool:
+    """Training in worker processes; results come back in completion order, the loop stays free.
+
+    Leaving the block (also on error or cancellation) cancels what has not started and waits
+    for the workers to exit, off the event loop.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self._pool = make_pool(workers)
+        self._futures: list[asyncio.Future[TrainOutcome]] = []
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for future in self._futures:
+            future.cancel()
+        await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
+
+    def submit(self, task: TrainTask) -> None:
+        loop = asyncio.get_running_loop()
+        self._futures.append(loop.run_in_executor(self._pool, train_task, task))
+
+    async def results(self) -> AsyncIterator[TrainOutcome]:
+        for next_done in asyncio.as_completed(self._futures):
+            yield await next_done
 
 
 async def _handle(run: _Run, outcome: TrainOutcome) -> None:

@@ -22,6 +22,7 @@ from bot.errors import BadInput, IntegrityError, NotFound
 from bot.features import FEATURE_NAMES, WARMUP_BARS, build_features
 from bot.predictor import Predictor, ood_distances, ood_summary
 from bot.sequences import to_windows
+from bot.settings import Settings
 from tests.unit.bundles import FEATURES, make_bundle, training_inputs
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "SPX_1d.csv"
@@ -328,3 +329,40 @@ def _write_unchecked(registry: ArtifactRegistry, bundle: ModelBundle, pipeline: 
 def test_bundle_dates_survive(registry: ArtifactRegistry) -> None:
     serve(registry, make_bundle())
     assert Predictor(registry).bundle(DIRECTION).train_end == datetime(2024, 12, 31, tzinfo=UTC)
+
+
+def test_trained_models_round_trip_and_itff_predict_prints_them(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from bot.cli import artifacts as cli
+    from bot.training import train_model
+
+    monkeypatch.setenv("ITFF_ARTIFACT_DIR", str(settings.artifact_dir))
+    registry = ArtifactRegistry(settings.artifact_dir)
+    bars = spx_bars(1200)
+    for target, model_type in (("direction", "logreg"), ("return", "ridge")):
+        bundle = train_model(bars, symbol="SPX", target=target, model_type=model_type).bundle
+        serve(registry, bundle)
+    csv = settings.artifact_dir.parent / "spx.csv"
+    recent = bars.iloc[-300:].reset_index()
+    recent["time"] = recent["time"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    recent.to_csv(csv, index=False)
+    expected = Predictor(registry).predict_bars("SPX", bars.iloc[-300:])
+    assert [p.model_key for p in expected] == [DIRECTION, RETURN]
+    app = typer.Typer()
+    cli.register(app)
+    result = CliRunner().invoke(app, ["predict", "--csv", str(csv), "--symbol", "spx", "--json"])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.output)
+    assert [p["model_key"] for p in printed] == [DIRECTION, RETURN]
+    assert printed[0]["probability"] == pytest.approx(expected[0].probability, abs=1e-12)
+    assert printed[1]["prediction"] == pytest.approx(expected[1].prediction, abs=1e-15)
+    assert {p["bar_time"] for p in printed} == {bars.index[-1].isoformat()}
+    table = CliRunner().invoke(app, ["predict", "--csv", str(csv), "--symbol", "SPX"])
+    assert DIRECTION in table.output
+    assert expected[0].action in table.output

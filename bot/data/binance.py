@@ -143,6 +143,7 @@ async def fetch_klines(
     policy: RetryPolicy | None = None,
     sleep: Sleep = _sleep,
     session: aiohttp.ClientSession | None = None,
+    page_limit: int = PAGE_LIMIT,
 ) -> pd.DataFrame:
     """All closed bars of `[start, end)` as a raw frame `time, open, high, low, close, volume`."""
     url = base_url.rstrip("/") + KLINES_PATH
@@ -155,9 +156,9 @@ async def fetch_klines(
     try:
         while cursor < stop:
             query = params | {"startTime": str(cursor), "endTime": str(stop - 1)}
-            page = await pager.page(query | {"limit": str(PAGE_LIMIT)})
+            page = await pager.page(query | {"limit": str(page_limit)})
             rows.extend(page)
-            if len(page) < PAGE_LIMIT:
+            if len(page) < page_limit:
                 break
             cursor = int(page[-1][0]) + 1
     finally:

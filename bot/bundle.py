@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from bot.schemas import Target, model_key
 
@@ -32,8 +33,8 @@ class Thresholds:
 class OodSummary:
     """Training-distribution summary of the scaled, flattened inputs, for the OOD check."""
 
-    mean: np.ndarray
-    precision: np.ndarray  # inverse (regularised) covariance
+    mean: npt.NDArray[np.float64]
+    precision: npt.NDArray[np.float64]  # inverse (regularised) covariance
     threshold: float  # squared Mahalanobis distance above which an input is out of distribution
 
 

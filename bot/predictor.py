@@ -194,33 +194,35 @@ def _prepare(bundle: ModelBundle) -> _Served:
     return _Served(bundle, pipeline.steps[0][1], head, up_column)
 
 
+def _scores(served: _Served, windows: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Scaled inputs and scores; finiteness was checked, so sklearn need not check it again."""
+    from sklearn import config_context
+
+    with config_context(assume_finite=True):
+        scaled = np.asarray(served.scaler.transform(windows), dtype=np.float64)
+        if served.bundle.target == "direction":
+            proba = np.asarray(served.head.predict_proba(scaled), dtype=np.float64)
+            return scaled, proba[:, served.up_column]
+        return scaled, np.asarray(served.head.predict(scaled), dtype=np.float64).reshape(-1)
+
+
 def _predict(served: _Served, windows: FloatArray) -> list[Prediction]:
     bundle = served.bundle
-    scaled = served.scaler.transform(windows)
+    key, version, target = bundle.key, bundle.version, bundle.target
+    scaled, scores = _scores(served, windows)
     distances = ood_distances(scaled, bundle.ood.mean, bundle.ood.precision)
     ood = distances > bundle.ood.threshold
-    if bundle.target == "direction":
-        scores = np.asarray(served.head.predict_proba(scaled), dtype=np.float64)[
-            :, served.up_column
-        ]
-        values: FloatArray = (scores > 0.5).astype(np.float64)  # noqa: PLR2004 - argmax of 2 classes
-    else:
-        scores = np.asarray(served.head.predict(scaled), dtype=np.float64).reshape(-1)
-        values = scores
     actions = _actions(scores, bundle, ood)
-    probability = bundle.target == "direction"
+    if target == "direction":
+        values = (scores > 0.5).astype(np.float64).tolist()  # noqa: PLR2004 - argmax of 2 classes
+        probabilities: list[float | None] = scores.tolist()
+    else:
+        values, probabilities = scores.tolist(), [None] * len(scores)
     return [
-        Prediction(
-            model_key=bundle.key,
-            model_version=bundle.version,
-            target=bundle.target,
-            prediction=float(values[i]),
-            probability=float(scores[i]) if probability else None,
-            action=actions[i],
-            ood=bool(ood[i]),
-            ood_distance=float(distances[i]),
+        Prediction(key, version, target, value, probability, action, out, distance)
+        for value, probability, action, out, distance in zip(
+            values, probabilities, actions, ood.tolist(), distances.tolist(), strict=True
         )
-        for i in range(len(windows))
     ]
 
 

@@ -1,0 +1,52 @@
+"""`POST /predict`, `GET /health` (liveness), `GET /ready` (readiness), `GET /metrics`."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from producers import parsing
+from producers.auth import check_api_token
+from producers.prediction import PredictRequest
+from producers.state import DELIVERY, GUARDS, METRICS, PREDICTION, SETTINGS, client_of
+
+READY_PING_TIMEOUT_S = 1.0
+
+
+async def predict(request: web.Request) -> web.Response:
+    await request.app[GUARDS].limits.hit("api", client_of(request))
+    check_api_token(request.headers.get("X-API-Token"), request.app[SETTINGS].api_token)
+    parsing.check_content_type(request)
+    document = parsing.parse_object(await request.read())
+    payload = parsing.validate(PredictRequest, document)
+    predictions = await request.app[PREDICTION].predict(payload)
+    return web.json_response({"symbol": payload.symbol, "predictions": predictions})
+
+
+async def health(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    """200 when Kafka answers; 503 otherwise (alerts are still accepted into the outbox)."""
+    delivery = request.app[DELIVERY]
+    kafka = await delivery.publisher.ping(READY_PING_TIMEOUT_S)
+    body = {
+        "status": "ready" if kafka else "degraded",
+        "kafka": kafka,
+        "outbox_depth": delivery.outbox.depth,
+    }
+    if not kafka:
+        body |= {
+            "error": "kafka_unreachable",
+            "detail": f"Kafka at {delivery.publisher.bootstrap} does not answer; alerts are "
+            "accepted into the outbox and delivered once it is back",
+        }
+    return web.json_response(body, status=200 if kafka else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    response = web.Response(body=request.app[METRICS].render())
+    response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    response.charset = "utf-8"
+    return response

@@ -1,0 +1,104 @@
+"""The receiver's app factory.
+
+`create_app(settings)` builds everything the handlers need under typed `AppKey`s; the Kafka
+producer, the outbox drainer and the database engine are owned by a `cleanup_ctx` that connects at
+start-up and cancels, awaits and closes them on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.observability import get_logger
+from bot.settings import Settings
+from producers import api, webhooks
+from producers.auth import SignatureVerifier
+from producers.dedupe import DuplicateWindow
+from producers.delivery import AlertDelivery
+from producers.metrics import ReceiverMetrics
+from producers.network import IpAllowlist, forwarded_middlewares
+from producers.outbox import Outbox
+from producers.prediction import PredictionService
+from producers.publisher import KafkaPublisher, Publisher
+from producers.ratelimit import RateLimits
+from producers.responses import error_middleware
+from producers.state import DELIVERY, GUARDS, METRICS, PREDICTION, SETTINGS, Guards
+from storage.db import create_engine, create_session_factory
+
+log = get_logger(__name__)
+
+ENGINE = web.AppKey("engine", AsyncEngine)
+DRAINER = web.AppKey("drainer", dict[str, asyncio.Task[None]])
+
+
+def create_app(
+    settings: Settings, *, publisher: Publisher | None = None, predictor: Any | None = None
+) -> web.Application:
+    """The webhook receiver: `POST /webhook/tradingview`, `POST /webhook`, `POST /predict`,
+    `GET /health`, `GET /ready`, `GET /metrics`."""
+    metrics = ReceiverMetrics()
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[
+            error_middleware(metrics, settings.max_body_bytes),
+            *forwarded_middlewares(settings.trusted_proxies),
+        ],
+    )
+    engine = create_engine(settings.database_url)
+    sink = publisher or KafkaPublisher(settings.bootstrap)
+    outbox = Outbox(sessions=create_session_factory(engine), publisher=sink, metrics=metrics)
+    app[SETTINGS] = settings
+    app[METRICS] = metrics
+    app[ENGINE] = engine
+    app[DRAINER] = {}
+    app[GUARDS] = Guards(
+        limits=RateLimits({"webhook": settings.webhook_rate_limit, "api": settings.api_rate_limit}),
+        allowlist=IpAllowlist(enabled=settings.ip_allowlist_enabled, allowed=settings.ip_allowlist),
+        verifier=SignatureVerifier(settings.webhook_secrets),
+    )
+    app[DELIVERY] = AlertDelivery(
+        publisher=sink,
+        outbox=outbox,
+        topic=settings.topics.alerts,
+        budget_seconds=settings.publish_timeout_seconds,
+        dedupe=DuplicateWindow(ttl_seconds=settings.dedupe_ttl_seconds),
+        metrics=metrics,
+    )
+    app[PREDICTION] = PredictionService(settings, predictor)
+    app.cleanup_ctx.append(_delivery_context)
+    _add_routes(app)
+    return app
+
+
+def _add_routes(app: web.Application) -> None:
+    app.router.add_post("/webhook/tradingview", webhooks.tradingview)
+    app.router.add_post("/webhook", webhooks.signed)
+    app.router.add_post("/predict", api.predict)
+    app.router.add_get("/health", api.health)
+    app.router.add_get("/ready", api.ready)
+    app.router.add_get("/metrics", api.metrics)
+
+
+async def _delivery_context(app: web.Application) -> AsyncIterator[None]:
+    delivery = app[DELIVERY]
+    depth = await delivery.outbox.load_depth()
+    connected = await delivery.publisher.connect()
+    app[METRICS].kafka_connected.set(int(connected))
+    log.info("receiver started", kafka=connected, outbox_depth=depth)
+    drainer = asyncio.create_task(delivery.outbox.run(), name="itff-outbox-drainer")
+    app[DRAINER]["outbox"] = drainer
+    try:
+        yield
+    finally:
+        drainer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await drainer
+        await delivery.publisher.stop()
+        await app[ENGINE].dispose()
+        log.info("receiver stopped", outbox_depth=delivery.outbox.depth)

@@ -1,0 +1,66 @@
+"""Prometheus metrics of the receiver, in a registry of its own (one per app)."""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    gc_collector,
+    generate_latest,
+    platform_collector,
+    process_collector,
+)
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class ReceiverMetrics:
+    """Request latency, alert counts by outcome, Kafka publish latency and the outbox depth."""
+
+    def __init__(self) -> None:
+        self.registry = reg = CollectorRegistry()
+        process_collector.ProcessCollector(registry=reg)
+        platform_collector.PlatformCollector(registry=reg)
+        gc_collector.GCCollector(registry=reg)
+        self.request_latency = Histogram(
+            "itff_api_request_latency_seconds",
+            "HTTP request latency of the receiver, by route and status",
+            ("route", "status"),
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.alerts_received = Counter(
+            "itff_alerts_received", "Alerts received, by source", ("source",), registry=reg
+        )
+        self.alerts_accepted = Counter(
+            "itff_alerts_accepted",
+            "Alerts accepted, by delivery: published to Kafka or queued in the outbox",
+            ("source", "delivery"),
+            registry=reg,
+        )
+        self.alerts_duplicate = Counter(
+            "itff_alerts_duplicate",
+            "Repeated alert ids, not published again",
+            ("source",),
+            registry=reg,
+        )
+        self.alerts_rejected = Counter(
+            "itff_alerts_rejected", "Alerts refused, by reason", ("reason",), registry=reg
+        )
+        self.publish_latency = Histogram(
+            "itff_kafka_publish_latency_seconds",
+            "Time until Kafka acknowledged an alert (acks=all)",
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.outbox_depth = Gauge(
+            "itff_outbox_depth", "Alerts waiting in the durable outbox", registry=reg
+        )
+        self.kafka_connected = Gauge(
+            "itff_kafka_connected", "1 while the Kafka producer is connected", registry=reg
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,124 @@
+"""The Kafka side of the receiver: an idempotent aiokafka producer (`acks=all`).
+
+`send()` returns a delivery task at once; the caller waits for it within its time budget and, if
+the budget runs out, keeps the task as "in flight": aiokafka's idempotent producer retries an
+in-flight batch until the broker takes it, so the outbox must not publish a second copy meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from bot.errors import TransientError
+from bot.observability import get_logger
+
+log = get_logger(__name__)
+
+REQUEST_TIMEOUT_MS = 10_000
+CONNECT_TIMEOUT_S = 10.0
+
+
+class Publisher(Protocol):
+    """What the receiver needs from a message broker client."""
+
+    bootstrap: str
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def connect(self) -> bool: ...
+
+    async def stop(self) -> None: ...
+
+    def send(self, topic: str, key: bytes, value: bytes) -> asyncio.Task[Any]: ...
+
+    async def ping(self, within: float) -> bool: ...
+
+
+async def _close(producer: AIOKafkaProducer) -> None:
+    try:
+        await producer.stop()
+    except (KafkaError, OSError) as exc:  # closing a producer that never connected
+        log.debug("closing an unconnected producer failed", error=repr(exc))
+
+
+class KafkaPublisher:
+    """An aiokafka producer that may start while the broker is down and connect later."""
+
+    def __init__(self, bootstrap: str, *, client_id: str = "itff-webhook") -> None:
+        self.bootstrap = bootstrap
+        self._client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def connected(self) -> bool:
+        return self._producer is not None
+
+    async def connect(self) -> bool:
+        """Start the producer if it is not running; False (and logged) if the broker is down."""
+        async with self._lock:
+            if self._producer is not None:
+                return True
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap,
+                client_id=self._client_id,
+                enable_idempotence=True,
+                acks="all",
+                linger_ms=0,
+                request_timeout_ms=REQUEST_TIMEOUT_MS,
+            )
+            try:
+                await asyncio.wait_for(producer.start(), CONNECT_TIMEOUT_S)
+            except (KafkaError, OSError, TimeoutError) as exc:
+                await _close(producer)
+                log.warning("kafka unreachable", bootstrap=self.bootstrap, error=repr(exc))
+                return False
+            except asyncio.CancelledError:
+                await asyncio.shield(_close(producer))
+                raise
+            self._producer = producer
+            log.info("kafka connected", bootstrap=self.bootstrap)
+            return True
+
+    async def stop(self) -> None:
+        """Flush what is in flight (bounded), then close."""
+        async with self._lock:
+            producer, self._producer = self._producer, None
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=REQUEST_TIMEOUT_MS / 1000)
+        if producer is not None:
+            await producer.stop()
+
+    def send(self, topic: str, key: bytes, value: bytes) -> asyncio.Task[Any]:
+        """A task that completes when Kafka acknowledged the record (acks=all)."""
+        producer = self._producer
+        if producer is None:
+            raise TransientError(f"Kafka at {self.bootstrap} is not connected")
+        task = asyncio.create_task(self._deliver(producer, topic, key, value))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    @staticmethod
+    async def _deliver(producer: AIOKafkaProducer, topic: str, key: bytes, value: bytes) -> Any:
+        try:
+            acknowledged = await producer.send(topic, value=value, key=key)
+            return await acknowledged
+        except KafkaError as exc:
+            raise TransientError(f"Kafka refused the record: {exc!r}") from exc
+
+    async def ping(self, within: float) -> bool:
+        """True when the broker answers a metadata request within `within` seconds."""
+        producer = self._producer
+        if producer is None:
+            return False
+        try:
+            return bool(await asyncio.wait_for(producer.client.force_metadata_update(), within))
+        except (TimeoutError, KafkaError):
+            return False

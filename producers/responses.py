@@ -1,0 +1,104 @@
+"""JSON responses and the outermost middleware: timing, and every failure as a JSON error.
+
+No traceback ever reaches a client: an unexpected exception is logged with its traceback and the
+client gets `500 {"error": "internal", "detail": ...}`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from bot.observability import get_logger
+from producers.metrics import ReceiverMetrics
+
+log = get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+ERROR_NAMES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation",
+    429: "rate_limited",
+    500: "internal",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """An HTTP error answered as `{"error": error, "detail": detail}`."""
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        detail: Any,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(f"{status} {error}: {detail}")
+        self.status = status
+        self.error = error
+        self.detail = detail
+        self.headers = dict(headers or {})
+
+    def response(self) -> web.Response:
+        return web.json_response(
+            {"error": self.error, "detail": self.detail}, status=self.status, headers=self.headers
+        )
+
+
+def _from_http_exception(exc: web.HTTPException, max_body_bytes: int) -> ApiError:
+    status = exc.status
+    if status == web.HTTPRequestEntityTooLarge.status_code:
+        detail = (
+            f"the body is larger than the limit of {max_body_bytes} bytes (ITFF_MAX_BODY_BYTES)"
+        )
+    elif status == web.HTTPNotFound.status_code:
+        detail = "no such route; see docs/openapi.yaml for the routes of the receiver"
+    else:
+        detail = exc.text if exc.text and not exc.text.startswith(str(status)) else exc.reason
+    headers = {k: v for k, v in exc.headers.items() if k.lower() in {"allow", "retry-after"}}
+    return ApiError(status, ERROR_NAMES.get(status, "http_error"), detail, headers=headers)
+
+
+def _route_of(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def error_middleware(metrics: ReceiverMetrics, max_body_bytes: int) -> Any:
+    """Times every request and turns every failure into a JSON error response."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        try:
+            response = await handler(request)
+        except ApiError as exc:
+            response = exc.response()
+        except web.HTTPException as exc:
+            if exc.status < 400:  # noqa: PLR2004 - redirects and 2xx raised as exceptions
+                raise
+            response = _from_http_exception(exc, max_body_bytes).response()
+        except Exception:
+            log.exception("request failed", route=_route_of(request), method=request.method)
+            response = ApiError(
+                500, "internal", "the receiver failed on this request; it is logged, try again"
+            ).response()
+        metrics.request_latency.labels(_route_of(request), str(response.status)).observe(
+            time.perf_counter() - started
+        )
+        return response
+
+    return middleware

@@ -1,0 +1,34 @@
+"""What the handlers share, under typed `web.AppKey`s (built by `producers.app.create_app`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from bot.settings import Settings
+from producers.auth import SignatureVerifier
+from producers.delivery import AlertDelivery
+from producers.metrics import ReceiverMetrics
+from producers.network import IpAllowlist
+from producers.prediction import PredictionService
+from producers.ratelimit import RateLimits
+
+
+@dataclass(frozen=True, slots=True)
+class Guards:
+    limits: RateLimits
+    allowlist: IpAllowlist
+    verifier: SignatureVerifier
+
+
+SETTINGS = web.AppKey("settings", Settings)
+METRICS = web.AppKey("metrics", ReceiverMetrics)
+GUARDS = web.AppKey("guards", Guards)
+DELIVERY = web.AppKey("delivery", AlertDelivery)
+PREDICTION = web.AppKey("prediction", PredictionService)
+
+
+def client_of(request: web.Request) -> str:
+    """The client address (after trusted proxies), the key of the rate limits."""
+    return request.remote or "unknown"

@@ -326,6 +326,8 @@ class ArtifactRegistry:
                 self._check_version(key, version)
                 results.append(VerificationResult(key, version, ok=True))
             except ArtifactIntegrityError as exc:
+                if not self._dir(key, version).exists():
+                    continue  # pruned while being verified: nothing left to be wrong
                 results.append(
                     VerificationResult(key, version, ok=False, file=exc.file, problem=str(exc))
                 )

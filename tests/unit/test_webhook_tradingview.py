@@ -1,4 +1,4 @@
-"""`POST /webhook/tradingview`: payload variants, passphrase, stale bars, duplicates, errors as JSON.
+"""`POST /webhook/tradingview`: payload variants, passphrase, stale bars, duplicates, JSON errors.
 
 Kafka is deliberately down here (see tests/fixtures/webhook.py), so accepted alerts are answered
 `queued: true` from the real SQLite outbox.

@@ -67,6 +67,8 @@ def _split(values: ListOption) -> list[str] | None:
 
 
 def _run(job: Job, train: bool) -> Outcome:
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
     from bot.evaluation import evaluate_model
     from bot.training import train_model
 
@@ -74,11 +76,13 @@ def _run(job: Job, train: bool) -> Outcome:
     fn = train_model if train else evaluate_model
     c = job.combination
     try:
-        value = fn(
-            job.bars, symbol=c.symbol, target=c.target, model_type=c.model_type,
-            lookback=job.lookback, horizon=job.horizon, interval=job.interval, seed=job.seed,
-            cost_bps=job.cost_bps, config=job.config,
-        )  # fmt: skip
+        # Parallelism comes from the worker processes: BLAS/OpenMP threads would oversubscribe.
+        with threadpool_limits(limits=1):
+            value = fn(
+                job.bars, symbol=c.symbol, target=c.target, model_type=c.model_type,
+                lookback=job.lookback, horizon=job.horizon, interval=job.interval,
+                seed=job.seed, cost_bps=job.cost_bps, config=job.config,
+            )  # fmt: skip
     except ItffError as exc:
         return Outcome(c.key, time.perf_counter() - started, error=str(exc))
     return Outcome(c.key, time.perf_counter() - started, value=value)

@@ -1,0 +1,55 @@
+"""Golden values: stored sample sequences and the predictions that fixed data and seeds give.
+
+A failure means features or models changed behaviour. If that was intended, regenerate with
+`python -m tests.golden.make_golden` and review the diff of golden.json.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+from tests.golden.make_golden import GOLDEN, golden_bars, sample_windows, trained_scores
+
+STORED = json.loads(GOLDEN.read_text())
+
+
+@pytest.fixture(scope="module")
+def bars():
+    return golden_bars()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with threadpool_limits(limits=1):
+        yield
+
+
+def test_the_sample_sequences_are_rebuilt_from_the_bars(bars):
+    assert [str(bars.index[0]), str(bars.index[-1])] == STORED["bars"]
+    np.testing.assert_allclose(sample_windows(bars), STORED["windows"], rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("key", sorted(STORED["predictions"]))
+def test_fixed_data_and_seed_give_the_stored_predictions(bars, key):
+    target, model_type = key.split("-")
+    expected = np.array(STORED["predictions"][key])
+    np.testing.assert_allclose(trained_scores(target, model_type, bars), expected, rtol=1e-7)
+    assert np.ptp(expected) > 0  # the stored predictions differ between windows
+
+
+def test_predictions_from_the_stored_windows_themselves(bars):
+    """The stored windows, not rebuilt ones, through the same fit: the sequence is the input."""
+    from bot.models import make_pipeline, predict_scores
+    from bot.sequences import make_dataset
+    from tests.golden.make_golden import HORIZON, LOOKBACK, SEED, TRAIN_BARS
+
+    train = make_dataset(bars.iloc[:TRAIN_BARS], lookback=LOOKBACK, horizon=HORIZON,
+                         target="direction")  # fmt: skip
+    n = train.n_labelled
+    pipeline = make_pipeline("logreg", "direction", SEED).fit(train.X[:n], train.y[:n])
+    scores = predict_scores(pipeline, np.array(STORED["windows"]), "direction")
+    np.testing.assert_allclose(scores, STORED["predictions"]["direction-logreg"], rtol=1e-7)

@@ -129,7 +129,7 @@ class OutcomeWorker:
     async def run(self) -> None:
         """Until cancelled: resolve marked symbols; snapshot live metrics every few minutes."""
         loop = asyncio.get_running_loop()
-        next_snapshot = loop.time()
+        next_snapshot = loop.time() + self._every
         while True:
             timeout = max(0.0, next_snapshot - loop.time())
             with contextlib.suppress(TimeoutError):

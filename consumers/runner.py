@@ -25,6 +25,7 @@ from consumers.outcomes import OutcomeWorker
 from consumers.reload import Reloader
 from consumers.service import InferenceService
 from storage.db import create_engine, create_session_factory
+from storage.migrate import upgrade_async
 
 log = get_logger(__name__)
 
@@ -44,6 +45,7 @@ async def running_consumer(
     settings: Settings, *, group_id: str = INFERENCE_GROUP, outcomes: bool = True
 ) -> AsyncIterator[Consumer]:
     """Start the consumer app; on exit stop it cleanly (subscribers, worker, engine)."""
+    await upgrade_async(settings.database_url)  # a no-op when `itff up` already migrated
     engine = create_engine(settings.database_url)
     session_factory = create_session_factory(engine)
     models = PredictorModels.from_settings(settings)

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+import pandas as pd
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.features import WARMUP_BARS
@@ -56,6 +57,7 @@ class _Plan:
     groups: dict[WindowKey, list[Item]]
     specs: dict[WindowKey, list[ModelSpec]]
     stored: list[Signal]
+    windows: dict[WindowKey, pd.DataFrame]  # taken at read time: a rebalance may drop them
 
 
 class InferenceService:
@@ -117,21 +119,24 @@ class InferenceService:
         async with self._session_factory() as session:
             alert_ids = [item.alert.alert_id for items in groups.values() for item in items]
             stored = await signals_for_alerts(session=session, alert_ids=alert_ids)
-            for key in groups:
-                if specs[key] and self.windows.get(key) is None:
+            windows: dict[WindowKey, pd.DataFrame] = {}
+            for key in (key for key in groups if specs[key]):
+                window = self.windows.get(key)
+                if window is None:
                     symbol, interval = key
-                    bars = await recent_bars(
+                    window = await recent_bars(
                         session=session, symbol=symbol, interval=interval, limit=self.windows.size
                     )
-                    self.windows.seed(key, bars)
-        return _Plan(groups=groups, specs=specs, stored=stored)
+                    self.windows.seed(key, window)
+                windows[key] = window
+        return _Plan(groups=groups, specs=specs, stored=stored, windows=windows)
 
     def _infer_all(self, plan: _Plan) -> dict[WindowKey, GroupResult]:
         skip = frozenset(signal.alert_id for signal in plan.stored)
         outcomes: dict[WindowKey, GroupResult] = {}
         for key, items in plan.groups.items():
-            window = self.windows.get(key)
-            if not plan.specs[key] or window is None:
+            window = plan.windows.get(key)
+            if window is None:
                 continue
             started = time.perf_counter()
             outcomes[key] = infer_group(window, items, plan.specs[key], self._predict, skip=skip)

@@ -9,7 +9,6 @@ it. A record still in flight inside the producer is waited for, never sent a sec
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -106,11 +105,14 @@ class Outbox:
                 log.warning("outbox drain failed", error=repr(exc), depth=self.depth)
                 progressed = False
             self._metrics.kafka_connected.set(int(self._publisher.connected))
-            backoff = MIN_BACKOFF_S if progressed else min(backoff * 2, MAX_BACKOFF_S)
-            idle = self.depth == 0 and self._publisher.connected
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), None if idle else backoff)
+            if not progressed:  # back off whatever wakes us: no reconnect storm while down
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
+            backoff = MIN_BACKOFF_S
             self._wake.clear()
+            if self.depth == 0:
+                await self._wake.wait()
 
     async def drain_once(self) -> bool:
         """Publish one batch in order; True when every entry of it was delivered."""

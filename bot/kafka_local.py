@@ -34,7 +34,19 @@ from bot.kafka_install import (
     prepare,
 )
 
-__all__ = ["BrokerStatus", "LocalBroker", "StartResult", "fetch", "start", "status", "stop"]
+__all__ = [
+    "BrokerStatus",
+    "LocalBroker",
+    "StartResult",
+    "broker_answers",
+    "broker_process",
+    "fetch",
+    "last_log_lines",
+    "port_open",
+    "start",
+    "status",
+    "stop",
+]
 
 READY_TIMEOUT_SECONDS = 180.0
 STOP_TIMEOUT_SECONDS = 60.0

@@ -90,6 +90,8 @@ def status_command() -> None:
     found = kafka_local.status(broker)
     if not found.running:
         typer.echo(f"stopped (port {found.port}, data {broker.data_dir})")
+        if kafka_local.port_open(broker.port):
+            typer.echo(f"note: something else answers on port {broker.port} (another data dir?)")
         raise typer.Exit(3)
     typer.echo(
         f"running  pid {found.pid}  port {found.port}  uptime {_duration(found.uptime_seconds)}  "
@@ -105,7 +107,7 @@ def topics_command() -> None:
     asyncio.run(kafka_admin.ensure_topics(settings))
     partitions = asyncio.run(kafka_admin.describe_topics(settings, settings.topics.all()))
     for name in settings.topics.all():
-        typer.echo(f"{name:<32} {partitions[name]} partitions")
+        typer.echo(f"{name:<32} partitions={partitions[name]}")
 
 
 def register(app: typer.Typer) -> None:

@@ -29,7 +29,7 @@ from bot.artifacts import ArtifactRegistry
 from bot.champions import EventSink, promote_version
 from bot.errors import ItffError
 from bot.observability import get_logger
-from bot.pipeline_refresh import refresh_symbol, stored_bars
+from bot.pipeline_refresh import refresh_symbol
 from bot.pipeline_train import TrainOutcome, TrainTask, make_pool, plan, train_task
 from bot.promotion import PromotionRule, decide
 from bot.schemas import utcnow
@@ -171,9 +171,9 @@ async def _refresh(run: _Run, symbol: str) -> pd.DataFrame:
     run.bump("bars_loaded", result.loaded)
     run.bump("bars_inserted", result.inserted)
     run.write("bars_refreshed", symbol=symbol, inserted=result.inserted, last=result.last_bar)
-    return await stored_bars(
-        session_factory=run.session_factory, symbol=symbol, interval=settings.interval
-    )
+    if result.bars is None:  # refresh_symbol always sets it
+        raise RuntimeError("refresh_symbol returned no bars")
+    return result.bars
 
 
 def _task(

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.data import LoadedBars
 from bot.errors import BadInput, ItffError, TransientError
 from storage.bars import bars_between, upsert_frame
+from storage.refresh import insert_new_bars
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SessionFactory = async_sessionmaker[AsyncSession]
@@ -31,6 +32,7 @@ class RefreshResult:
     stored: int
     last_bar: str | None
     anomalies: dict[str, Any] = field(default_factory=dict)
+    bars: pd.DataFrame | None = None  # after a refresh: every stored bar of the symbol
 
 
 def source_label(source: str) -> str:
@@ -68,7 +70,7 @@ async def refresh_symbol(
     stored = await stored_bars(session_factory=session_factory, symbol=symbol, interval=interval)
     missing = loaded.loc[~loaded.index.isin(stored.index)]
     async with session_factory() as session:
-        inserted = await upsert_frame(
+        inserted = await insert_new_bars(
             session=session,
             symbol=symbol,
             interval=interval,
@@ -83,6 +85,7 @@ async def refresh_symbol(
         stored=len(stored) + inserted,
         last_bar=loaded.index[-1].isoformat(),
         anomalies=result.report.to_dict(),
+        bars=pd.concat([stored, missing]).sort_index() if len(missing) else stored,
     )
 
 

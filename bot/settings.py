@@ -140,6 +140,19 @@ class Settings(BaseSettings):
     def _comma_separated(cls, value: object) -> object:
         return _split(value)
 
+    @field_validator(
+        "kafka_bootstrap",
+        "artifact_base_url",
+        "s3_endpoint_url",
+        "s3_bucket",
+        "s3_access_key_id",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """`ITFF_X=` (an empty line of .env, `${ITFF_X:-}` in compose) means unset."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("database_url")
     @classmethod
     def _async_postgres(cls, value: str) -> str:

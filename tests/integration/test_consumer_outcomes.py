@@ -1,0 +1,79 @@
+"""Outcome resolution and live-metric snapshots on a replayed series of real bars."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.settings import Settings
+from consumers.outcomes import resolve_outcomes, snapshot_live_metrics
+from consumers.runner import running_consumer
+from storage.tables import LiveMetricSnapshot, Outcome, SignalRow
+from tests.consumer_support import (
+    SEED_BARS,
+    alerts_for,
+    eventually,
+    produce_alerts,
+    publish_champions,
+    sample_bars,
+    seed_bars,
+    signal_rows,
+)
+
+pytestmark = pytest.mark.kafka
+STREAM = 30
+
+
+async def test_replayed_series_resolves_every_signal_whose_horizon_passed(
+    kafka_settings: Settings, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    settings = kafka_settings
+    bars = sample_bars("SPX")
+    keys = list(
+        publish_champions(settings, "SPX", lines=[("direction", "logreg"), ("return", "ridge")])
+    )
+    await seed_bars(session_factory, "SPX", bars.iloc[:SEED_BARS])
+    replay = bars.iloc[SEED_BARS : SEED_BARS + STREAM]
+    async with running_consumer(settings, outcomes=False):
+        await produce_alerts(settings.bootstrap, settings.topics.alerts, alerts_for("SPX", replay))
+
+        async def stored() -> bool:
+            return len(await signal_rows(session_factory)) >= STREAM * len(keys)
+
+        assert await eventually(stored)
+
+    resolved = await resolve_outcomes(session_factory=session_factory)
+    assert resolved == (STREAM - 1) * len(keys)  # the last bar's next bar is not known yet
+    assert await resolve_outcomes(session_factory=session_factory) == 0  # idempotent
+
+    close = bars["close"]
+    async with session_factory() as session:
+        pairs = (
+            await session.execute(
+                select(SignalRow, Outcome).join(Outcome, Outcome.signal_id == SignalRow.signal_id)
+            )
+        ).all()
+    assert len(pairs) == (STREAM - 1) * len(keys)
+    for signal, outcome in pairs:
+        position = close.index.get_loc(signal.bar_time)
+        expected = math.log(close.iloc[position + 1] / close.iloc[position])
+        assert outcome.realised_return == pytest.approx(expected)
+        assert outcome.exit_time == close.index[position + 1]
+        up = signal.prediction > (0.5 if signal.target == "direction" else 0.0)
+        assert outcome.hit == (up == (expected > 0))
+        side = {"buy": 1.0, "sell": -1.0, "hold": 0.0}[signal.action]
+        one_bar = close.iloc[position + 1] / close.iloc[position] - 1
+        assert outcome.strategy_return == pytest.approx(side * one_bar)
+
+    rows = await snapshot_live_metrics(session_factory=session_factory, cost_bps=1.0)
+    assert rows == len(keys)  # 2000 is outside the 7d and 30d windows: "all" only
+    async with session_factory() as session:
+        snapshots = list((await session.execute(select(LiveMetricSnapshot))).scalars())
+    for snapshot in snapshots:
+        hits = [o.hit for s, o in pairs if s.model_key == snapshot.model_key]
+        assert snapshot.window == "all"
+        assert snapshot.metrics["signal_count"] == STREAM - 1
+        assert snapshot.metrics["accuracy"] == pytest.approx(sum(hits) / len(hits))

@@ -1,0 +1,154 @@
+"""Outcomes and live metrics on a series with known answers (bot.live_metrics, pure)."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from bot.live_metrics import LIVE_COLUMNS, live_metrics, resolve
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+CLOSES = [100.0, 110.0, 99.0, 90.0, 120.0]
+# (prediction of a direction model, action) at bars 0..4
+CALLS = [(1.0, "buy"), (0.0, "sell"), (1.0, "buy"), (0.0, "hold"), (1.0, "buy")]
+
+
+def bars() -> pd.DataFrame:
+    index = pd.DatetimeIndex([T0 + timedelta(days=i) for i in range(len(CLOSES))], name="time")
+    return pd.DataFrame(
+        {"open": CLOSES, "high": CLOSES, "low": CLOSES, "close": CLOSES, "volume": 1.0},
+        index=index,
+    )
+
+
+def resolved_rows() -> list[list[object]]:
+    rows = []
+    for i, (prediction, action) in enumerate(CALLS):
+        outcome = resolve(
+            bars(),
+            bar_time=T0 + timedelta(days=i),
+            horizon=1,
+            target="direction",
+            prediction=prediction,
+            action=action,
+        )
+        if outcome is not None:
+            rows.append(
+                [
+                    "SPX-direction-logreg",
+                    "direction",
+                    "1D",
+                    T0 + timedelta(days=i),
+                    prediction,
+                    None,
+                    action,
+                    outcome.realised_return,
+                    outcome.strategy_return,
+                ]
+            )
+    return rows
+
+
+def test_outcomes_of_a_known_series() -> None:
+    first = resolve(
+        bars(), bar_time=T0, horizon=1, target="direction", prediction=1.0, action="buy"
+    )
+    assert first is not None
+    assert first.realised_return == pytest.approx(math.log(110 / 100))
+    assert first.hit is True
+    assert first.strategy_return == pytest.approx(0.10)
+    assert first.exit_time == T0 + timedelta(days=1)
+    short = resolve(
+        bars(),
+        bar_time=T0 + timedelta(days=1),
+        horizon=1,
+        target="direction",
+        prediction=0.0,
+        action="sell",
+    )
+    assert short is not None
+    assert (short.hit, short.strategy_return) == (True, pytest.approx(0.10))
+    two_bars = resolve(
+        bars(),
+        bar_time=T0 + timedelta(days=2),
+        horizon=2,
+        target="return",
+        prediction=0.05,
+        action="hold",
+    )
+    assert two_bars is not None
+    assert two_bars.realised_return == pytest.approx(math.log(120 / 99))
+    assert (two_bars.hit, two_bars.strategy_return) == (True, 0.0)
+
+
+def test_no_outcome_before_the_horizon_has_passed_or_for_an_unknown_bar() -> None:
+    assert (
+        resolve(
+            bars(),
+            bar_time=T0 + timedelta(days=4),
+            horizon=1,
+            target="direction",
+            prediction=1.0,
+            action="buy",
+        )
+        is None
+    )
+    assert (
+        resolve(
+            bars(),
+            bar_time=T0 + timedelta(days=3),
+            horizon=2,
+            target="direction",
+            prediction=1.0,
+            action="buy",
+        )
+        is None
+    )
+    assert (
+        resolve(
+            bars(),
+            bar_time=T0 + timedelta(hours=5),
+            horizon=1,
+            target="direction",
+            prediction=1.0,
+            action="buy",
+        )
+        is None
+    )
+
+
+def test_live_metrics_of_a_known_series() -> None:
+    rows = resolved_rows()
+    assert len(rows) == 4  # the last bar has no next bar yet
+    out = live_metrics(rows, now=T0 + timedelta(days=5), cost_bps=0.0)
+    assert set(out) == {("SPX-direction-logreg", w) for w in ("7d", "30d", "all")}
+    metrics = out[("SPX-direction-logreg", "all")]
+    assert metrics["signal_count"] == 4
+    assert metrics["accuracy"] == pytest.approx(0.5)  # right at bars 0 and 1
+    assert metrics["precision"] == pytest.approx(0.5)  # up calls at 0 (right) and 2 (wrong)
+    assert metrics["recall"] == pytest.approx(0.5)  # ups at 0 (called) and 3 (missed)
+    assert metrics["mae"] is None  # a direction model has no return to compare
+    # trades: +0.10 (buy), +0.10 (sell), -9/99 (buy) -> 0.2 / (9/99)
+    assert metrics["profit_factor"] == pytest.approx(0.2 / (9 / 99))
+
+
+def test_windows_only_count_recent_bars_and_costs_lower_returns() -> None:
+    rows = resolved_rows()
+    later = live_metrics(rows, now=T0 + timedelta(days=10), cost_bps=0.0)
+    assert later[("SPX-direction-logreg", "7d")]["signal_count"] == 1  # bar 3 only
+    assert ("SPX-direction-logreg", "7d") not in live_metrics(
+        rows, now=T0 + timedelta(days=20), cost_bps=0.0
+    )
+    assert later[("SPX-direction-logreg", "30d")]["signal_count"] == 4
+    free = later[("SPX-direction-logreg", "all")]["total_return"]
+    costly = live_metrics(rows, now=T0, cost_bps=50.0)[("SPX-direction-logreg", "all")]
+    assert free is not None
+    assert costly["total_return"] is not None
+    assert costly["total_return"] < free
+
+
+def test_no_rows_no_metrics() -> None:
+    assert live_metrics(pd.DataFrame(columns=LIVE_COLUMNS), now=T0, cost_bps=1.0) == {}

@@ -77,3 +77,18 @@ def test_the_example_file_loads_once_the_secrets_are_filled(tmp_path: Path) -> N
     settings = Settings(_env_file=path)  # type: ignore[call-arg]
     assert settings.env == "production"
     assert settings.tradingview_passphrase.get_secret_value() == "0123456789abcdef-filled-secret"
+
+
+def test_platform_values_are_understood() -> None:
+    """Render/Heroku PostgreSQL URLs get the async driver; compose's empty `${X:-}` means unset."""
+    from bot.settings import load_settings
+
+    url = load_settings(database_url="postgres://u:p@db:5432/itff").database_url
+    assert url == "postgresql+asyncpg://u:p@db:5432/itff"
+    assert load_settings(database_url="postgresql://u@db/itff").database_url.startswith(
+        "postgresql+asyncpg://"
+    )
+    blank = load_settings(artifact_base_url="", kafka_bootstrap="", s3_bucket=" ")
+    assert blank.artifact_base_url is None
+    assert blank.s3_bucket is None
+    assert blank.bootstrap == f"localhost:{blank.kafka_port}"

@@ -97,9 +97,14 @@ def test_publishing_an_existing_version_is_refused(registry: ArtifactRegistry) -
 
 
 def test_a_pipeline_without_its_scaler_is_never_published(registry: ArtifactRegistry) -> None:
+    import dataclasses
+
     bundle = make_bundle(version=V1, pipeline=Pipeline([("model", LogisticRegression())]))
-    with pytest.raises(BadInput, match="Pipeline"):
+    with pytest.raises(BadInput, match="no scaler: its first step 'model' is LogisticRegression"):
         registry.publish(bundle)
+    bare = dataclasses.replace(bundle, pipeline=bundle.pipeline.steps[0][1])
+    with pytest.raises(BadInput, match="not a scikit-learn Pipeline"):
+        registry.publish(bare)
     no_scaler = Pipeline([("pca", _Passthrough()), ("model", LogisticRegression())])
     with pytest.raises(BadInput, match="no scaler"):
         registry.publish(make_bundle(version=V2, pipeline=no_scaler))

@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "bot.cli.dashboard",
     "bot.cli.pipeline",
     "bot.cli.train",
+    "bot.cli.webhook",
 )
 
 

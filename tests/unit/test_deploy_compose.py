@@ -14,7 +14,7 @@ import yaml
 from jsonschema import Draft7Validator, validators
 
 from bot.settings import Settings
-from tests.unit.test_deploy_docker import assert_cli_command, default
+from tests.unit.test_deploy_docker import assert_cli_command, default, itff_invocations
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -60,7 +60,25 @@ def test_each_service_command_exists_in_the_cli(
 ) -> None:
     service = services[name]
     assert service["build"]["dockerfile"] == "Dockerfile"
-    assert_cli_command(service["command"])
+    for command in commands_of(service):
+        assert_cli_command(command)
+
+
+def commands_of(service: dict[str, Any]) -> list[list[str]]:
+    """`command` after the image's `itff` entry point, or the itff calls of a `sh -c` script."""
+    if service.get("entrypoint") == ["/bin/sh", "-c"]:
+        return itff_invocations(service["command"][0].replace("$$", "$"))
+    assert "entrypoint" not in service
+    return [service["command"]]
+
+
+def test_consumer_installs_verified_champions_before_it_starts(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    consumer = services["consumer"]
+    assert commands_of(consumer) == [["artifacts", "fetch"], ["consumer"]]
+    assert "itff artifacts fetch || exit 1" in consumer["command"][0]
+    assert "$${ITFF_ARTIFACT_BASE_URL}" in consumer["command"][0], "escaped from compose"
 
 
 def test_consumer_scales(services: dict[str, dict[str, Any]]) -> None:

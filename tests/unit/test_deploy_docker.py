@@ -7,6 +7,7 @@ import fnmatch
 import functools
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -58,6 +59,37 @@ def assert_cli_command(command: list[str]) -> None:
     assert tuple(command) in cli_commands(), (
         f"`itff {' '.join(command)}` is not a command of the CLI (bot.cli.COMMAND_MODULES)"
     )
+
+
+SEPARATORS = {";", "&&", "||", "|", "then", "do", "else"}
+
+
+def itff_invocations(script: str) -> list[list[str]]:
+    """The `itff ...` commands of a shell script (`a && exec itff b; itff c || exit 1`)."""
+    words = shlex.split(script)
+    found: list[list[str]] = []
+    for index, word in enumerate(words):
+        if word != "itff":
+            continue
+        command: list[str] = []
+        for following in words[index + 1 :]:
+            if following in SEPARATORS:
+                break
+            command.append(following.removesuffix(";"))
+            if following.endswith(";"):
+                break
+        found.append([part for part in command if part])
+    return found
+
+
+def test_shell_scripts_are_read_like_a_shell() -> None:
+    script = 'if [ -n "$X" ]; then itff artifacts fetch || exit 1; fi; exec itff consumer'
+    assert itff_invocations(script) == [["artifacts", "fetch"], ["consumer"]]
+    assert itff_invocations("itff kafka topics && itff db upgrade && exec itff webhook") == [
+        ["kafka", "topics"],
+        ["db", "upgrade"],
+        ["webhook"],
+    ]
 
 
 def test_cli_tree_is_read_from_the_real_cli() -> None:

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from bot.settings import Settings
-from tests.unit.test_deploy_docker import assert_cli_command, default
+from tests.unit.test_deploy_docker import assert_cli_command, default, itff_invocations
 
 ROOT = Path(__file__).resolve().parents[2]
 BLUEPRINT = yaml.safe_load((ROOT / "deploy" / "render.yaml").read_text())
@@ -36,18 +36,10 @@ def env(service: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def itff_commands(service: dict[str, Any]) -> list[list[str]]:
-    """The `itff ...` invocations of a Docker Command (plain, or `sh -c '... && exec itff ...'`)."""
+    """The `itff ...` invocations of a Docker Command (plain, or `sh -c '...'`)."""
     words = shlex.split(service["dockerCommand"])
-    if words[:2] == ["sh", "-c"]:
-        words = shlex.split(words[2].replace("&&", ";"))
-    commands: list[list[str]] = [[]]
-    for word in words:
-        if word != "exec":
-            commands[-1].append(word.removesuffix(";"))
-        if word.endswith(";"):
-            commands.append([])
-    commands = [[w for w in command if w] for command in commands]
-    return [command[1:] for command in commands if command and command[0] == "itff"]
+    script = words[2] if words[:2] == ["sh", "-c"] else service["dockerCommand"]
+    return itff_invocations(script)
 
 
 @pytest.mark.parametrize("name", sorted(ROLES))
@@ -108,3 +100,9 @@ def test_shared_state_kafka_and_secrets() -> None:
     for name in ("itff-webhook", "itff-consumer", "itff-scheduler"):
         assert env(SERVICES[name])["ITFF_KAFKA_BOOTSTRAP"]["fromService"]["name"] == "itff-kafka"
     assert "disk" in SERVICES["itff-scheduler"], "the scheduler keeps its artifacts on a disk"
+
+
+def test_the_consumer_refuses_to_start_on_a_bad_remote_champion() -> None:
+    script = shlex.split(SERVICES["itff-consumer"]["dockerCommand"])[2]
+    assert itff_commands(SERVICES["itff-consumer"]) == [["artifacts", "fetch"], ["consumer"]]
+    assert "itff artifacts fetch || exit 1" in script

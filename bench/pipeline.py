@@ -80,18 +80,20 @@ async def main(bars: int, workers: int | None, model_types: str) -> None:
     engine = create_engine(settings.database_url)
     factory = create_session_factory(engine)
     try:
-        started = time.perf_counter()
+        started, main_cpu = time.perf_counter(), time.process_time()
         async with ModelEventPublisher(settings) as events:
             summary = await run_pipeline(
                 settings, session_factory=factory, events=events, trigger="bench",
                 registry=ArtifactRegistry(settings.artifact_dir),
             )  # fmt: skip
         wall = time.perf_counter() - started
+        main_cpu = time.process_time() - main_cpu
         async with factory() as session:
             row = await run_repo.get_run(session=session, run_id=summary.run_id)
     finally:
         await engine.dispose()
         await _drop_topics(settings)
+    print(f"  main process cpu {main_cpu:.1f} s (refresh, publish, record, events; not training)")
     _report(summary, row, wall, bars=bars, symbols=len(symbols), workers=settings.pipeline_workers)
 
 

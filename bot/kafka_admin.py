@@ -7,6 +7,7 @@ which keeps their order. The replication factor is 3, or the number of brokers w
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ ADMIN_TIMEOUT_MS = 15_000
 NO_ERROR = 0
 TOPIC_ALREADY_EXISTS = 36
 DLQ_RETENTION_MS = 30 * 24 * 3600 * 1000
+VISIBLE_POLLS = 150
+VISIBLE_POLL_SECONDS = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,7 @@ async def ensure_topics(settings: Settings) -> None:
         if missing:
             await _create(admin, missing, await _replication(admin))
         await _grow(admin, specs, existing)
+        await _until_visible(admin, specs)
 
 
 async def describe_topics(settings: Settings, names: Iterable[str]) -> dict[str, int]:
@@ -90,6 +94,24 @@ async def _partition_counts(admin: Any, names: list[str]) -> dict[str, int]:
         for topic in described
         if topic["error_code"] == NO_ERROR
     }
+
+
+async def _until_visible(admin: Any, specs: Iterable[TopicSpec]) -> None:
+    """Wait until the brokers' metadata shows every topic with its partitions.
+
+    The controller answers once a change is committed; brokers apply it a moment later, and a
+    client that starts in between would see a missing topic or too few partitions.
+    """
+    wanted = {spec.name: spec.partitions for spec in specs}
+    for _ in range(VISIBLE_POLLS):
+        counts = await _partition_counts(admin, list(wanted))
+        if all(counts.get(name, 0) >= n for name, n in wanted.items()):
+            return
+        await asyncio.sleep(VISIBLE_POLL_SECONDS)
+    raise TransientError(
+        f"the topics {sorted(wanted)} were created but the brokers' metadata does not show them "
+        f"all after {VISIBLE_POLLS * VISIBLE_POLL_SECONDS:.0f} s; check 'itff kafka status'"
+    )
 
 
 async def _replication(admin: Any) -> int:

@@ -41,6 +41,7 @@ MAX_RECORDS = 500
 FETCH_MAX_WAIT_MS = 100
 RETRY_DELAY_SECONDS = 1.0
 JSON_HEADERS = {"content-type": "application/json"}
+LOGGED_IDS = 50  # alert ids named in a batch's log line
 
 
 class WindowsOnRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -89,12 +90,13 @@ class Emitter:
 
 
 def _observe(result: BatchResult) -> None:
-    acknowledged = utcnow()
+    """Metrics, one debug line per signal and one info line per batch (with its alert ids)."""
+    acknowledged = utcnow().timestamp()
     for signal in result.signals:
         metrics.SIGNALS.labels(action=signal.action, redelivered="false").inc()
         received = signal.emitted_at.timestamp() - signal.latency_ms / 1000
-        metrics.END_TO_END_LATENCY.observe(max(0.0, acknowledged.timestamp() - received))
-        log.info(
+        metrics.END_TO_END_LATENCY.observe(max(0.0, acknowledged - received))
+        log.debug(
             "signal",
             alert_id=signal.alert_id,
             model_key=signal.model_key,
@@ -107,6 +109,15 @@ def _observe(result: BatchResult) -> None:
     for letter in result.dead_letters:
         metrics.DEAD_LETTERS.labels(reason=letter.reason).inc()
         log.warning("dead letter", reason=letter.reason, error=letter.error, offset=letter.offset)
+    if result.signals or result.redelivered:
+        alert_ids = sorted({s.alert_id for s in (*result.signals, *result.redelivered)})
+        log.info(
+            "signals published",
+            alert_ids=alert_ids[:LOGGED_IDS],
+            alerts=len(alert_ids),
+            signals=len(result.signals),
+            redelivered=len(result.redelivered),
+        )
 
 
 def create_broker(settings: Settings, *, client_id: str = "itff-consumer") -> KafkaBroker:

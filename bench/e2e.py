@@ -1,0 +1,315 @@
+"""End-to-end latency and throughput: TradingView POST -> webhook -> Kafka -> consumer -> SQLite and
+`itff.signals`, with 3 champion models per symbol. Prints figures; asserts nothing.
+
+The receiver (`itff webhook`) and the consumer (`itff consumer`) run as their own processes, as in
+production; this process posts alerts at fixed rates (loopback only, a bounded count per rate) and
+reads the signals topic with a plain aiokafka consumer. Latency = from the POST being sent to the
+signal being read downstream (per signal); `Signal.latency_ms` (receipt -> emission) is also shown.
+
+    ITFF_KAFKA_BOOTSTRAP=localhost:9092 .venv/bin/python bench/e2e.py [--rates 100,500,2000]
+        [--seconds 5] [--symbols 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import pandas as pd
+from aiokafka import AIOKafkaConsumer
+
+from bot.artifacts import registry_from_settings
+from bot.kafka_admin import ensure_topics
+from bot.schemas import Signal
+from bot.settings import Settings, load_settings
+from storage.db import create_engine, create_session_factory
+from storage.migrate import upgrade_async
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.consumer_support import fit_bundle, sample_bars, seed_bars
+
+ITFF = Path(sys.executable).with_name("itff")
+LINES = (("direction", "logreg"), ("return", "ridge"), ("direction", "ridge"))
+SEED = 300
+PASSPHRASE = "bench-passphrase-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def bench_settings(root: Path, bootstrap: str) -> Settings:
+    return load_settings(
+        env="test",
+        kafka_bootstrap=bootstrap,
+        topic_prefix=f"bench{uuid.uuid4().hex[:8]}",
+        database_url=f"sqlite+aiosqlite:///{root / 'itff.db'}",
+        artifact_dir=root / "artifacts",
+        log_dir=root / "logs",
+        tradingview_passphrase=PASSPHRASE,
+        webhook_rate_limit="10000000/minute",
+        log_level="WARNING",
+    )
+
+
+def child_env(settings: Settings, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ITFF_")}
+    return env | {
+        "ITFF_ENV": "test",
+        "ITFF_KAFKA_BOOTSTRAP": settings.bootstrap,
+        "ITFF_TOPIC_PREFIX": settings.topic_prefix,
+        "ITFF_DATABASE_URL": settings.database_url,
+        "ITFF_ARTIFACT_DIR": str(settings.artifact_dir),
+        "ITFF_TRADINGVIEW_PASSPHRASE": PASSPHRASE,
+        "ITFF_WEBHOOK_RATE_LIMIT": "10000000/minute",
+        "ITFF_WEBHOOK_PORT": str(port),
+        "ITFF_WEBHOOK_HOST": "127.0.0.1",
+        "ITFF_LOG_LEVEL": "WARNING",
+    }
+
+
+@dataclass
+class Stream:
+    """Synthetic continuation of a real series: bootstrapped daily returns, one bar per day."""
+
+    symbol: str
+    last_time: pd.Timestamp
+    last_close: float
+    returns: np.ndarray
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(7))
+
+    def next_body(self) -> dict[str, object]:
+        self.last_time += pd.Timedelta(days=1)
+        ret = float(self.rng.choice(self.returns))
+        close = self.last_close * float(np.exp(ret))
+        open_ = self.last_close
+        high, low = max(open_, close) * 1.002, min(open_, close) * 0.998
+        self.last_close = close
+        return {
+            "passphrase": PASSPHRASE,
+            "ticker": self.symbol,
+            "interval": "1D",
+            "time": self.last_time.isoformat().replace("+00:00", "Z"),
+            "open": open_,
+            "high": high,
+            "low": low,
+            "close": close,
+            "volume": 1e9,
+        }
+
+
+async def prepare(settings: Settings, symbols: list[str]) -> list[Stream]:
+    await ensure_topics(settings)
+    await upgrade_async(settings.database_url)
+    engine = create_engine(settings.database_url)
+    sessions = create_session_factory(engine)
+    registry = registry_from_settings(settings)
+    streams = []
+    for i, symbol in enumerate(symbols):
+        bars = sample_bars("SPX" if i % 2 == 0 else "NDX")
+        for target, model_type in LINES:
+            bundle = fit_bundle(
+                bars.iloc[:800], symbol=symbol, target=target, model_type=model_type, version="v1"
+            )
+            published = registry.publish(bundle)
+            registry.promote(published.key, published.version)
+        await seed_bars(sessions, symbol, bars.iloc[:SEED])
+        returns = np.diff(np.log(bars["close"].to_numpy()))
+        streams.append(
+            Stream(symbol, bars.index[SEED - 1], float(bars["close"].iloc[SEED - 1]), returns)
+        )
+    await engine.dispose()
+    return streams
+
+
+@dataclass
+class Run:
+    rate: int
+    sent_at: dict[str, float] = field(default_factory=dict)  # alert_id -> monotonic send time
+    latencies: list[float] = field(default_factory=list)  # seconds, per signal
+    emission: list[float] = field(default_factory=list)  # Signal.latency_ms
+    received: int = 0
+    last_received: float = 0.0
+    errors: int = 0
+
+
+async def read_signals(settings: Settings, runs: dict[str, Run], stop: asyncio.Event) -> None:
+    consumer = AIOKafkaConsumer(
+        settings.topics.signals,
+        bootstrap_servers=settings.bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=100)
+            now = time.monotonic()
+            for records in batches.values():
+                for record in records:
+                    sig = Signal.model_validate_json(record.value)
+                    run = runs.get(sig.alert_id)
+                    if run is None or sig.alert_id not in run.sent_at:
+                        continue
+                    run.latencies.append(now - run.sent_at[sig.alert_id])
+                    run.emission.append(sig.latency_ms)
+                    run.received += 1
+                    run.last_received = now
+    finally:
+        await consumer.stop()
+
+
+async def post(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: dict[str, object],
+    run: Run,
+    index: dict[str, Run],
+) -> None:
+    sent = time.monotonic()
+    try:
+        async with session.post(url, json=body) as response:
+            payload = await response.json()
+            if response.status != 202:
+                run.errors += 1
+                return
+            run.sent_at[payload["alert_id"]] = sent
+            index[payload["alert_id"]] = run
+    except aiohttp.ClientError:
+        run.errors += 1
+
+
+async def drive(
+    url: str, streams: list[Stream], run: Run, seconds: float, index: dict[str, Run]
+) -> float:
+    """Post `rate` alerts per second for `seconds`, round-robin over the symbols."""
+    total = int(run.rate * seconds)
+    connector = aiohttp.TCPConnector(limit=256)
+    tasks = []
+    async with aiohttp.ClientSession(connector=connector) as session:
+        start = time.monotonic()
+        for i in range(total):
+            delay = start + i / run.rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            body = streams[i % len(streams)].next_body()
+            tasks.append(asyncio.create_task(post(session, url, body, run, index)))
+        await asyncio.gather(*tasks)
+        return time.monotonic() - start
+
+
+def report(run: Run, duration: float, models_per_alert: int, drained: float) -> None:
+    expected = len(run.sent_at) * models_per_alert
+    lat = np.array(run.latencies) * 1000
+    emission = np.array(run.emission)
+    if lat.size == 0:
+        print(f"{run.rate:>6}/s  no signals received ({run.errors} errors)")
+        return
+    tenth = max(1, lat.size // 10)
+    first, last = np.median(lat[:tenth]), np.median(lat[-tenth:])
+    sustained = run.received == expected and drained < 2.0 and last < 3 * first + 50
+    print(
+        f"{run.rate:>6}/s  sent {len(run.sent_at):>6} in {duration:5.1f}s  "
+        f"signals {run.received}/{expected}  "
+        f"e2e ms p50 {np.percentile(lat, 50):7.1f} p95 {np.percentile(lat, 95):7.1f} "
+        f"p99 {np.percentile(lat, 99):7.1f}  "
+        f"(receipt->emission p50 {np.percentile(emission, 50):6.1f} "
+        f"p95 {np.percentile(emission, 95):6.1f})  "
+        f"first/last decile p50 {first:6.1f}/{last:6.1f}  drain {drained:4.1f}s  "
+        f"errors {run.errors}  {'sustained' if sustained else 'BACKLOG'}"
+    )
+
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen([str(ITFF), *args], env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+async def wait_ready(url: str, within: float = 240.0) -> None:
+    deadline = time.monotonic() + within
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.5)
+    raise SystemExit(f"{url} did not answer within {within:.0f}s")
+
+
+async def wait_consumer(log: Path, within: float = 240.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        text = await asyncio.to_thread(lambda: log.read_text() if log.exists() else "")
+        if "consumer ready" in text:
+            return
+        await asyncio.sleep(0.5)
+    raise SystemExit(f"the consumer did not start within {within:.0f}s; see {log}")
+
+
+async def main(rates: list[int], seconds: float, n_symbols: int) -> None:
+    bootstrap = os.environ.get("ITFF_KAFKA_BOOTSTRAP", "localhost:9092")
+    root = Path(tempfile.mkdtemp(prefix="itff-bench-"))
+    settings = bench_settings(root, bootstrap)
+    symbols = ["SPX", "NDX", *(f"SYN{i}" for i in range(max(0, n_symbols - 2)))][:n_symbols]
+    print(f"preparing {len(symbols)} symbols x {len(LINES)} champion models under {root} ...")
+    streams = await prepare(settings, symbols)
+    port = free_port()
+    env = child_env(settings, port)
+    consumer_log = root / "consumer.log"
+    webhook = start(["webhook"], env, root / "webhook.log")
+    consumer = start(
+        ["consumer", "--metrics-port", "0"], env | {"ITFF_LOG_LEVEL": "INFO"}, consumer_log
+    )
+    index: dict[str, Run] = {}
+    stop = asyncio.Event()
+    reader = asyncio.create_task(read_signals(settings, index, stop))
+    try:
+        await wait_ready(f"http://127.0.0.1:{port}/health")
+        await wait_consumer(consumer_log)
+        url = f"http://127.0.0.1:{port}/webhook/tradingview"
+        warm = Run(rate=20)
+        await drive(url, streams, warm, 2.0, index)  # warm-up: connections, caches
+        await asyncio.sleep(2.0)
+        for rate in rates:
+            run = Run(rate=rate)
+            duration = await drive(url, streams, run, seconds, index)
+            done = time.monotonic()
+            expected = len(run.sent_at) * len(LINES)
+            while run.received < expected and time.monotonic() - done < 30:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+            drained = max(0.0, run.last_received - done)
+            report(run, duration, len(LINES), drained)
+            await asyncio.sleep(1.0)
+    finally:
+        stop.set()
+        await reader
+        for proc in (webhook, consumer):
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+    print(f"logs and database: {root}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", default="100,500,2000")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--symbols", type=int, default=4)
+    options = parser.parse_args()
+    asyncio.run(main([int(r) for r in options.rates.split(",")], options.seconds, options.symbols))

@@ -4,6 +4,7 @@ Trains real pipelines (bot.models) on SPX features, publishes them into a tempor
 and serves them through `Predictor`, exactly as the consumer does. Prints figures; asserts nothing.
 
     .venv/bin/python bench/predict.py [--lookback 5] [--repeat 2000] [--models logreg,hgb]
+                                      [--threads N]   (cap OpenMP/BLAS threads, as OMP_NUM_THREADS)
 """
 
 from __future__ import annotations
@@ -103,9 +104,18 @@ def main() -> None:
     parser.add_argument("--lookback", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=2000)
     parser.add_argument("--models", default="logreg,hgb")
+    parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
+    if args.threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=args.threads)
     bars = load_bars()
-    print(f"predictor latency on {len(bars)} SPX bars; {args.repeat} repeats of 1 window")
+    threads = args.threads or "library default"
+    print(
+        f"predictor latency on {len(bars)} SPX bars; {args.repeat} repeats of 1 window; "
+        f"OpenMP/BLAS threads: {threads}"
+    )
     for model_type in args.models.split(","):
         with tempfile.TemporaryDirectory() as folder:
             registry = ArtifactRegistry(Path(folder), signing_key=b"bench-signing-key-0123456789")

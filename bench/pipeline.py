@@ -93,11 +93,18 @@ async def main(bars: int, workers: int | None, model_types: str) -> None:
     finally:
         await engine.dispose()
         await _drop_topics(settings)
-    print(f"  main process cpu {main_cpu:.1f} s (refresh, publish, record, events; not training)")
-    _report(summary, row, wall, bars=bars, symbols=len(symbols), workers=settings.pipeline_workers)
+    _report(
+        summary,
+        row,
+        wall,
+        bars=bars,
+        symbols=len(symbols),
+        workers=settings.pipeline_workers,
+        main_cpu=main_cpu,
+    )
 
 
-def _report(summary, row, wall: float, *, bars: int, symbols: int, workers: int | None) -> None:
+def _report(summary, row, wall: float, *, bars, symbols, workers, main_cpu) -> None:
     train = [m["train_seconds"] for m in summary.metrics.values()]
     cpu = [m["train_cpu_seconds"] for m in summary.metrics.values()]
     print(f"pipeline benchmark: {symbols} symbols x {bars} bars, cores={os.cpu_count()}, "
@@ -105,6 +112,7 @@ def _report(summary, row, wall: float, *, bars: int, symbols: int, workers: int 
     print(f"  status           {summary.status} {summary.error or ''}")
     print(f"  wall time        {wall:.1f} s (run record: {summary.duration_s:.1f} s)")
     print(f"  models           {json.dumps(summary.counts)}")
+    print(f"  main process cpu {main_cpu:.1f} s (refresh, publish, record, events; not training)")
     if train:
         print(f"  train seconds    sum {sum(train):.1f}, max {max(train):.2f}, "
               f"mean {np.mean(train):.2f} per model")  # fmt: skip

@@ -249,7 +249,7 @@ def java_command(broker: LocalBroker, main: str, *args: str) -> list[str]:
         java,
         f"-Xmx{broker.heap}",
         *JVM_FLAGS,
-        *(_class_archive_flags(broker, java) if main == KAFKA_MAIN else ()),
+        *_class_archive_flags(broker, java, record=main == KAFKA_MAIN),
         f"-Dlog4j2.configurationFile={broker.log4j_file}",
         f"-Dkafka.logs.dir={broker.log_dir}",
         "-cp",
@@ -266,11 +266,13 @@ def class_archive(broker: LocalBroker, java: str) -> Path:
     return broker.libs.parent / f"kafka-{key}.jsa"
 
 
-def _class_archive_flags(broker: LocalBroker, java: str) -> list[str]:
-    """Use the class archive when there is one; otherwise let this run record it at exit."""
+def _class_archive_flags(broker: LocalBroker, java: str, *, record: bool) -> list[str]:
+    """Use the class archive when there is one; otherwise let a broker run record it at exit."""
     archive = class_archive(broker, java)
     if archive.is_file():
         return ["-Xshare:auto", f"-XX:SharedArchiveFile={archive}"]
+    if not record:
+        return []
     broker.pending_archive.unlink(missing_ok=True)
     return [f"-XX:ArchiveClassesAtExit={broker.pending_archive}", "-Xlog:cds=off"]
 

@@ -55,9 +55,10 @@ def test_promtool_accepts_the_rules() -> None:
 
 
 def test_every_alert_fires_in_the_rule_unit_tests() -> None:
-    result = run(tool("promtool"), "test", "rules", "alerts.test.yml", cwd=DEPLOY)
+    files = ["alerts.test.yml", "alerts.test.daily.yml"]
+    result = run(tool("promtool"), "test", "rules", *files, cwd=DEPLOY)
     assert result.returncode == 0, result.stdout + result.stderr
-    tests = yaml.safe_load((DEPLOY / "alerts.test.yml").read_text())["tests"]
+    tests = [t for f in files for t in yaml.safe_load((DEPLOY / f).read_text())["tests"]]
     fired = {
         case["alertname"]
         for test in tests

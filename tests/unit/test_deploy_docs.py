@@ -58,3 +58,12 @@ def test_documented_commands_exist(command: tuple[str, ...]) -> None:
     group_has_subcommands = any(len(path) == 2 and path[0] == command[0] for path in tree)
     wanted = command if group_has_subcommands else command[:1]
     assert wanted in tree, f"`itff {' '.join(wanted)}` is not a command of the CLI"
+
+
+def test_readme_deployment_section_links_resolve() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("<!-- deploy:start -->", 1)[1].split("<!-- deploy:end -->", 1)[0]
+    targets = LINK.findall(section)
+    assert len(targets) >= 5
+    for target in targets:
+        assert (ROOT / target.partition("#")[0]).exists(), f"README links to missing {target}"

@@ -300,6 +300,7 @@ class ItffScheduler:
         async with self.runtime.pipeline_lock:  # let a running pipeline finish its record
             pass
         _RUNTIMES.pop(self.runtime.name, None)
+        log.info("scheduler_stopped")
 
     def add_listener(self, callback: Callable[[Any], None], mask: int) -> None:
         self.scheduler.add_listener(callback, mask)

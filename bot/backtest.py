@@ -60,7 +60,11 @@ def positions_from_scores(
 
 
 def strategy_returns(positions: FloatArray, returns: FloatArray, *, cost_bps: float) -> FloatArray:
-    p, r = _checked(positions, returns)
+    """Per-bar strategy returns p_k * r_k - cost_k."""
+    return _strategy(*_checked(positions, returns), cost_bps)
+
+
+def _strategy(p: FloatArray, r: FloatArray, cost_bps: float) -> FloatArray:
     trades = np.abs(np.diff(p, prepend=0.0))
     result: FloatArray = p * r - cost_bps * BPS * trades
     return result
@@ -68,19 +72,19 @@ def strategy_returns(positions: FloatArray, returns: FloatArray, *, cost_bps: fl
 
 def trade_returns(positions: FloatArray, returns: FloatArray, *, cost_bps: float) -> FloatArray:
     """Return of each trade (a run of one non-zero position), costs of both sides included."""
-    p, r = _checked(positions, returns)
+    return _trades(*_checked(positions, returns), cost_bps)
+
+
+def _trades(p: FloatArray, r: FloatArray, cost_bps: float) -> FloatArray:
     if p.size == 0:
         return np.zeros(0)
-    starts = np.flatnonzero(np.diff(p, prepend=0.0) != 0)
-    starts = starts[p[starts] != 0]
-    if starts.size == 0:
-        return np.zeros(0)
-    run_id = np.cumsum(np.diff(p, prepend=np.nan) != 0)  # run of equal positions per bar
-    gross = np.bincount(run_id, weights=p * r)[run_id[starts]]
-    ends = np.searchsorted(run_id, run_id[starts], side="right") - 1
-    closed = ends < p.size - 1
-    side_cost = cost_bps * BPS * np.abs(p[starts])
-    result: FloatArray = gross - side_cost - np.where(closed, side_cost, 0.0)
+    starts = np.flatnonzero(np.diff(p, prepend=np.nan) != 0)  # first bar of each run
+    side = p[starts]
+    gross = np.add.reduceat(p * r, starts)
+    closed = np.append(starts[1:], p.size) < p.size  # a later run follows: the trade was closed
+    held = side != 0
+    cost = cost_bps * BPS * np.abs(side[held])
+    result: FloatArray = gross[held] - cost - np.where(closed[held], cost, 0.0)
     return result
 
 
@@ -93,9 +97,9 @@ def backtest(
 ) -> BacktestResult:
     """Simulate positions against next-bar returns; every metric of docs/forecasting.md."""
     p, r = _checked(positions, returns)
-    strat = strategy_returns(p, r, cost_bps=cost_bps)
+    strat = _strategy(p, r, cost_bps)
     equity = metrics.equity_curve(strat)
-    trades = trade_returns(p, r, cost_bps=cost_bps)
+    trades = _trades(p, r, cost_bps)
     summary = {
         "total_return": float(equity[-1] - 1.0) if equity.size else None,
         "cagr": metrics.cagr(equity, periods_per_year),

@@ -216,3 +216,15 @@ def _missing(exc: Any) -> bool:
 
 def bucket_from_settings(settings: Settings) -> ArtifactBucket:
     return ArtifactBucket(make_client(settings), str(settings.s3_bucket), settings.s3_prefix)
+
+
+def push_if_configured(
+    settings: Settings, registry: ArtifactRegistry, keys: Iterable[str] | None = None
+) -> PushReport | None:
+    """Push `keys` when `ITFF_S3_BUCKET` is set (after a promotion or a rollback), else nothing.
+
+    Blocking (boto3): call it through `asyncio.to_thread` from async code.
+    """
+    if not settings.s3_bucket:
+        return None
+    return bucket_from_settings(settings).push(registry, keys)

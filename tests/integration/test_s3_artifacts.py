@@ -25,7 +25,7 @@ from bot.artifacts import ArtifactRegistry
 from bot.cli import COMMAND_MODULES
 from bot.errors import IntegrityError
 from bot.remote import FetchResult, RemoteOptions, fetch_many
-from bot.s3 import INDEX_FILE, ArtifactBucket, make_client
+from bot.s3 import INDEX_FILE, ArtifactBucket, make_client, push_if_configured
 from bot.settings import Settings, load_settings
 from tests.unit.bundles import make_bundle
 
@@ -264,3 +264,14 @@ async def test_base_url_fetch_refuses_a_corrupted_object(
     assert isinstance(results[key], IntegrityError), results[key]
     assert consumer.champion(key) is None
     assert consumer.keys() == [] or consumer.versions(key) == []
+
+
+def test_push_if_configured_pushes_only_with_a_bucket(s3_settings: Settings) -> None:
+    registry, key, versions = _published(s3_settings)
+    unset = s3_settings.model_copy(update={"s3_bucket": None})
+    assert push_if_configured(unset, registry, [key]) is None
+    report = push_if_configured(s3_settings, registry, [key])
+    assert report is not None
+    assert report.champions == {key: versions[1]}
+    bucket = ArtifactBucket(make_client(s3_settings), BUCKET, s3_settings.s3_prefix)
+    assert bucket.remote_versions(key) == versions

@@ -56,7 +56,7 @@ def main() -> None:
     """Console entry point."""
     _register_all()
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except ConfigError as exc:
         typer.secho(f"itff: configuration error: {exc}", err=True, fg="red")
         sys.exit(2)
@@ -74,3 +74,5 @@ def main() -> None:
             fg="red",
         )
         sys.exit(1)
+    if isinstance(code, int) and code:  # without standalone mode, `typer.Exit(n)` returns n
+        sys.exit(code)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
@@ -10,11 +13,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bot import kafka_local
+from bot.cli.up import ITFF, SERVICES
 from bot.errors import ConfigError, TransientError
 from bot.kafka_admin import _create, admin_client, describe_topics, ensure_topics, topic_specs
 from bot.schemas import Alert
 from bot.settings import Settings
-from tests.fixtures.kafka import _delete_prefixed, free_port, local_test_broker
+from tests.fixtures.kafka import _delete_prefixed, free_port, local_test_broker, run_sync
 
 pytestmark = pytest.mark.kafka
 
@@ -172,3 +176,33 @@ async def test_a_broker_that_cannot_start_reports_its_log(tmp_path: Path) -> Non
     with pytest.raises((TransientError, ConfigError), match=r"(?i)heap"):
         await kafka_local.start(broker)
     assert not kafka_local.status(broker).running
+
+
+
+def test_up_prepares_kafka_topics_and_database(
+    settings: Settings, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """`itff up` with every service skipped: the broker, topics and schema, then a clear exit."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ITFF_")}
+    env |= {
+        "ITFF_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "ITFF_TOPIC_PREFIX": settings.topic_prefix,
+        "ITFF_DATABASE_URL": settings.database_url,
+        "ITFF_LOG_JSON": "false",
+    }
+    skips = [arg for service in SERVICES for arg in ("--skip", service.name)]
+    command = [*ITFF, "up", "--no-train", *skips]
+    try:
+        done = subprocess.run(
+            command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False
+        )
+        assert done.returncode == 1, done.stderr
+        assert f"kafka      external cluster {kafka_bootstrap}" in done.stdout
+        assert f"{settings.topics.alerts} (6)" in done.stdout
+        assert "dashboard  skipped (--skip)" in done.stdout
+        assert "no service to run" in done.stderr
+        database = settings.database_url.removeprefix("sqlite+aiosqlite:///")
+        with sqlite3.connect(database) as db:
+            assert db.execute("select version_num from alembic_version").fetchone()
+    finally:
+        run_sync(_delete_prefixed(kafka_bootstrap, settings.topic_prefix))

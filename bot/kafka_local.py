@@ -132,6 +132,9 @@ async def start(
             process = broker_process(broker)
             pid = process.pid if process else None
             return StartResult(started=False, pid=pid, seconds=time.monotonic() - began)
+        if (ours := broker_process(broker)) is not None:  # launched earlier, not answering yet
+            await _wait_ready(broker, ours.pid, ready_seconds)
+            return StartResult(started=False, pid=ours.pid, seconds=time.monotonic() - began)
         if port_open(broker.port) or port_open(broker.controller_port):
             raise ConfigError(
                 f"port {broker.port} or {broker.controller_port} is taken by something that is not "
@@ -215,10 +218,12 @@ def stop(broker: LocalBroker, *, timeout: float = STOP_TIMEOUT_SECONDS) -> bool:
 
 
 def _signal_group(pid: int, signum: signal.Signals) -> None:
-    with suppress(ProcessLookupError, PermissionError):
+    """Signal the broker's process group (the JVM leads it), or the JVM alone if that fails."""
+    try:
         os.killpg(pid, signum)
-    with suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        with suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
 
 
 def status(broker: LocalBroker) -> BrokerStatus:

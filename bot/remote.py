@@ -25,7 +25,7 @@ import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -68,22 +68,85 @@ class FetchResult:
     promoted: bool  # False when it was already the local champion
 
 
-class RemoteArtifacts:
-    """An HTTP(S) mirror of a registry, read with an aiohttp session (timeouts, retries)."""
+class BaseUrl:
+    """`{base}/{key}/...`, with the base's query string (a pre-signed token) on every URL."""
 
-    def __init__(
-        self, base_url: str, session: aiohttp.ClientSession, options: RemoteOptions | None = None
-    ) -> None:
+    def __init__(self, base_url: str) -> None:
         self._prefix, self._query = _split_base(base_url)
-        self._session = session
-        self._options = options or RemoteOptions()
 
     def url(self, *parts: str) -> URL:
         path = "/".join(quote(part, safe="") for part in parts)
         query = f"?{self._query}" if self._query else ""
         return URL(f"{self._prefix}/{path}{query}", encoded=True)
 
+    def version(self, _key: str) -> str | None:
+        return None  # read from {base}/{key}/CHAMPION
+
+    def keys(self) -> list[str] | None:
+        return None  # read from {base}/index.json
+
+
+class PresignedUrls:
+    """One pre-signed URL per file, as `itff artifacts push --urls-file` writes them:
+    `{key: {"version": V, "urls": {"manifest.json": URL, "meta.json": URL, "model.joblib": URL}}}`.
+    """
+
+    def __init__(self, document: Any) -> None:
+        entries = document.items() if isinstance(document, dict) else ()
+        self._entries = {check_name(str(k), "model key"): _presigned(v) for k, v in entries}
+        if not self._entries:
+            raise BadInput(_URL_FILE_SHAPE)
+
+    def url(self, *parts: str) -> URL:
+        version, urls = self._entries.get(parts[0], ("", {})) if parts else ("", {})
+        if len(parts) != 3 or parts[1] != version or parts[2] not in urls:  # noqa: PLR2004
+            raise NotFound(f"the URL file has no URL for {'/'.join(parts)}")
+        _split_base(urls[parts[2]])  # http(s) only
+        return URL(urls[parts[2]], encoded=True)
+
+    def version(self, key: str) -> str | None:
+        if key not in self._entries:
+            raise NotFound(f"the URL file has no entry for {key}; push it with --urls-file again")
+        return self._entries[key][0]
+
+    def keys(self) -> list[str] | None:
+        return sorted(self._entries)
+
+
+_URL_FILE_SHAPE = (
+    "the URL file must map each model key to {'version': V, 'urls': {file: url}}, as "
+    "`itff artifacts push --urls-file` writes it"
+)
+
+
+def _presigned(entry: Any) -> tuple[str, dict[str, str]]:
+    urls = entry.get("urls") if isinstance(entry, dict) else None
+    version = entry.get("version") if isinstance(entry, dict) else None
+    if not isinstance(urls, dict) or not isinstance(version, str):
+        raise BadInput(_URL_FILE_SHAPE)
+    return check_name(version, "version"), {str(name): str(url) for name, url in urls.items()}
+
+
+class RemoteArtifacts:
+    """An HTTP(S) mirror of a registry, read with an aiohttp session (timeouts, retries)."""
+
+    def __init__(
+        self,
+        source: str | BaseUrl | PresignedUrls,
+        session: aiohttp.ClientSession,
+        options: RemoteOptions | None = None,
+    ) -> None:
+        self._locator = BaseUrl(source) if isinstance(source, str) else source
+        self._session = session
+        self._options = options or RemoteOptions()
+
+    def url(self, *parts: str) -> URL:
+        return self._locator.url(*parts)
+
     async def champion(self, key: str) -> str:
+        known = self._locator.version(key)
+        if known is not None:
+            return known
         raw = await self._retrying(self.url(key, "CHAMPION"), self._read_small(MAX_POINTER_BYTES))
         version = raw.decode("utf-8", errors="replace").strip()
         try:
@@ -96,6 +159,9 @@ class RemoteArtifacts:
 
     async def index(self) -> dict[str, str]:
         """`{key: version}` from `{base}/index.json`, or {} when the mirror has none."""
+        listed = self._locator.keys()
+        if listed is not None:
+            return {key: str(self._locator.version(key)) for key in listed}
         try:
             raw = await self._retrying(self.url("index.json"), self._read_small(MAX_MANIFEST_BYTES))
             champions = json.loads(raw).get("champions", {})
@@ -263,15 +329,16 @@ async def fetch_champion(
 
 async def fetch_many(
     registry: ArtifactRegistry,
-    base_url: str,
+    source: str | PresignedUrls,
     keys: Iterable[str] | None,
     *,
     options: RemoteOptions | None = None,
 ) -> dict[str, FetchResult | ItffError]:
-    """Fetch each key (or every key of the remote index); failures are returned, not raised."""
+    """Fetch each key (or every key of the remote index or URL file) from a base URL or from
+    pre-signed URLs; failures are returned per key, not raised."""
     results: dict[str, FetchResult | ItffError] = {}
     async with aiohttp.ClientSession(raise_for_status=False) as session:
-        remote = RemoteArtifacts(base_url, session, options)
+        remote = RemoteArtifacts(source, session, options)
         wanted = list(keys) if keys is not None else sorted(await remote.index())
         if not wanted:
             raise NotFound(

@@ -157,12 +157,24 @@ def fetch(
     base_url: Annotated[
         str | None, typer.Option("--base-url", help="default ITFF_ARTIFACT_BASE_URL")
     ] = None,
+    urls_file: Annotated[
+        Path | None,
+        typer.Option("--urls-file", help="pre-signed URLs from `itff artifacts push --urls-file`"),
+    ] = None,
 ) -> None:
-    """Install the remote champions (verified) from ITFF_ARTIFACT_BASE_URL."""
-    from bot.errors import ConfigError, NotFound
-    from bot.remote import describe, fetch_many
+    """Install the remote champions (verified) from ITFF_ARTIFACT_BASE_URL or pre-signed URLs."""
+    from bot.errors import BadInput, ConfigError, NotFound
+    from bot.remote import PresignedUrls, fetch_many
 
     settings, registry = _registry()
+    if urls_file is not None:
+        try:
+            document = json.loads(urls_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise BadInput(f"cannot read the URL file {urls_file}: {exc}") from exc
+        results = asyncio.run(fetch_many(registry, PresignedUrls(document), key or None))
+        _report(results)
+        return
     base = base_url or settings.artifact_base_url
     if not base:
         raise ConfigError("set ITFF_ARTIFACT_BASE_URL (or pass --base-url) to fetch artifacts")
@@ -172,6 +184,12 @@ def fetch(
         if key:
             raise
         results = asyncio.run(fetch_many(registry, base, _configured_keys(settings)))
+    _report(results)
+
+
+def _report(results: dict[str, Any]) -> None:
+    from bot.remote import describe
+
     for name, result in results.items():
         typer.echo(f"{name}: {describe(result)}")
     if any(isinstance(result, Exception) for result in results.values()):

@@ -14,8 +14,8 @@ from aiohttp.test_utils import TestServer
 
 from bot.artifact_format import Signer, make_manifest
 from bot.artifacts import ArtifactRegistry
-from bot.errors import ConfigError, IntegrityError, NotFound, TransientError
-from bot.remote import FetchResult, RemoteOptions, fetch_many
+from bot.errors import BadInput, ConfigError, IntegrityError, NotFound, TransientError
+from bot.remote import FetchResult, PresignedUrls, RemoteOptions, fetch_many
 from tests.unit.bundles import make_bundle, training_inputs
 
 KEY = "SPX-direction-logreg"
@@ -203,3 +203,32 @@ async def test_a_base_url_that_is_not_http_is_a_configuration_error(
 ) -> None:
     with pytest.raises(ConfigError, match="must be an http"):
         await fetch_many(local, "file:///srv/artifacts", [KEY])
+
+
+async def test_per_file_presigned_urls_install_the_champion(
+    publisher: ArtifactRegistry, local: ArtifactRegistry, mirror: tuple[Mirror, str]
+) -> None:
+    server, base = mirror
+    root = base.partition("?")[0]
+    names = ("manifest.json", "meta.json", "model.joblib")
+    document = {KEY: {"version": V2, "urls": {n: f"{root}{KEY}/{V2}/{n}?{TOKEN}" for n in names}}}
+    [result] = (await fetch_many(local, PresignedUrls(document), None, options=FAST)).values()
+    assert isinstance(result, FetchResult)
+    assert (result.version, local.champion(KEY)) == (V2, V2)
+    assert result.sha256 == publisher.info(KEY, V2).sha256
+    assert server.requests["CHAMPION"] == 0  # the URL file names the version
+    server.corrupt.add("model.joblib")
+    document[KEY]["version"] = V1
+    document[KEY]["urls"] = {n: f"{root}{KEY}/{V1}/{n}?{TOKEN}" for n in names}
+    [refused] = (await fetch_many(local, PresignedUrls(document), [KEY], options=FAST)).values()
+    assert isinstance(refused, IntegrityError)
+    assert [v.version for v in local.versions(KEY)] == [V2]
+
+
+@pytest.mark.parametrize(
+    "document",
+    [[], {}, {KEY: {"version": V1}}, {KEY: {"urls": {}}}, {"a/b": {"version": V1, "urls": {}}}],
+)
+def test_a_malformed_url_file_is_refused(document: object) -> None:
+    with pytest.raises(BadInput):
+        PresignedUrls(document)

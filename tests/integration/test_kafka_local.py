@@ -178,7 +178,6 @@ async def test_a_broker_that_cannot_start_reports_its_log(tmp_path: Path) -> Non
     assert not kafka_local.status(broker).running
 
 
-
 def test_up_prepares_kafka_topics_and_database(
     settings: Settings, kafka_bootstrap: str, tmp_path: Path
 ) -> None:

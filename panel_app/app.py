@@ -40,7 +40,7 @@ class Dashboard:
         self.drift_margin = drift_margin
         self.refresh_seconds = refresh_seconds
         self.window = pn.widgets.RadioButtonGroup(
-            name="Live window", options=list(WINDOWS), value="all", button_type="primary", width=240
+            options=list(WINDOWS), value="all", color="primary", width=240
         )
         self.status = pn.pane.Markdown("loading…", styles={"color": "#555"})
         self.problem = pn.pane.Alert(

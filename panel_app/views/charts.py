@@ -23,6 +23,12 @@ def _naive(times: pd.Series) -> list[Any]:
     return list(pd.to_datetime(times, utc=True).dt.tz_localize(None))
 
 
+def refill(source: ColumnDataSource, data: dict[str, Any]) -> None:
+    """Send new data to the browser only when it changed (a redraw resets nothing needlessly)."""
+    if dict(source.data) != data:
+        source.data = data
+
+
 def curve_data(frame: pd.DataFrame) -> dict[str, Any]:
     if frame.empty:
         return {key: [] for key in EMPTY_CURVE}
@@ -89,8 +95,8 @@ class EquityChart:
         )
 
     def show(self, pair: EquityPair | None) -> None:
-        self.live.data = curve_data(pair.live) if pair else dict(EMPTY_CURVE)
-        self.backtest.data = curve_data(pair.backtest) if pair else dict(EMPTY_CURVE)
+        refill(self.live, curve_data(pair.live) if pair else dict(EMPTY_CURVE))
+        refill(self.backtest, curve_data(pair.backtest) if pair else dict(EMPTY_CURVE))
         title: Any = self.equity.title
         title.text = f"Equity: {pair.model_key} ({pair.backtest_note})" if pair else "Equity"
 
@@ -128,4 +134,4 @@ class LatencyChart:
         )
 
     def show(self, percentiles: pd.DataFrame) -> None:
-        self.source.data = latency_data(percentiles)
+        refill(self.source, latency_data(percentiles))

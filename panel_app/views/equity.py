@@ -32,7 +32,7 @@ def final_return(pair: EquityPair) -> str:
 
 class EquityView:
     def __init__(self) -> None:
-        self.model = pn.widgets.Select(name="Model", options=[], width=320)
+        self.model = pn.widgets.Select(label="Model", options=[], width=320)
         self.chart = EquityChart()
         self.summary = pn.pane.Markdown(sizing_mode="stretch_width")
         self.no_models = empty_state(NO_MODELS)
@@ -63,4 +63,6 @@ class EquityView:
         pair = self._pairs.get(self.model.value) if self.model.value else None
         self.chart.show(pair)
         self.no_outcomes.visible = pair is not None and pair.live.empty
-        self.summary.object = f"**{pair.model_key}**: {final_return(pair)}" if pair else ""
+        self.summary.object = (
+            f"**{pair.model_key}**: {final_return(pair)} ({pair.backtest_note})" if pair else ""
+        )

@@ -16,6 +16,7 @@ from panel_app.views.theme import (
     OK_COLOR,
     as_text,
     empty_state,
+    refill,
     style_of,
     table,
 )
@@ -93,7 +94,7 @@ class ModelsView:
     def update(self, data: DashboardData) -> None:
         self.no_models.visible = data.versions.empty
         self.versions.visible = not data.versions.empty
-        self.versions.value = versions_frame(data.versions)
+        refill(self.versions, versions_frame(data.versions))
         self.no_events.visible = data.events.empty
         self.events.visible = not data.events.empty
-        self.events.value = as_text(data.events, ["at"])[EVENT_COLUMNS]
+        refill(self.events, as_text(data.events, ["at"])[EVENT_COLUMNS])

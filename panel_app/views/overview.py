@@ -16,6 +16,7 @@ from panel_app.views.theme import (
     LIVE_COLOR,
     OK_COLOR,
     empty_state,
+    refill,
     style_of,
     table,
 )
@@ -83,7 +84,7 @@ class OverviewView:
         frame = data.overview
         self.empty.visible = frame.empty
         self.table.visible = not frame.empty
-        self.table.value = frame
+        refill(self.table, frame)
         self.drift_note.object = _summary(frame, data.window)
 
 

@@ -15,6 +15,7 @@ from panel_app.views.theme import (
     OK_COLOR,
     as_text,
     empty_state,
+    refill,
     style_of,
     table,
 )
@@ -77,4 +78,4 @@ class PipelineView:
     def update(self, data: DashboardData) -> None:
         self.empty.visible = data.runs.empty
         self.table.visible = not data.runs.empty
-        self.table.value = runs_frame(data.runs)
+        refill(self.table, runs_frame(data.runs))

@@ -9,7 +9,7 @@ import panel as pn
 
 from panel_app.data import DashboardData, SignalFilter
 from panel_app.queries import SIGNAL_LIMIT
-from panel_app.views.theme import DECIMAL, PRECISE, as_text, empty_state, style_of, table
+from panel_app.views.theme import DECIMAL, PRECISE, as_text, empty_state, refill, style_of, table
 
 ACTIONS = ["buy", "sell", "hold"]
 COLUMNS = [
@@ -41,9 +41,9 @@ def _action_style(value: object) -> str:
 
 class SignalsView:
     def __init__(self, on_filter: Callable[[], object]) -> None:
-        self.symbols = pn.widgets.MultiChoice(name="Symbol", options=[], width=220)
-        self.model_keys = pn.widgets.MultiChoice(name="Model", options=[], width=360)
-        self.actions = pn.widgets.MultiChoice(name="Action", options=ACTIONS, width=220)
+        self.symbols = pn.widgets.MultiChoice(label="Symbol", options=[], width=220)
+        self.model_keys = pn.widgets.MultiChoice(label="Model", options=[], width=360)
+        self.actions = pn.widgets.MultiChoice(label="Action", options=ACTIONS, width=220)
         for widget in (self.symbols, self.model_keys, self.actions):
             widget.param.watch(lambda _event: on_filter(), "value")
         self.table = table(
@@ -82,7 +82,7 @@ class SignalsView:
         self.no_signals.visible = not anything
         self.no_match.visible = anything and data.signals.empty
         self.table.visible = not data.signals.empty
-        self.table.value = as_text(data.signals[COLUMNS], ["emitted_at", "bar_time"])
+        refill(self.table, as_text(data.signals[COLUMNS], ["emitted_at", "bar_time"]))
         self.caption.object = (
             f"Latest {len(data.signals)} signals (at most {SIGNAL_LIMIT}), newest first, "
             "refreshed automatically."

@@ -57,3 +57,11 @@ def empty_state(message: str) -> pn.pane.Alert:
 def style_of(widget: pn.widgets.Tabulator) -> Any:
     """The table's pandas Styler; functions applied to it survive later value updates."""
     return widget.style
+
+
+def refill(widget: pn.widgets.Tabulator, frame: pd.DataFrame) -> None:
+    """Replace a table's rows only when they changed, so a refresh keeps the reader's page."""
+    current = widget.value
+    if isinstance(current, pd.DataFrame) and current.equals(frame):
+        return
+    widget.value = frame

@@ -16,7 +16,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -152,6 +153,12 @@ def login(page: Page, url: str, *, username: str = USERNAME, password: str = PAS
     page.click("button[type=submit]")
 
 
+def off_the_browser_loop(work: Callable[[], object]) -> None:
+    """Playwright's sync API runs an event loop in this thread; other loops need their own."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(work).result()
+
+
 def shown(page: Page, text: str, *, exact: bool = True) -> Locator:
     """The first visible element with this text (hidden tabs hold the same figures)."""
     return page.get_by_text(text, exact=exact).filter(visible=True).first
@@ -200,7 +207,7 @@ def test_a_wrong_login_is_refused(served: Served, page: Page, username: str, pas
 def test_a_trader_sees_every_view(served: Served, page: Page, tmp_path: Path) -> None:
     login(page, served.url)
     expect(page).to_have_url(f"{served.url}/")
-    expect(shown(page, "Updated", exact=False)).to_be_visible()
+    expect(shown(page, "2 champion models")).to_be_visible()
 
     for figure in ("56.25%", "48.25%", "0.0091", "1,200", "within margin"):
         expect(shown(page, figure)).to_be_visible()
@@ -210,6 +217,7 @@ def test_a_trader_sees_every_view(served: Served, page: Page, tmp_path: Path) ->
 
     open_tab(page, "Equity")
     expect(shown(page, "same period: 2018-10-01 to 2018-10-15", exact=False)).to_be_visible()
+    expect(page.locator(".bk-Canvas").filter(visible=True).first).to_be_visible()
     expect(shown(page, "live +1.41% over 15 bars", exact=False)).to_be_visible()
     save(page, tmp_path, "equity")
 
@@ -250,7 +258,7 @@ def test_signals_filter_and_update_without_a_reload(
     page.keyboard.press("Enter")
     expect(shown(page, f"Latest {N_SIGNALS // 2} signals", exact=False)).to_be_visible()
 
-    asyncio.run(_add_sell_signal(served.database_url))
+    off_the_browser_loop(lambda: asyncio.run(_add_sell_signal(served.database_url)))
     # the page is not reloaded: the periodic refresh brings the new signal in
     expect(shown(page, f"Latest {N_SIGNALS // 2 + 1} signals", exact=False)).to_be_visible()
     expect(shown(page, "SPX-live")).to_be_visible()
@@ -286,3 +294,41 @@ async def _add_sell_signal(database_url: str) -> None:
             await session.commit()
     finally:
         await engine.dispose()
+
+
+def _colours(png: Path) -> set[tuple[int, int, int]]:
+    from PIL import Image
+
+    with Image.open(png) as image:
+        return {pixel[:3] for pixel in image.convert("RGB").getdata()}
+
+
+def _rgb(hex_colour: str) -> tuple[int, int, int]:
+    value = hex_colour.lstrip("#")
+    return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
+
+
+def test_report_snapshot_renders_the_key_charts(
+    served: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.cli import main
+    from panel_app.views.theme import BACKTEST_COLOR, LIVE_COLOR
+
+    target = tmp_path / "snapshot.png"
+    monkeypatch.setenv("ITFF_DATABASE_URL", served.database_url)
+    monkeypatch.setattr(
+        sys, "argv", ["itff", "report", "snapshot", "--window", "all", "--output", str(target)]
+    )
+    off_the_browser_loop(main)  # exits (SystemExit) only on failure
+    from PIL import Image
+
+    with Image.open(target) as image:
+        width, height = image.size
+    assert width >= 1400
+    assert height > 1000
+    colours = _colours(target)
+    assert _rgb(LIVE_COLOR) in colours
+    assert _rgb(BACKTEST_COLOR) in colours
+    keep = ROOT / "reports" / "e2e" / "dashboard"
+    keep.mkdir(parents=True, exist_ok=True)
+    shutil.copy(target, keep / "snapshot.png")

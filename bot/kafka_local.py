@@ -50,6 +50,7 @@ __all__ = [
 
 READY_TIMEOUT_SECONDS = 180.0
 STOP_TIMEOUT_SECONDS = 60.0
+ERROR_MARKS = (" ERROR ", " FATAL ", "Exception: ", "Error: ", "Error occurred")
 # Launches the JVM in a new session and exits, so the broker is nobody's child: it survives the
 # command that started it and never lingers as a zombie of a long-lived parent.
 _LAUNCHER = (
@@ -190,12 +191,14 @@ async def _wait_ready(broker: LocalBroker, pid: int, ready_seconds: float) -> No
     )
 
 
-def last_log_lines(broker: LocalBroker, count: int = 20) -> str:
+def last_log_lines(broker: LocalBroker, count: int = 12) -> str:
+    """The error lines of the broker's logs (or their last lines when none), for error messages."""
     lines: list[str] = []
     for path in (broker.console_log, broker.server_log):
         if path.is_file():
-            lines += path.read_text(encoding="utf-8", errors="replace").splitlines()[-count:]
-    shown = "\n".join(lines[-count:]) or "(no log output)"
+            lines += path.read_text(encoding="utf-8", errors="replace").splitlines()[-500:]
+    errors = [line for line in lines if any(mark in line for mark in ERROR_MARKS)]
+    shown = "\n".join((errors or lines)[-count:]) or "(no log output)"
     return f"{shown}\n(full logs: {broker.log_dir})"
 
 

@@ -16,6 +16,7 @@ from bot import kafka_local
 from bot.cli.up import ITFF, SERVICES
 from bot.errors import ConfigError, TransientError
 from bot.kafka_admin import _create, admin_client, describe_topics, ensure_topics, topic_specs
+from bot.kafka_install import prepare
 from bot.schemas import Alert
 from bot.settings import Settings
 from tests.fixtures.kafka import _delete_prefixed, free_port, local_test_broker, run_sync
@@ -175,6 +176,20 @@ async def test_a_broker_that_cannot_start_reports_its_log(tmp_path: Path) -> Non
     )
     with pytest.raises((TransientError, ConfigError), match=r"(?i)heap"):
         await kafka_local.start(broker)
+    assert not kafka_local.status(broker).running
+
+
+async def test_a_broker_that_exits_during_start_up_shows_the_error(tmp_path: Path) -> None:
+    broker = local_test_broker(tmp_path / "kafka")
+    prepare(broker)  # formatted as node 1; pretend the data came from node 2
+    meta = broker.storage_dir / "meta.properties"
+    meta.write_text(meta.read_text().replace("node.id=1", "node.id=2"))
+
+    with pytest.raises(TransientError, match="exited during start-up") as failure:
+        await kafka_local.start(broker)
+
+    assert "Stored node id 2 doesn't match previous node id 1" in str(failure.value)
+    assert str(broker.log_dir) in str(failure.value)
     assert not kafka_local.status(broker).running
 
 

@@ -124,7 +124,14 @@ def _runtime(name: str) -> Runtime:
 async def pipeline_job(name: str, attempt: int = 0) -> None:
     """The daily pipeline (attempt 0) or one of its retries."""
     runtime = _runtime(name)
-    summary = await runtime.run_pipeline("schedule" if attempt == 0 else "retry")
+    try:
+        summary = await runtime.run_pipeline("schedule" if attempt == 0 else "retry")
+    except Exception as exc:  # the run could not even be recorded (database down)
+        m.PIPELINE_RUNS.labels("failed", "schedule" if attempt == 0 else "retry").inc()
+        m.LAST_RUN_FAILED.set(1)
+        log.error("pipeline_not_recorded", error=f"{type(exc).__name__}: {exc}")
+        schedule_retry(runtime, attempt + 1)
+        return
     if summary is None:
         return
     if summary.succeeded:

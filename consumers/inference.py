@@ -159,19 +159,14 @@ def infer_group(
     items: Sequence[Item],
     specs: Sequence[ModelSpec],
     predict: PredictWindows,
-    *,
-    skip: frozenset[str] = frozenset(),
 ) -> GroupResult:
-    """Merge the group's bars into its window and predict every new bar with every model.
-
-    Alerts in `skip` (already signalled: a redelivery) are merged but not predicted again.
-    """
+    """Merge the group's bars into its window and predict every new bar with every model."""
     merged: MergedWindow = merge(window, [item.alert for item in items])
     result = GroupResult(window=merged.bars, kinds=merged.kinds)
     new = [
         (item, position)
         for item, kind, position in zip(items, merged.kinds, merged.positions, strict=True)
-        if kind is BarKind.NEW and item.alert.alert_id not in skip
+        if kind is BarKind.NEW
     ]
     if not new or not specs:
         return result

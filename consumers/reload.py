@@ -9,6 +9,7 @@ serving, `itff_consumer_model_reloads_total{result="refused"}` counts it and an 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from bot.errors import ItffError
 from bot.observability import get_logger
@@ -58,7 +59,8 @@ class Reloader:
             return None
         metrics.MODEL_RELOADS.labels(result="ok").inc()
         if previous and previous != served:
-            metrics.MODEL_VERSION.remove(key, previous)
+            with contextlib.suppress(KeyError):  # a version loaded lazily was never labelled
+                metrics.MODEL_VERSION.remove(key, previous)
         publish_version(key, served)
         log.info("model reloaded", model_key=key, version=served, previous=previous, trigger=why)
         if served != version:

@@ -4,10 +4,11 @@ Order of a batch (the FastStream handler commits the offsets only after `process
 returned signals and dead letters were acknowledged by Kafka):
 
 1. decode every record (undecodable or invalid -> dead letter);
-2. read: signals already stored for these alerts (a redelivery), windows not yet in memory;
+2. read the windows not yet in memory (rarely: see `consumers.windows`);
 3. in a worker thread: merge bars into windows, features, one `predict_windows` per model;
 4. write, one transaction: upsert every bar (with or without a model), insert the signals
-   (`ON CONFLICT DO NOTHING` on alert_id + model_key);
+   (`ON CONFLICT DO NOTHING` on alert_id + model_key), and look up the stored signals of alerts
+   whose bar was already known (a redelivery: not predicted again);
 5. return the signals to publish: the new ones and, for a redelivered alert, the stored ones.
 
 If anything raises, the touched windows are dropped (re-read from the database next time) and
@@ -30,7 +31,7 @@ from bot.schemas import Alert, DeadLetter, Signal
 from consumers import metrics
 from consumers.deadletters import Reason, RecordRef, dead_letter, decode_alert
 from consumers.inference import GroupResult, Item, ModelSpec, PredictWindows, infer_group
-from consumers.windows import BarWindows, WindowKey, canonical_interval
+from consumers.windows import BarKind, BarWindows, WindowKey, canonical_interval
 from storage.bars import BarRecord, recent_bars, upsert_bars
 from storage.signals import insert_signals, signals_for_alerts
 
@@ -56,7 +57,6 @@ class BatchResult:
 class _Plan:
     groups: dict[WindowKey, list[Item]]
     specs: dict[WindowKey, list[ModelSpec]]
-    stored: list[Signal]
     windows: dict[WindowKey, pd.DataFrame]  # taken at read time: a rebalance may drop them
 
 
@@ -116,46 +116,66 @@ class InferenceService:
 
     async def _read(self, groups: dict[WindowKey, list[Item]]) -> _Plan:
         specs = {key: self._specs(key) for key in groups}
-        async with self._session_factory() as session:
-            alert_ids = [item.alert.alert_id for items in groups.values() for item in items]
-            stored = await signals_for_alerts(session=session, alert_ids=alert_ids)
-            windows: dict[WindowKey, pd.DataFrame] = {}
-            for key in (key for key in groups if specs[key]):
-                window = self.windows.get(key)
-                if window is None:
-                    symbol, interval = key
+        windows: dict[WindowKey, pd.DataFrame] = {}
+        missing: list[WindowKey] = []
+        for key in (key for key in groups if specs[key]):
+            window = self.windows.get(key)
+            if window is None:
+                missing.append(key)
+            else:
+                windows[key] = window
+        if missing:  # only on a first sight, after a rebalance or error, and once a minute
+            async with self._session_factory() as session:
+                for symbol, interval in missing:
                     window = await recent_bars(
                         session=session, symbol=symbol, interval=interval, limit=self.windows.size
                     )
-                    self.windows.seed(key, window)
-                windows[key] = window
-        return _Plan(groups=groups, specs=specs, stored=stored, windows=windows)
+                    self.windows.seed((symbol, interval), window)
+                    windows[(symbol, interval)] = window
+        return _Plan(groups=groups, specs=specs, windows=windows)
 
     def _infer_all(self, plan: _Plan) -> dict[WindowKey, GroupResult]:
-        skip = frozenset(signal.alert_id for signal in plan.stored)
         outcomes: dict[WindowKey, GroupResult] = {}
         for key, items in plan.groups.items():
             window = plan.windows.get(key)
             if window is None:
                 continue
             started = time.perf_counter()
-            outcomes[key] = infer_group(window, items, plan.specs[key], self._predict, skip=skip)
+            outcomes[key] = infer_group(window, items, plan.specs[key], self._predict)
             metrics.INFERENCE_LATENCY.observe(time.perf_counter() - started)
         return outcomes
 
     async def _write(
         self, plan: _Plan, outcomes: dict[WindowKey, GroupResult], result: BatchResult
     ) -> None:
+        """Bars and new signals in one transaction; a redelivered alert gets its stored signals.
+
+        An alert that was not predicted (its bar was already known: a redelivery or a repeat) or
+        whose signal already existed (a stale window after a rebalance) is looked up, so that what
+        was stored the first time is published again.
+        """
         fresh = [signal for outcome in outcomes.values() for signal in outcome.signals]
         horizons = {k: v for outcome in outcomes.values() for k, v in outcome.horizons.items()}
         async with self._session_factory() as session, session.begin():
             await upsert_bars(session=session, bars=_bar_records(plan.groups))
             inserted = await insert_signals(session=session, signals=fresh, horizons=horizons)
-            lost = [s.alert_id for s in fresh if s.signal_id not in inserted]
-            raced = await signals_for_alerts(session=session, alert_ids=lost) if lost else []
+            again = _known_bars(plan, outcomes) | {
+                s.alert_id for s in fresh if s.signal_id not in inserted
+            }
+            stored = await signals_for_alerts(session=session, alert_ids=sorted(again))
         result.signals = [s for s in fresh if s.signal_id in inserted]
-        result.redelivered = [*plan.stored, *raced]
+        result.redelivered = stored
         _route_dead_letters(plan, outcomes, result)
+
+
+def _known_bars(plan: _Plan, outcomes: dict[WindowKey, GroupResult]) -> set[str]:
+    """Alerts whose bar was already known (duplicate or late): possibly signalled before."""
+    return {
+        item.alert.alert_id
+        for key, outcome in outcomes.items()
+        for item, kind in zip(plan.groups[key], outcome.kinds, strict=True)
+        if kind is not BarKind.NEW
+    }
 
 
 def _group(items: Sequence[Item]) -> dict[WindowKey, list[Item]]:

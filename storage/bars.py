@@ -17,8 +17,6 @@ from bot.schemas import utcnow
 from storage.tables import Bar
 
 BAR_FIELDS = ("open", "high", "low", "close", "volume")
-# SQLite allows at most 32766 bound parameters per statement; a bar row binds 10.
-_CHUNK = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,33 +52,32 @@ def _last_per_key(bars: Iterable[BarRecord]) -> list[BarRecord]:
 async def upsert_bars(*, session: AsyncSession, bars: Sequence[BarRecord]) -> int:
     """Insert or replace bars; the same bar twice leaves one row. Returns the rows written."""
     rows = _last_per_key(bars)
+    if not rows:
+        return 0
     now = utcnow()
-    for start in range(0, len(rows), _CHUNK):
-        chunk = rows[start : start + _CHUNK]
-        statement = dialect_insert(session, Bar).values(
-            [
-                {
-                    "symbol": bar.symbol,
-                    "interval": bar.interval,
-                    "time": bar.time,
-                    **{name: getattr(bar, name) for name in BAR_FIELDS},
-                    "source": bar.source,
-                    "updated_at": now,
-                }
-                for bar in chunk
-            ]
-        )
-        excluded = statement.excluded
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["symbol", "interval", "time"],
-                set_={
-                    **{name: excluded[name] for name in BAR_FIELDS},
-                    "source": excluded.source,
-                    "updated_at": excluded.updated_at,
-                },
-            )
-        )
+    statement = dialect_insert(session, Bar.__table__)
+    excluded = statement.excluded
+    statement = statement.on_conflict_do_update(
+        index_elements=["symbol", "interval", "time"],
+        set_={
+            **{name: excluded[name] for name in BAR_FIELDS},
+            "source": excluded.source,
+            "updated_at": excluded.updated_at,
+        },
+    )
+    params = [
+        {
+            "symbol": bar.symbol,
+            "interval": bar.interval,
+            "time": bar.time,
+            **{name: getattr(bar, name) for name in BAR_FIELDS},
+            "source": bar.source,
+            "updated_at": now,
+        }
+        for bar in rows
+    ]
+    # one cached statement over many parameter sets, not a recompiled multi-row VALUES clause
+    await session.execute(statement, params)
     return len(rows)
 
 

@@ -14,8 +14,9 @@ from bot.schemas import Signal, utcnow
 from storage.bars import dialect_insert
 from storage.tables import LiveMetricSnapshot, Outcome, SignalRow
 
+SIGNALS = SignalRow.__table__  # Core table: bulk statements compile once and are cached
 SIGNAL_FIELDS = tuple(name for name in Signal.model_fields if name != "schema_version")
-_CHUNK = 1000
+_CHUNK = 900  # ids per IN (...) query
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,17 +69,15 @@ async def insert_signals(
     *, session: AsyncSession, signals: Sequence[Signal], horizons: Mapping[str, int]
 ) -> set[str]:
     """Insert signals, skipping any (alert_id, model_key) already stored; returns inserted ids."""
-    inserted: set[str] = set()
-    for start in range(0, len(signals), _CHUNK):
-        chunk = signals[start : start + _CHUNK]
-        statement = (
-            dialect_insert(session, SignalRow)
-            .values([_signal_row(s, horizons.get(s.model_key, 1)) for s in chunk])
-            .on_conflict_do_nothing()
-            .returning(SignalRow.signal_id)
-        )
-        inserted.update((await session.execute(statement)).scalars())
-    return inserted
+    if not signals:
+        return set()
+    # one cached statement executed over many parameter sets (SQLAlchemy's insertmanyvalues),
+    # not a freshly compiled multi-row VALUES clause per batch
+    statement = (
+        dialect_insert(session, SIGNALS).on_conflict_do_nothing().returning(SIGNALS.c.signal_id)
+    )
+    rows = [_signal_row(s, horizons.get(s.model_key, 1)) for s in signals]
+    return set((await session.execute(statement, rows)).scalars())
 
 
 def _to_signal(row: SignalRow) -> Signal:
@@ -128,7 +127,7 @@ async def insert_outcomes(*, session: AsyncSession, outcomes: Sequence[OutcomeRe
         return 0
     now = utcnow()
     statement = (
-        dialect_insert(session, Outcome)
+        dialect_insert(session, Outcome.__table__)
         .values(
             [
                 {
@@ -145,7 +144,7 @@ async def insert_outcomes(*, session: AsyncSession, outcomes: Sequence[OutcomeRe
             ]
         )
         .on_conflict_do_nothing()
-        .returning(Outcome.signal_id)
+        .returning(Outcome.__table__.c.signal_id)
     )
     return len((await session.execute(statement)).all())
 

@@ -300,7 +300,8 @@ def _colours(png: Path) -> set[tuple[int, int, int]]:
     from PIL import Image
 
     with Image.open(png) as image:
-        return {pixel[:3] for pixel in image.convert("RGB").getdata()}
+        counted = image.convert("RGB").getcolors(maxcolors=1 << 24) or []
+        return {colour[:3] for _count, colour in counted}
 
 
 def _rgb(hex_colour: str) -> tuple[int, int, int]:

@@ -23,6 +23,10 @@ SessionFactory = async_sessionmaker[AsyncSession]
 
 
 class EventSink(Protocol):
+    async def start(self) -> None:
+        """Be ready to publish (connect); a run calls it first so that it fails before changing
+        anything when the broker is unreachable."""
+
     async def publish(self, event: ModelEvent) -> None: ...
 
 

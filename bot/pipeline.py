@@ -141,6 +141,7 @@ async def _steps(run: _Run) -> str:
     """Refresh a symbol, hand its models to the pool, refresh the next one meanwhile; publish
     and judge each model as soon as it is trained."""
     settings = run.settings
+    await run.events.start()
     jobs, skips = plan(settings.symbols, settings.targets, settings.model_types)
     for skip in skips:
         run.decisions[skip.key] = {"decision": "skipped", "reason": skip.reason}

@@ -169,3 +169,21 @@ async def test_failing_source_fails_the_run_and_champion_keeps_serving(
     assert row.status == "failed"
     assert row.error == bad.error
     assert equity_rows  # the good run's curves are untouched
+
+
+async def test_unreachable_broker_fails_the_run_before_anything_changes(
+    settings, session_factory, tmp_path
+) -> None:
+    from tests.fixtures.kafka import free_port
+
+    folder = write_sample_slice(tmp_path / "bars", {"SPX": "SPX"}, bars=1400)
+    offline = settings.model_copy(
+        update={"kafka_bootstrap": f"127.0.0.1:{free_port()}", "data_source": f"csv:{folder}"}
+    )
+    summary = await _run(offline, session_factory)
+    assert summary.status == "failed"
+    assert "not reachable" in (summary.error or "")
+    assert summary.counts == {}
+    assert ArtifactRegistry(offline.artifact_dir).champions() == {}
+    async with session_factory() as session:
+        assert await session.scalar(select(func.count()).select_from(Bar)) == 0

@@ -22,6 +22,9 @@ class Collect:
     def __init__(self) -> None:
         self.events: list[object] = []
 
+    async def start(self) -> None:
+        """Nothing to connect to."""
+
     async def publish(self, event: object) -> None:
         self.events.append(event)
 

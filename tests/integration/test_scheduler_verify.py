@@ -20,6 +20,9 @@ KEY = "SPX-direction-logreg"
 class NoEvents:
     """Verification publishes nothing; a publish here would be a bug."""
 
+    async def start(self) -> None:
+        """Nothing to connect to."""
+
     async def publish(self, event: object) -> None:
         raise AssertionError(f"verification must not publish {event!r}")
 

@@ -88,7 +88,8 @@ def plan(
 def make_pool(workers: int) -> ProcessPoolExecutor:
     """Worker processes from a fork server (no inherited threads or sockets), one thread each."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["bot.pipeline_train"])
+    # The fork server imports the training stack once; each worker forks with it loaded.
+    context.set_forkserver_preload(["bot.pipeline_train", "bot.training"])
     return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker)
 
 

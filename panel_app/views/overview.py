@@ -70,7 +70,7 @@ class OverviewView:
             groups=_groups(),
             hidden_columns=["drifting"],
             frozen_columns=["model_key"],
-            widths={"drift": 230},
+            widths={"drift": 230, "version": 120},  # the Models tab shows versions in full
             pagination=None,
         )
         style_of(self.table).apply(

@@ -6,6 +6,7 @@ Kafka and the consumer, live metrics are snapshotted, and a real browser finds i
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -150,6 +151,15 @@ async def check_views(page: Page, url: str, expected: dict[str, str], tmp_path: 
         await page.locator(".bk-tab", has_text=tab).click()
         await expect(shown(page, text, exact=False)).to_be_visible()
         await page.screenshot(path=str(tmp_path / f"replay-{tab.lower()}.png"), full_page=True)
+    keep_screenshots(tmp_path)
+
+
+def keep_screenshots(folder: Path) -> None:
+    """Copy the screenshots under reports/ for a human to look at."""
+    keep = ROOT / "reports" / "e2e" / "dashboard"
+    keep.mkdir(parents=True, exist_ok=True)
+    for shot in folder.glob("replay-*.png"):
+        shutil.copy(shot, keep / shot.name)
 
 
 def expected_figures(settings: Settings) -> dict[str, str]:

@@ -62,7 +62,7 @@ def find_chromium() -> str:
     )
 
 
-def overview_html(frame: pd.DataFrame) -> str:
+def overview_html(frame: pd.DataFrame, margin: float) -> str:
     if frame.empty:
         return f"<p>{NO_MODELS}</p>"
     formats = {
@@ -70,20 +70,27 @@ def overview_html(frame: pd.DataFrame) -> str:
         for metric in METRICS
         for source in SOURCES
     }
+    titles = {
+        metric_column(metric, source): f"{metric.label} {source}"
+        for metric in METRICS
+        for source in SOURCES
+    } | {"model_key": "model", "drift": f"drift (margin {100 * margin:.0f} pp)"}
     styler = styled(frame).hide(axis="index").hide(["drifting"], axis="columns")
-    styler = styler.format(formats, na_rep="-")
+    styler = styler.format(formats, na_rep="-").relabel_index(
+        [titles.get(name, name) for name in frame.columns if name != "drifting"], axis="columns"
+    )
     html: str = styler.set_table_styles(
         [{"selector": "td, th", "props": "padding: 2px 8px; font: 13px sans-serif"}]
     ).to_html()
     return html
 
 
-def snapshot_layout(data: DashboardData) -> Any:
+def snapshot_layout(data: DashboardData, margin: float) -> Any:
     """The Bokeh layout of the snapshot: heading, overview table, equity per champion, latency."""
     parts: list[Any] = [
         Div(
             text=f"<h2>ITFF live vs backtest, {utcnow():%Y-%m-%d %H:%M} UTC, "
-            f"live window {data.window}</h2>{overview_html(data.overview)}",
+            f"live window {data.window}</h2>{overview_html(data.overview, margin)}",
             width=PAGE_WIDTH,
         )
     ]
@@ -96,8 +103,10 @@ def snapshot_layout(data: DashboardData) -> Any:
     parts += [Div(text=summary_text(data) or "No signals in this window.", width=PAGE_WIDTH)]
     parts.append(latency.figure)
     for part in parts:
-        part.sizing_mode = "fixed"
         part.width = PAGE_WIDTH
+        if not isinstance(part, Div):
+            part.sizing_mode = "fixed"
+            part.toolbar_location = None  # a picture has nothing to click
     return column(*parts)
 
 
@@ -140,6 +149,8 @@ def render_snapshot(settings: Settings, target: Path, *, window: str = "all") ->
         data = load(queries, window=window, drift_margin=settings.drift_margin)
     finally:
         queries.close()
-    html = file_html(snapshot_layout(data), resources=INLINE, title="ITFF snapshot")
+    html = file_html(
+        snapshot_layout(data, settings.drift_margin), resources=INLINE, title="ITFF snapshot"
+    )
     screenshot(html, target)
     return target

@@ -20,7 +20,7 @@ def summary_text(data: DashboardData) -> str:
     if not figures:
         return ""
     parts = [
-        f"<span style='color:{PERCENTILE_COLORS[name]}'>**{name} {figures[name]:,.1f} ms**</span>"
+        f"<b style='color:{PERCENTILE_COLORS[name]}'>{name} {figures[name]:,.1f} ms</b>"
         for name in ("p50", "p95", "p99")
     ]
     return f"Over {data.window}: {' · '.join(parts)} across {figures['n']:,.0f} signals"

@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
         day: Annotated[
             str | None, typer.Option(help="Date in the file name, YYYY-MM-DD (default: today UTC)")
         ] = None,
-        window: Annotated[str, typer.Option(help="Live window: 7d, 30d or all")] = "30d",
+        window: Annotated[str, typer.Option(help="Live window: 7d, 30d or all")] = "all",
         output: Annotated[
             Path | None, typer.Option(help="PNG path (default: under ITFF_REPORT_DIR)")
         ] = None,

@@ -44,15 +44,19 @@ def main() -> None:
           f"{args.jobs} worker processes")  # fmt: skip
     started, cpu = time.perf_counter(), time.process_time()
     per_model: dict[str, list[float]] = {}
+    worker_cpu = 0.0
     for outcome in run_parallel(train_job, jobs, n_jobs=args.jobs):
         if outcome.error:
             print(f"  failed {outcome.key}: {outcome.error}")
-        per_model.setdefault(outcome.key.split("-", 1)[1], []).append(outcome.seconds)
+        per_model.setdefault(outcome.key.split("-", 1)[1], []).append(outcome.cpu_seconds)
+        worker_cpu += outcome.cpu_seconds
     wall = time.perf_counter() - started
     print(f"wall time {wall:.1f} s ({wall / len(jobs):.2f} s per training; "
           f"parent CPU {time.process_time() - cpu:.1f} s)")  # fmt: skip
+    print(f"worker CPU {worker_cpu:.1f} s in total: {worker_cpu / args.jobs:.1f} s of wall time "
+          f"on {args.jobs} otherwise idle cores")  # fmt: skip
     for line, seconds in sorted(per_model.items()):
-        print(f"  {line:20s} mean {sum(seconds) / len(seconds):6.2f} s per symbol (in a worker)")
+        print(f"  {line:20s} mean CPU {sum(seconds) / len(seconds):6.2f} s per symbol")
     print(f"load average now: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 

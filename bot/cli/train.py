@@ -56,6 +56,7 @@ class Job:
 class Outcome:
     key: str
     seconds: float
+    cpu_seconds: float = 0.0
     value: Any = None  # TrainResult or EvaluationReport
     error: str | None = None
 
@@ -72,7 +73,7 @@ def _run(job: Job, train: bool) -> Outcome:
     from bot.evaluation import evaluate_model
     from bot.training import train_model
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     fn = train_model if train else evaluate_model
     c = job.combination
     try:
@@ -85,7 +86,7 @@ def _run(job: Job, train: bool) -> Outcome:
             )  # fmt: skip
     except ItffError as exc:
         return Outcome(c.key, time.perf_counter() - started, error=str(exc))
-    return Outcome(c.key, time.perf_counter() - started, value=value)
+    return Outcome(c.key, time.perf_counter() - started, time.process_time() - cpu, value=value)
 
 
 def train_job(job: Job) -> Outcome:
@@ -108,6 +109,15 @@ def _load_all(settings: Settings, source: str, symbols: list[str]) -> dict[str, 
     return bars
 
 
+def _check_length(n_bars: int, settings: Settings, config: WalkForwardConfig) -> None:
+    """Refuse too short a history here, in one line, before any worker starts."""
+    from bot.features import WARMUP_BARS
+    from bot.walkforward import make_folds
+
+    n_samples = n_bars - WARMUP_BARS - settings.lookback + 1 - settings.horizon
+    make_folds(max(n_samples, 0), horizon=settings.horizon, config=config)
+
+
 def _jobs(
     settings: Settings,
     *,
@@ -128,6 +138,8 @@ def _jobs(
     if not combos:
         raise BadInput("nothing to do: no model type fits the chosen targets")
     bars = _load_all(settings, source or settings.data_source, wanted)
+    for frame in bars.values():
+        _check_length(len(frame), settings, config)
     return [
         Job(
             combination=c,
@@ -279,7 +291,8 @@ def register(app: typer.Typer) -> None:
             rows.append(_train_row(outcome, version, promoted))
         columns = ("model", "version", "accuracy [95% CI]", "Sharpe", "B&H Sharpe", "champion",
                    "time")  # fmt: skip
-        _print_table(f"trained into {settings.artifact_dir}", columns, sorted(rows))
+        if rows:
+            _print_table(f"trained into {settings.artifact_dir}", columns, sorted(rows))
         _failures(failed)
 
     @app.command("evaluate")
@@ -304,7 +317,7 @@ def register(app: typer.Typer) -> None:
         reports = [o.value for o in outcomes if o.error is None]
         if as_json:
             typer.echo(json.dumps([r.to_dict() for r in reports], indent=2))
-        else:
+        elif reports:
             _print_table(
                 "out-of-sample walk-forward metrics (costs included), baselines on the same bars",
                 EVAL_COLUMNS,

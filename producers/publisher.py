@@ -74,7 +74,8 @@ class KafkaPublisher:
                 request_timeout_ms=REQUEST_TIMEOUT_MS,
             )
             try:
-                await asyncio.wait_for(producer.start(), CONNECT_TIMEOUT_S)
+                async with asyncio.timeout(CONNECT_TIMEOUT_S):  # not wait_for: it can eat a cancel
+                    await producer.start()
             except (KafkaError, OSError, TimeoutError) as exc:
                 await _close(producer)
                 log.warning("kafka unreachable", bootstrap=self.bootstrap, error=repr(exc))
@@ -119,6 +120,7 @@ class KafkaPublisher:
         if producer is None:
             return False
         try:
-            return bool(await asyncio.wait_for(producer.client.force_metadata_update(), within))
+            async with asyncio.timeout(within):
+                return bool(await producer.client.force_metadata_update())
         except (TimeoutError, KafkaError):
             return False

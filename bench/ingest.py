@@ -2,8 +2,8 @@
 
 Starts two servers as subprocesses on 127.0.0.1: the ITFF receiver (`producers.create_app`,
 Kafka idempotent producer, acks=all) and, as the ceiling, the same aiohttp server with a bare 202
-handler. The load generator is the replayer's (`producers.replay.fire`): first as fast as possible at
-a fixed concurrency (throughput), then paced at a fixed rate (latency). Finally every accepted alert
+handler. The load generator is the replayer's (`producers.replay.fire`): first as fast as possible
+at a fixed concurrency (throughput), then paced at a fixed rate (latency). Finally every accepted alert
 id is looked up on the alerts topic. Prints figures; it is not a pass/fail test.
 
     ITFF_KAFKA_BOOTSTRAP=localhost:9092 .venv/bin/python bench/ingest.py [--count 3000]
@@ -75,9 +75,10 @@ async def wait_up(base: str) -> None:
         for _ in range(200):
             try:
                 await rp.check_reachable(session, base)
-                return
             except Exception:
                 await asyncio.sleep(0.1)
+            else:
+                return
     raise SystemExit(f"server at {base} did not start")
 
 

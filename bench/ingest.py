@@ -3,8 +3,8 @@
 Starts two servers as subprocesses on 127.0.0.1: the ITFF receiver (`producers.create_app`,
 Kafka idempotent producer, acks=all) and, as the ceiling, the same aiohttp server with a bare 202
 handler. The load generator is the replayer's (`producers.replay.fire`): first as fast as possible
-at a fixed concurrency (throughput), then paced at a fixed rate (latency). Finally every accepted alert
-id is looked up on the alerts topic. Prints figures; it is not a pass/fail test.
+at a fixed concurrency (throughput), then paced at a fixed rate (latency). Finally every accepted
+alert id is looked up on the alerts topic. Prints figures; it is not a pass/fail test.
 
     ITFF_KAFKA_BOOTSTRAP=localhost:9092 .venv/bin/python bench/ingest.py [--count 3000]
 """

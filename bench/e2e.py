@@ -7,7 +7,9 @@ reads the signals topic with a plain aiokafka consumer. Latency = from the POST 
 signal being read downstream (per signal); `Signal.latency_ms` (receipt -> emission) is also shown.
 
     ITFF_KAFKA_BOOTSTRAP=localhost:9092 .venv/bin/python bench/e2e.py [--rates 100,500,2000]
-        [--seconds 5] [--symbols 4]
+        [--seconds 5] [--symbols 4] [--direct]
+
+`--direct` publishes the alerts to Kafka itself (no receiver): the consumer's share of the path.
 """
 
 from __future__ import annotations
@@ -28,11 +30,11 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 import pandas as pd
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bot.artifacts import registry_from_settings
 from bot.kafka_admin import ensure_topics
-from bot.schemas import Signal
+from bot.schemas import Signal, TradingViewMessage
 from bot.settings import Settings, load_settings
 from storage.db import create_engine, create_session_factory
 from storage.migrate import upgrade_async
@@ -193,6 +195,32 @@ async def post(
         run.errors += 1
 
 
+async def drive_direct(
+    producer: AIOKafkaProducer,
+    topic: str,
+    *,
+    streams: list[Stream],
+    run: Run,
+    seconds: float,
+    index: dict[str, Run],
+) -> float:
+    """`--direct`: the same alerts straight to Kafka (no webhook), `received_at` = send time."""
+    total = int(run.rate * seconds)
+    start = time.monotonic()
+    for i in range(total):
+        delay = start + i / run.rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        alert = TradingViewMessage.model_validate(streams[i % len(streams)].next_body()).to_alert(
+            source="replay"
+        )
+        run.sent_at[alert.alert_id] = time.monotonic()
+        index[alert.alert_id] = run
+        await producer.send(topic, alert.model_dump_json().encode(), alert.symbol.encode())
+    await producer.flush()
+    return time.monotonic() - start
+
+
 async def drive(
     url: str, streams: list[Stream], run: Run, seconds: float, index: dict[str, Run]
 ) -> float:
@@ -263,7 +291,7 @@ async def wait_consumer(log: Path, within: float = 240.0) -> None:
     raise SystemExit(f"the consumer did not start within {within:.0f}s; see {log}")
 
 
-async def main(rates: list[int], seconds: float, n_symbols: int) -> None:
+async def main(rates: list[int], seconds: float, n_symbols: int, *, direct: bool) -> None:
     bootstrap = os.environ.get("ITFF_KAFKA_BOOTSTRAP", "localhost:9092")
     root = Path(tempfile.mkdtemp(prefix="itff-bench-"))
     settings = bench_settings(root, bootstrap)
@@ -273,23 +301,40 @@ async def main(rates: list[int], seconds: float, n_symbols: int) -> None:
     port = free_port()
     env = child_env(settings, port)
     consumer_log = root / "consumer.log"
-    webhook = start(["webhook"], env, root / "webhook.log")
-    consumer = start(
-        ["consumer", "--metrics-port", "0"], env | {"ITFF_LOG_LEVEL": "INFO"}, consumer_log
+    procs = [] if direct else [start(["webhook"], env, root / "webhook.log")]
+    procs.append(
+        start(["consumer", "--metrics-port", "0"], env | {"ITFF_LOG_LEVEL": "INFO"}, consumer_log)
     )
     index: dict[str, Run] = {}
     stop = asyncio.Event()
     reader = asyncio.create_task(read_signals(settings, index, stop))
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap, enable_idempotence=True, acks="all"
+    )
+    await producer.start()
+    url = f"http://127.0.0.1:{port}/webhook/tradingview"
+
+    async def send(run: Run, span: float) -> float:
+        if direct:
+            return await drive_direct(
+                producer,
+                settings.topics.alerts,
+                streams=streams,
+                run=run,
+                seconds=span,
+                index=index,
+            )
+        return await drive(url, streams, run, span, index)
+
     try:
-        await wait_ready(f"http://127.0.0.1:{port}/health")
+        if not direct:
+            await wait_ready(f"http://127.0.0.1:{port}/health")
         await wait_consumer(consumer_log)
-        url = f"http://127.0.0.1:{port}/webhook/tradingview"
-        warm = Run(rate=20)
-        await drive(url, streams, warm, 2.0, index)  # warm-up: connections, caches
+        await send(Run(rate=20), 2.0)  # warm-up: connections, caches
         await asyncio.sleep(2.0)
         for rate in rates:
             run = Run(rate=rate)
-            duration = await drive(url, streams, run, seconds, index)
+            duration = await send(run, seconds)
             done = time.monotonic()
             expected = len(run.sent_at) * len(LINES)
             while run.received < expected and time.monotonic() - done < 30:  # noqa: ASYNC110
@@ -300,7 +345,8 @@ async def main(rates: list[int], seconds: float, n_symbols: int) -> None:
     finally:
         stop.set()
         await reader
-        for proc in (webhook, consumer):
+        await producer.stop()
+        for proc in procs:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
     print(f"logs and database: {root}")
@@ -311,5 +357,7 @@ if __name__ == "__main__":
     parser.add_argument("--rates", default="100,500,2000")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--symbols", type=int, default=4)
+    parser.add_argument("--direct", action="store_true", help="publish to Kafka, no webhook")
     options = parser.parse_args()
-    asyncio.run(main([int(r) for r in options.rates.split(",")], options.seconds, options.symbols))
+    rates = [int(r) for r in options.rates.split(",")]
+    asyncio.run(main(rates, options.seconds, options.symbols, direct=options.direct))

@@ -69,6 +69,7 @@ async def running_consumer(
         yield Consumer(broker, service, reloader, models)
     finally:
         await broker.stop()
+        await service.close()
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -76,6 +76,11 @@ class InferenceService:
         self._predict = predict
         self.windows = BarWindows(window_size(lookback))
         self.on_stored: Callable[[Iterable[str]], None] | None = None
+        self.on_close: Callable[[], Awaitable[None]] | None = None  # the emitter's producer
+
+    async def close(self) -> None:
+        if self.on_close is not None:
+            await self.on_close()
 
     async def process(self, refs: Sequence[RecordRef]) -> BatchResult:
         result = BatchResult()

@@ -7,6 +7,7 @@ import dataclasses
 import json
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.schemas import Alert
@@ -44,6 +45,7 @@ async def test_alerts_become_one_signal_per_champion_once_even_when_published_tw
     stream = alerts_for("SPX", bars.iloc[SEED_BARS : SEED_BARS + 20])
     expected = len(stream) * len(published)
 
+    before = counted("itff_consumer_signals_total", redelivered="false")
     async with running_consumer(settings):
         await produce_alerts(settings.bootstrap, settings.topics.alerts, stream)
         await produce_alerts(settings.bootstrap, settings.topics.alerts, stream[:5])  # a retry
@@ -73,6 +75,17 @@ async def test_alerts_become_one_signal_per_champion_once_even_when_published_tw
     assert all(r.latency_ms >= 0 and r.horizon == 1 for r in rows)
     assert all(s.symbol == "SPX" and s.interval == "1D" for s in signals)
     assert await count_rows(session_factory, Bar) == SEED_BARS + len(stream)
+    assert counted("itff_consumer_signals_total", redelivered="false") - before == expected
+
+
+def counted(name: str, **labels: str) -> float:
+    """Sum of a counter of the consumer's registry over the label values not given."""
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        for sample in metric.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
 
 
 async def test_an_alert_for_a_symbol_without_models_stores_its_bar_and_is_dead_lettered(
@@ -81,6 +94,7 @@ async def test_an_alert_for_a_symbol_without_models_stores_its_bar_and_is_dead_l
     settings = kafka_settings
     publish_champions(settings, "SPX", lines=[("direction", "logreg")])
     ndx = alerts_for("NDX", sample_bars("NDX").iloc[:3])
+    before = counted("itff_consumer_dead_letters_total", reason="no_model")
     async with running_consumer(settings):
         await produce_alerts(settings.bootstrap, settings.topics.alerts, [*ndx, ndx[0]])
         values = await read_topic(
@@ -90,6 +104,7 @@ async def test_an_alert_for_a_symbol_without_models_stores_its_bar_and_is_dead_l
     assert {letter["reason"] for letter in letters} == {"no_model"}
     assert {letter["stage"] for letter in letters} == {"route"}
     assert await count_rows(session_factory, Bar) == len(ndx)  # the repeat did not add a row
+    assert counted("itff_consumer_dead_letters_total", reason="no_model") - before == len(ndx) + 1
 
 
 async def test_each_dead_letter_reason_keeps_the_original_bytes_and_the_consumer_going(

@@ -15,6 +15,8 @@ import pandas as pd
 LATENCY_QUANTILES = (0.5, 0.95, 0.99)
 MAX_BUCKETS = 120
 BUCKETS = (
+    ("10ms", timedelta(milliseconds=10)),
+    ("100ms", timedelta(milliseconds=100)),  # a replay emits a burst within a second
     ("1s", timedelta(seconds=1)),
     ("10s", timedelta(seconds=10)),
     ("1min", timedelta(minutes=1)),

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from bokeh.models import ColumnDataSource, HoverTool, NumeralTickFormatter
+from bokeh.models import ColumnDataSource, DatetimeTickFormatter, HoverTool, NumeralTickFormatter
 from bokeh.plotting import figure
 
 from panel_app.series import EquityPair
@@ -117,6 +117,16 @@ class LatencyChart:
                 "time", name, source=self.source, color=colour, line_width=2, legend_label=name
             )
             self.figure.scatter("time", name, source=self.source, color=colour, size=4)
+        self.figure.xaxis.formatter = DatetimeTickFormatter(
+            microseconds="%H:%M:%S.%3N",
+            milliseconds="%H:%M:%S.%3N",
+            seconds="%H:%M:%S",
+            minsec="%H:%M:%S",
+            minutes="%H:%M",
+            hourmin="%H:%M",
+            hours="%H:%M",
+            days="%Y-%m-%d",
+        )
         self.figure.yaxis.axis_label = "ms"
         self.figure.legend.location = "top_left"
         self.figure.toolbar.logo = None

@@ -171,6 +171,8 @@ def test_latency_percentiles_per_bucket(queries: DashboardQueries, seeded: Seede
 
 
 def test_bucket_width_keeps_charts_readable() -> None:
+    assert bucket_for(timedelta(milliseconds=900)) == "10ms"
+    assert bucket_for(timedelta(seconds=5)) == "100ms"
     assert bucket_for(timedelta(minutes=1)) == "1s"
     assert bucket_for(timedelta(minutes=20)) == "10s"
     assert bucket_for(timedelta(days=3)) == "1h"

@@ -6,6 +6,7 @@ Kafka is deliberately down here (see tests/fixtures/webhook.py), so accepted ale
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import math
@@ -202,3 +203,12 @@ async def test_unknown_route_and_wrong_method_answer_json(receiver: MakeReceiver
     assert (await missing.json())["error"] == "not_found"
     assert (await wrong_method.json())["error"] == "method_not_allowed"
     assert wrong_method.headers["Allow"] == "POST"
+
+
+async def test_concurrent_copies_of_one_alert_are_accepted_once(
+    receiver: MakeReceiver, settings
+) -> None:
+    client = await receiver()
+    responses = await asyncio.gather(*(client.post(URL, json=tv_message()) for _ in range(8)))
+    assert sorted(r.status for r in responses) == [200] * 7 + [202]
+    assert len(await _outbox(settings.database_url)) == 1

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.observability import get_logger
 from bot.schemas import DeadLetter, ModelEvent, Signal, utcnow
 from bot.settings import Settings
-from bot.topics import INFERENCE_GROUP
+from bot.topics import DEFAULT_PREFIX, INFERENCE_GROUP
 from consumers import metrics
 from consumers.deadletters import RecordRef
 from consumers.models import ServedModels
@@ -153,13 +153,21 @@ def create_broker(settings: Settings, *, client_id: str = "itff-consumer") -> Ka
     )
 
 
+def inference_group(settings: Settings) -> str:
+    """`itff-inference`; with another topic prefix `{prefix}-inference`, so that test and bench
+    runs on a shared broker never rebalance each other's groups."""
+    if settings.topic_prefix == DEFAULT_PREFIX:
+        return INFERENCE_GROUP
+    return f"{settings.topic_prefix}-inference"
+
+
 def add_inference(
     broker: KafkaBroker,
     settings: Settings,
     *,
     session_factory: async_sessionmaker[AsyncSession],
     models: ServedModels,
-    group_id: str = INFERENCE_GROUP,
+    group_id: str | None = None,
 ) -> InferenceService:
     """Subscribe the alerts -> signals handler; returns its service (windows, for tests)."""
     service = InferenceService(
@@ -174,7 +182,7 @@ def add_inference(
     @broker.subscriber(
         settings.topics.alerts,
         batch=True,
-        group_id=group_id,
+        group_id=group_id or inference_group(settings),
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
         max_records=MAX_RECORDS,

@@ -18,8 +18,7 @@ from faststream.kafka import KafkaBroker
 
 from bot.observability import get_logger, serve_metrics
 from bot.settings import Settings
-from bot.topics import INFERENCE_GROUP
-from consumers.app import add_inference, add_reload, create_broker
+from consumers.app import add_inference, add_reload, create_broker, inference_group
 from consumers.models import PredictorModels
 from consumers.outcomes import OutcomeWorker
 from consumers.reload import Reloader
@@ -42,7 +41,7 @@ class Consumer:
 
 @asynccontextmanager
 async def running_consumer(
-    settings: Settings, *, group_id: str = INFERENCE_GROUP, outcomes: bool = True
+    settings: Settings, *, group_id: str | None = None, outcomes: bool = True
 ) -> AsyncIterator[Consumer]:
     """Start the consumer app; on exit stop it cleanly (subscribers, worker, engine)."""
     await upgrade_async(settings.database_url)  # a no-op when `itff up` already migrated
@@ -62,7 +61,7 @@ async def running_consumer(
         await reloader.sync()
         log.info(
             "consumer ready",
-            group=group_id,
+            group=group_id or inference_group(settings),
             alerts=settings.topics.alerts,
             champions=models.served_versions(),
         )

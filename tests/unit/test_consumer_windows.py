@@ -123,3 +123,11 @@ def test_undecodable_and_invalid_records_become_dead_letters_with_their_bytes() 
 def test_a_valid_record_decodes_to_its_alert() -> None:
     original = alert(3)
     assert decode_alert(ref(original.model_dump_json().encode())) == original
+
+
+def test_the_inference_group_is_itff_inference_and_private_to_other_prefixes() -> None:
+    from bot.settings import load_settings
+    from consumers.app import inference_group
+
+    assert inference_group(load_settings(topic_prefix="itff")) == "itff-inference"
+    assert inference_group(load_settings(topic_prefix="t123")) == "t123-inference"

@@ -33,7 +33,7 @@ import pandas as pd
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bot.artifacts import registry_from_settings
-from bot.kafka_admin import ensure_topics
+from bot.kafka_admin import admin_client, ensure_topics
 from bot.schemas import Signal, TradingViewMessage
 from bot.settings import Settings, load_settings
 from storage.db import create_engine, create_session_factory
@@ -349,6 +349,8 @@ async def main(rates: list[int], seconds: float, n_symbols: int, *, direct: bool
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
+        async with admin_client(settings.bootstrap) as admin:  # leave the shared broker clean
+            await admin.delete_topics(list(settings.topics.all()))
     print(f"logs and database: {root}")
 
 

@@ -52,7 +52,13 @@ def create_app(
     )
     engine = create_engine(settings.database_url)
     sink = publisher or KafkaPublisher(settings.bootstrap)
-    outbox = Outbox(sessions=create_session_factory(engine), publisher=sink, metrics=metrics)
+    dedupe = DuplicateWindow(ttl_seconds=settings.dedupe_ttl_seconds)
+    outbox = Outbox(
+        sessions=create_session_factory(engine),
+        publisher=sink,
+        metrics=metrics,
+        on_delivered=dedupe.remember,
+    )
     app[SETTINGS] = settings
     app[METRICS] = metrics
     app[ENGINE] = engine
@@ -67,7 +73,7 @@ def create_app(
         outbox=outbox,
         topic=settings.topics.alerts,
         budget_seconds=settings.publish_timeout_seconds,
-        dedupe=DuplicateWindow(ttl_seconds=settings.dedupe_ttl_seconds),
+        dedupe=dedupe,
         metrics=metrics,
     )
     app[PREDICTION] = PredictionService(settings, predictor)

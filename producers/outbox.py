@@ -9,6 +9,7 @@ it. A record still in flight inside the producer is waited for, never sent a sec
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -36,8 +37,10 @@ class Outbox:
         sessions: async_sessionmaker[AsyncSession],
         publisher: Publisher,
         metrics: ReceiverMetrics,
+        on_delivered: Callable[[str], None] = lambda _alert_id: None,
     ) -> None:
         self._sessions = sessions
+        self._on_delivered = on_delivered
         self._publisher = publisher
         self._metrics = metrics
         self._wake = asyncio.Event()
@@ -136,6 +139,9 @@ class Outbox:
 
     async def _settle(self, sends: list[tuple[OutboxEntry, asyncio.Task[Any]]]) -> bool:
         delivered = [e.id for e, t in sends if t.done() and t.exception() is None]
+        for entry, task in sends:  # a retry arriving after the drain is still a duplicate
+            if task.done() and task.exception() is None:
+                self._on_delivered(entry.alert_id)
         failed = [(e.id, t.exception()) for e, t in sends if t.done() and t.exception()]
         for entry, task in sends:
             if task.done():

@@ -47,6 +47,8 @@ class AlertDelivery:
         async with self.dedupe.claim(alert.alert_id) as new:
             if not new or await self.outbox.contains(alert.alert_id):
                 return "duplicate"
+            if self.dedupe.seen(alert.alert_id):  # drained (and remembered) while we looked
+                return "duplicate"
             outcome = await self._deliver(alert)
             self.dedupe.remember(alert.alert_id)
             return outcome

@@ -11,9 +11,12 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bot.errors import BadInput, IntegrityError, NotFound
+from bot.observability import get_logger
 from bot.schemas import Price, Symbol, UtcDatetime, Volume
 from bot.settings import Settings
 from producers.responses import ApiError
+
+log = get_logger(__name__)
 
 MAX_BARS = 5000
 MAX_ROWS = 1000
@@ -77,15 +80,23 @@ class PredictionService:
     def _get(self) -> Any:
         with self._lock:
             if self._predictor is None:
-                from bot.predictor import Predictor  # type: ignore[import-not-found,unused-ignore]
-
                 from bot.artifacts import registry_from_settings
+                from bot.predictor import Predictor
 
                 self._predictor = Predictor(registry_from_settings(self._settings))
             return self._predictor
 
-    def run(self, request: PredictRequest) -> list[dict[str, Any]]:
+    def _current(self) -> Any:
+        """The predictor, following champion promotions and rollbacks made since the last call."""
         predictor = self._get()
+        try:
+            predictor.refresh()
+        except IntegrityError as exc:  # the new champion is refused; the verified one keeps serving
+            log.warning("new champion refused; previous version keeps serving", error=str(exc))
+        return predictor
+
+    def run(self, request: PredictRequest) -> list[dict[str, Any]]:
+        predictor = self._current()
         if request.bars is not None:
             predictions = predictor.predict_bars(request.symbol, bars_frame(request.bars))
         else:

@@ -144,3 +144,21 @@ async def test_request_must_hold_one_form(receiver: MakeReceiver) -> None:
     )
     assert (neither.status, rows_without_key.status) == (422, 422)
     assert "either 'bars'" in (await neither.json())["detail"][0]["message"]
+
+
+async def test_a_promotion_is_served_without_a_restart(
+    receiver: MakeReceiver, settings, champion: str, trained: ModelBundle, spx_bars: pd.DataFrame
+) -> None:
+    import dataclasses
+
+    client = await receiver()
+    body = {"symbol": "SPX", "bars": _bars_body(spx_bars.iloc[-120:])}
+    first = await (await client.post(URL, json=body, headers=TOKEN)).json()
+    assert {p["model_version"] for p in first["predictions"]} == {champion}
+
+    registry = registry_from_settings(settings)
+    newer = registry.publish(dataclasses.replace(trained, version=f"{trained.version}z"))
+    registry.promote(newer.key, newer.version)
+
+    second = await (await client.post(URL, json=body, headers=TOKEN)).json()
+    assert {p["model_version"] for p in second["predictions"]} == {newer.version}

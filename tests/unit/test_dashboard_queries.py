@@ -46,7 +46,7 @@ async def queries(settings: Settings, seeded: Seeded) -> AsyncIterator[Dashboard
     reader.close()
 
 
-def test_champions_are_the_promoted_versions(queries: DashboardQueries) -> None:
+async def test_champions_are_the_promoted_versions(queries: DashboardQueries) -> None:
     champions = queries.champions()
     assert sorted(zip(champions["model_key"], champions["version"], strict=True)) == [
         (B_KEY, "v1"),
@@ -57,7 +57,9 @@ def test_champions_are_the_promoted_versions(queries: DashboardQueries) -> None:
     assert statuses[("SPX-direction-hgb", "v1")] == "challenger"
 
 
-def test_live_metrics_take_the_latest_snapshot_of_the_window(queries: DashboardQueries) -> None:
+async def test_live_metrics_take_the_latest_snapshot_of_the_window(
+    queries: DashboardQueries,
+) -> None:
     everything = queries.live_metrics("all").set_index("model_key")["metrics"]
     assert everything[A_KEY]["accuracy"] == pytest.approx(0.4825)
     assert everything[B_KEY]["accuracy"] == pytest.approx(0.55)
@@ -66,7 +68,7 @@ def test_live_metrics_take_the_latest_snapshot_of_the_window(queries: DashboardQ
     assert week["metrics"].iloc[0] == {"accuracy": 0.4}
 
 
-def test_overview_flags_drift_beyond_the_margin(queries: DashboardQueries) -> None:
+async def test_overview_flags_drift_beyond_the_margin(queries: DashboardQueries) -> None:
     overview = live_vs_backtest(queries.champions(), queries.live_metrics("all"), 0.05)
     rows = overview.set_index("model_key")
     assert rows.loc[A_KEY, "accuracy_live"] == pytest.approx(0.4825)
@@ -83,7 +85,7 @@ def test_overview_flags_drift_beyond_the_margin(queries: DashboardQueries) -> No
     assert pd.isna(rows.loc[A_KEY, "mae_live"])
 
 
-def test_a_wider_margin_clears_the_flag_and_no_snapshot_is_said(
+async def test_a_wider_margin_clears_the_flag_and_no_snapshot_is_said(
     queries: DashboardQueries,
 ) -> None:
     overview = live_vs_backtest(queries.champions(), queries.live_metrics("30d"), 0.10)
@@ -92,7 +94,7 @@ def test_a_wider_margin_clears_the_flag_and_no_snapshot_is_said(
     assert not wide["drifting"].any()
 
 
-def test_signals_newest_first_and_filtered(queries: DashboardQueries) -> None:
+async def test_signals_newest_first_and_filtered(queries: DashboardQueries) -> None:
     every = queries.signals()
     assert len(every) == 2 * N_SIGNALS
     assert every["emitted_at"].is_monotonic_decreasing
@@ -108,11 +110,11 @@ def test_signals_newest_first_and_filtered(queries: DashboardQueries) -> None:
     assert len(queries.signals(limit=10 * SIGNAL_LIMIT)) == 2 * N_SIGNALS
 
 
-def test_signal_choices_list_what_has_signals(queries: DashboardQueries) -> None:
+async def test_signal_choices_list_what_has_signals(queries: DashboardQueries) -> None:
     assert queries.signal_choices() == {"symbols": ["NDX", "SPX"], "model_keys": [B_KEY, A_KEY]}
 
 
-def test_events_and_runs_newest_first(queries: DashboardQueries) -> None:
+async def test_events_and_runs_newest_first(queries: DashboardQueries) -> None:
     events = queries.model_events()
     assert events["version"].tolist()[0] == "v2"
     assert events["previous_version"].tolist()[0] == "v1"
@@ -124,7 +126,7 @@ def test_events_and_runs_newest_first(queries: DashboardQueries) -> None:
     assert runs["log_path"].iloc[1] == "logs/pipeline/run-1.log"
 
 
-def test_equity_follows_live_returns_over_the_same_backtest_period(
+async def test_equity_follows_live_returns_over_the_same_backtest_period(
     queries: DashboardQueries,
 ) -> None:
     backtest = queries.backtest_equity(A_KEY, "v2")
@@ -141,7 +143,7 @@ def test_equity_follows_live_returns_over_the_same_backtest_period(
     assert (pair.live["drawdown"] <= 0).all()
 
 
-def test_equity_without_overlap_shows_the_whole_backtest(queries: DashboardQueries) -> None:
+async def test_equity_without_overlap_shows_the_whole_backtest(queries: DashboardQueries) -> None:
     backtest = queries.backtest_equity(A_KEY, "v2")
     later = pd.DataFrame(
         {
@@ -156,7 +158,7 @@ def test_equity_without_overlap_shows_the_whole_backtest(queries: DashboardQueri
     assert equity_pair(B_KEY, later, backtest).backtest_note == "no live outcomes yet"
 
 
-def test_latency_percentiles_per_bucket(queries: DashboardQueries, seeded: Seeded) -> None:
+async def test_latency_percentiles_per_bucket(queries: DashboardQueries, seeded: Seeded) -> None:
     latencies = queries.latencies("7d")
     assert len(latencies) == 2 * N_SIGNALS
     assert latencies["emitted_at"].is_monotonic_increasing
@@ -220,13 +222,13 @@ async def test_results_are_cached_until_they_expire(
         fresh.close()
 
 
-def test_the_reader_cannot_write(queries: DashboardQueries) -> None:
+async def test_the_reader_cannot_write(queries: DashboardQueries) -> None:
     with pytest.raises(OperationalError, match="readonly"), queries.engine.begin() as connection:
         connection.execute(text("DELETE FROM signals"))
     assert len(queries.signals()) == 2 * N_SIGNALS
 
 
-def test_load_gathers_every_view(queries: DashboardQueries) -> None:
+async def test_load_gathers_every_view(queries: DashboardQueries) -> None:
     data = load(
         queries, window="all", drift_margin=0.05, signal_filter=SignalFilter(symbols=("NDX",))
     )
@@ -237,7 +239,7 @@ def test_load_gathers_every_view(queries: DashboardQueries) -> None:
     assert len(data.runs) == 2
 
 
-def test_unknown_window_is_bad_input(queries: DashboardQueries) -> None:
+async def test_unknown_window_is_bad_input(queries: DashboardQueries) -> None:
     with pytest.raises(BadInput, match="7d, 30d, all"):
         queries.live_metrics("1y")
 

@@ -67,7 +67,8 @@ def test_repeated_failures_block_the_client_only() -> None:
     assert not credentials.blocked("1.2.3.4")
 
 
-def test_server_options_protect_and_expose_health(settings: Settings) -> None:
+async def test_server_options_protect_and_expose_health(settings: Settings) -> None:
+    # async: Panel's auth provider touches Tornado's IOLoop, which must be the test's own loop
     queries = DashboardQueries.from_url(settings.database_url)
     try:
         open_options = server_options(settings, queries)

@@ -23,7 +23,8 @@ from bot.artifacts import ArtifactRegistry
 from bot.bundle import ModelBundle, Thresholds
 from bot.features import FEATURE_NAMES, WARMUP_BARS, build_features
 from bot.models import make_pipeline
-from bot.predictor import Predictor, ood_summary
+from bot.ood import ood_summary
+from bot.predictor import Predictor
 from bot.sequences import to_windows
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "SPX_1d.csv"

@@ -23,15 +23,14 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from bot.artifacts import ArtifactRegistry
-from bot.bundle import ModelBundle, OodSummary
+from bot.bundle import ModelBundle
 from bot.errors import BadInput, IntegrityError, NotFound
 from bot.observability import get_logger
+from bot.ood import ood_distances
 from bot.schemas import Action, Target
 
 FloatArray = NDArray[np.float64]
 log = get_logger(__name__)
-
-OOD_QUANTILE = 0.999
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,27 +152,6 @@ class Predictor:
                 served = _prepare(self.registry.load(key))
                 self._served[key] = served
             return served
-
-
-def ood_summary(scaled: FloatArray, *, quantile: float = OOD_QUANTILE) -> OodSummary:
-    """The training-distribution summary of scaled, flattened inputs: mean, Ledoit-Wolf
-    precision, and the `quantile` of the training inputs' own distances as the threshold."""
-    from sklearn.covariance import LedoitWolf
-
-    data = np.asarray(scaled, dtype=np.float64)
-    estimate = LedoitWolf().fit(data)
-    mean = np.asarray(estimate.location_, dtype=np.float64)
-    precision = np.asarray(estimate.precision_, dtype=np.float64)
-    distances = ood_distances(data, mean, precision)
-    return OodSummary(
-        mean=mean, precision=precision, threshold=float(np.quantile(distances, quantile))
-    )
-
-
-def ood_distances(scaled: FloatArray, mean: FloatArray, precision: FloatArray) -> FloatArray:
-    """Squared Mahalanobis distance of each row of `scaled` to `mean`."""
-    centred = scaled - mean
-    return np.asarray(np.einsum("ij,ij->i", centred @ precision, centred), dtype=np.float64)
 
 
 def _prepare(bundle: ModelBundle) -> _Served:

@@ -106,7 +106,7 @@ class Settings(BaseSettings):
     consumer_metrics_port: int = Field(default=9101, ge=1, le=65535)
     scheduler_metrics_port: int = Field(default=9102, ge=1, le=65535)
     retrain_cron: str = "30 2 * * *"
-    # pipeline and scheduler (docs/pipeline.md)
+    # pipeline and scheduler: see docs/pipeline.md
     pipeline_workers: int | None = Field(default=None, ge=1, le=64)  # None: the core count
     promotion_min_improvement: float = Field(default=0.0, ge=0)
     promotion_sharpe_margin: float = Field(default=0.25, ge=0)

@@ -21,19 +21,18 @@ import numpy as np
 import pandas as pd
 import sklearn
 from numpy.typing import NDArray
-from sklearn.covariance import LedoitWolf
 from sklearn.pipeline import Pipeline
 
-from bot.bundle import ModelBundle, OodSummary, Thresholds
+from bot.bundle import ModelBundle, Thresholds
 from bot.evaluation import Combination, EvaluationReport, evaluate_dataset
 from bot.features import FEATURE_NAMES
 from bot.models import check_model_type, make_pipeline, predict_scores
+from bot.ood import ood_summary
 from bot.sequences import Dataset, make_dataset
 from bot.targets import check_target
 from bot.walkforward import WalkForwardConfig, choose_thresholds, effective_purge, inner_split
 
 FloatArray = NDArray[np.floating[Any]]
-OOD_QUANTILE = 0.995
 BASELINE_KEYS = ("accuracy", "sharpe", "total_return")
 
 
@@ -58,18 +57,6 @@ def new_version(key: str, now: datetime | None = None) -> str:
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S%fZ")
     digest = hashlib.sha256(f"{key}/{stamp}/{uuid.uuid4()}".encode()).hexdigest()[:6]
     return f"{stamp}-{digest}"
-
-
-def ood_summary(scaled: FloatArray, quantile: float = OOD_QUANTILE) -> OodSummary:
-    """Mean, Ledoit-Wolf regularised precision and a squared-Mahalanobis threshold (quantile)."""
-    estimator = LedoitWolf().fit(scaled)
-    centred = scaled - estimator.location_
-    distances = np.einsum("ij,jk,ik->i", centred, estimator.precision_, centred)
-    return OodSummary(
-        mean=np.asarray(estimator.location_, dtype=float),
-        precision=np.asarray(estimator.precision_, dtype=float),
-        threshold=float(np.quantile(distances, quantile)),
-    )
 
 
 def final_fit(

@@ -24,7 +24,7 @@ from bot.artifacts import ArtifactRegistry, registry_from_settings
 from bot.bundle import ModelBundle, OodSummary, Thresholds
 from bot.features import FEATURE_NAMES, build_features
 from bot.models import make_pipeline
-from bot.predictor import ood_summary
+from bot.ood import ood_summary
 from bot.schemas import Alert, Signal, model_key
 from bot.sequences import to_windows
 from bot.settings import Settings

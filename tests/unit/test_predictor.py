@@ -20,7 +20,8 @@ from bot.artifacts import ArtifactRegistry
 from bot.bundle import ModelBundle, Thresholds
 from bot.errors import BadInput, IntegrityError, NotFound
 from bot.features import FEATURE_NAMES, WARMUP_BARS, build_features
-from bot.predictor import Predictor, ood_distances, ood_summary
+from bot.ood import ood_distances, ood_summary
+from bot.predictor import Predictor
 from bot.sequences import to_windows
 from bot.settings import Settings
 from tests.unit.bundles import FEATURES, make_bundle, training_inputs

@@ -8,6 +8,7 @@ import typer
 
 from bot.observability import configure_logging
 from bot.settings import load_settings
+from bot.threads import single_native_thread
 
 
 def register(app: typer.Typer) -> None:
@@ -18,6 +19,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Consume itff.alerts in group itff-inference; stops cleanly on SIGTERM or Ctrl-C."""
+        single_native_thread()
         from consumers.runner import run
 
         settings = load_settings()

@@ -27,6 +27,9 @@ def webhook(
     port: int | None = typer.Option(None, help="Listen port (ITFF_WEBHOOK_PORT)"),
 ) -> None:
     """Run the webhook receiver until Ctrl-C (graceful shutdown, outbox drainer awaited)."""
+    from bot.threads import single_native_thread
+
+    single_native_thread()
     from aiohttp import web
 
     from bot.observability import configure_logging

@@ -18,7 +18,7 @@ fi
 # Go tools of the deployment checks (tests/unit/test_deploy_*.py), pinned, into $(go env GOPATH)/bin.
 go_tool() {
   local name=$1 module=$2
-  command -v "$name" >/dev/null 2>&1 && return 0
+  # the pinned build in GOPATH/bin, not whatever PATH has (Debian's amtool is too old)
   command -v go >/dev/null 2>&1 || { echo "go is needed to install $name" >&2; return 1; }
   [ -x "$(go env GOPATH)/bin/$name" ] && return 0
   echo "installing $module"

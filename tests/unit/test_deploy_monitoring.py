@@ -25,11 +25,10 @@ SUFFIXES = ("_bucket", "_count", "_sum")
 
 
 def tool(name: str) -> str:
-    """A checker binary from PATH or `go install`'s folder; missing fails under CI, else skips."""
-    found = shutil.which(name)
+    """A checker binary: the pinned `go install` build first (Debian's amtool is too old for
+    `url_file`), then PATH; missing fails under CI, else skips."""
     gopath = Path(os.environ.get("GOPATH", Path.home() / "go")) / "bin" / name
-    if found is None and gopath.is_file():
-        found = str(gopath)
+    found = str(gopath) if gopath.is_file() else shutil.which(name)
     if found is None:
         message = f"{name} is not installed: run `bash deploy/system-deps.sh`"
         if os.environ.get("CI"):

@@ -6,7 +6,6 @@ The database is seeded through the storage repository functions with known figur
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -30,6 +29,7 @@ from storage import signals as signal_repo
 from storage.db import create_engine, create_session_factory
 from storage.migrate import upgrade_async
 from tests.fixtures.dashboard import A_KEY, BAR0, N_SIGNALS, Seeded, seed_dashboard
+from tests.fixtures.kafka import run_sync
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
@@ -96,7 +96,7 @@ def _wait_for_health(process: subprocess.Popen[bytes], url: str, log: Path) -> N
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     workdir = tmp_path_factory.mktemp("dashboard")
     database_url = f"sqlite+aiosqlite:///{workdir / 'itff.db'}"
-    seeded = asyncio.run(_seed(database_url))
+    seeded = run_sync(_seed(database_url))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ITFF_")}
     env |= {
@@ -258,7 +258,7 @@ def test_signals_filter_and_update_without_a_reload(
     page.keyboard.press("Enter")
     expect(shown(page, f"Latest {N_SIGNALS // 2} signals", exact=False)).to_be_visible()
 
-    off_the_browser_loop(lambda: asyncio.run(_add_sell_signal(served.database_url)))
+    off_the_browser_loop(lambda: run_sync(_add_sell_signal(served.database_url)))
     # the page is not reloaded: the periodic refresh brings the new signal in
     expect(shown(page, f"Latest {N_SIGNALS // 2 + 1} signals", exact=False)).to_be_visible()
     expect(shown(page, "SPX-live")).to_be_visible()

@@ -94,7 +94,7 @@ def make_pool(workers: int) -> ProcessPoolExecutor:
 
 
 def _init_worker() -> None:
-    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+    from threadpoolctl import threadpool_limits
 
     # Parallelism comes from the processes; BLAS/OpenMP threads would only oversubscribe cores.
     threadpool_limits(limits=1)

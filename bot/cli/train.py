@@ -68,7 +68,7 @@ def _split(values: ListOption) -> list[str] | None:
 
 
 def _run(job: Job, train: bool) -> Outcome:
-    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+    from threadpoolctl import threadpool_limits
 
     from bot.evaluation import evaluate_model
     from bot.training import train_model

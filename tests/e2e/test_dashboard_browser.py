@@ -25,6 +25,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Locator, Page, expect, sync_playwright
 
 from bot.schemas import Signal, utcnow
+from panel_app.snapshot import CHROMIUM_ARGS
 from storage import signals as signal_repo
 from storage.db import create_engine, create_session_factory
 from storage.migrate import upgrade_async
@@ -35,16 +36,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 USERNAME, PASSWORD = "trader", "correct-horse-battery-staple"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 START_DEADLINE_S = 240.0
 UI_TIMEOUT_MS = 60_000
 expect.set_options(timeout=UI_TIMEOUT_MS)  # a wait for the page, not a speed requirement
@@ -130,7 +121,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext
         context = playwright.chromium.launch_persistent_context(
             str(tmp_path_factory.mktemp("chromium-profile")),
             executable_path=executable,
-            args=CHROMIUM_ARGS,
+            args=list(CHROMIUM_ARGS),
             viewport={"width": 1500, "height": 1000},
         )
         context.set_default_timeout(UI_TIMEOUT_MS)

@@ -12,6 +12,7 @@ import hmac
 import ipaddress
 import json
 import secrets
+import signal
 from typing import Any
 
 import panel as pn
@@ -159,7 +160,7 @@ def server_options(settings: Settings, queries: DashboardQueries) -> dict[str, A
 
 
 def serve(settings: Settings) -> None:
-    """Serve the dashboard until interrupted (blocking)."""
+    """Serve the dashboard until SIGTERM or SIGINT (blocking); either stops it cleanly (exit 0)."""
     queries = DashboardQueries.from_url(
         settings.database_url, ttl_seconds=max(1.0, settings.dash_refresh_seconds - 0.5)
     )
@@ -173,8 +174,22 @@ def serve(settings: Settings) -> None:
             refresh_seconds=settings.dash_refresh_seconds,
         )
 
+    server = pn.serve({"/": app}, start=False, **options)
+    loop = server.io_loop.asyncio_loop  # tornado's IOLoop runs on asyncio
+
+    def stop(signum: signal.Signals) -> None:
+        log.info("dashboard stopping", signal=signum.name)
+        server.io_loop.stop()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop, signum)
     log.info("dashboard listening", url=f"http://{settings.dash_host}:{settings.dash_port}")
     try:
-        pn.serve({"/": app}, **options)
+        server.start()
+        server.io_loop.start()
     finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        server.stop()
         queries.close()
+        log.info("dashboard stopped")

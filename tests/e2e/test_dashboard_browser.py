@@ -111,7 +111,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         yield Served(url, database_url, seeded, workdir)
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        returncode = process.wait(timeout=30)
+    assert returncode == 0, f"SIGTERM should stop the dashboard cleanly: {log.read_text()}"
 
 
 @pytest.fixture(scope="module")

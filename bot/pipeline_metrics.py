@@ -42,3 +42,14 @@ JOB_RUNS = Counter(
 RETENTION_DELETED = Counter(
     "itff_retention_deleted_total", "Items removed by the retention job, by kind.", ["kind"]
 )
+LIVE_BACKTEST_DRIFT = Gauge(
+    "itff_live_backtest_drift",
+    "|live - backtest| of each compared rate metric of a champion over the 30d window (fraction), "
+    "once it has enough resolved signals; above ITFF_DRIFT_MARGIN is drift.",
+    ["model_key", "metric"],
+)
+ARTIFACT_PUSHES = Counter(
+    "itff_artifact_pushes_total",
+    "Pushes of a key's artifacts to object storage after a promotion or rollback, by result.",
+    ["result"],
+)

@@ -6,7 +6,8 @@ Jobs (all UTC, coalesced, at most one instance each):
   at most `ITFF_PIPELINE_MAX_RETRIES` times in a row (job `pipeline-retry`, stored too);
 * `verify-artifacts` every `ITFF_VERIFY_INTERVAL_MINUTES`: re-hash every published file;
 * `retention` on `ITFF_RETENTION_CRON` (bot/retention.py);
-* `live-metrics` every `ITFF_LIVE_METRICS_INTERVAL_MINUTES` (the consumers' snapshot function).
+* `live-metrics` every `ITFF_LIVE_METRICS_INTERVAL_MINUTES` (the consumers' snapshot function),
+  then `itff_live_backtest_drift` from the stored snapshots and champions (`bot.drift`).
 
 Jobs live in the database, so a run missed while the scheduler was down fires once at start-up
 (coalesced) when it is less than `ITFF_PIPELINE_MISFIRE_GRACE_SECONDS` late. The stored jobs name
@@ -32,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot import pipeline_metrics as m
 from bot.artifacts import ArtifactRegistry, VerificationResult
 from bot.champions import EventSink
+from bot.drift import GAUGE_WINDOW, gauge_values
 from bot.errors import ConfigError
 from bot.observability import get_logger
 from bot.pipeline import RunSummary, run_pipeline
@@ -41,6 +43,7 @@ from bot.settings import Settings
 from storage import models as model_repo
 from storage import runs as run_repo
 from storage.db import sync_url
+from storage.signals import latest_live_metrics
 
 log = get_logger(__name__)
 
@@ -211,8 +214,30 @@ async def live_metrics_job(name: str) -> int:
     rows = await snapshot_live_metrics(
         session_factory=runtime.session_factory, cost_bps=runtime.settings.cost_bps
     )
-    log.info("live_metrics_snapshot", rows=rows)
+    drift = await refresh_drift_gauge(runtime.session_factory)
+    log.info("live_metrics_snapshot", rows=rows, drift_series=len(drift))
     return rows
+
+
+async def refresh_drift_gauge(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> dict[tuple[str, str], float]:
+    """Set `itff_live_backtest_drift` from the stored champions and latest live snapshots."""
+    async with session_factory() as session:
+        champions = await model_repo.list_versions(session=session, status=model_repo.CHAMPION)
+        live = await latest_live_metrics(session=session, window=GAUGE_WINDOW)
+    values = gauge_values(live, {row.model_key: dict(row.metrics) for row in champions})
+    gauge = m.LIVE_BACKTEST_DRIFT
+    shown = {
+        (sample.labels["model_key"], sample.labels["metric"])
+        for family in gauge.collect()
+        for sample in family.samples
+    }
+    for labels in shown - values.keys():  # a former champion, or too few signals now
+        gauge.remove(*labels)
+    for (key, name), value in values.items():
+        gauge.labels(model_key=key, metric=name).set(value)
+    return values
 
 
 def _jobs(settings: Settings) -> list[tuple[str, str, Any, int]]:
@@ -334,3 +359,4 @@ async def _restore_state(session_factory: async_sessionmaker[AsyncSession]) -> N
         log.warning("pipeline_runs_interrupted", count=interrupted)
     if last is not None and last.finished_at is not None:
         m.LAST_SUCCESS.set(last.finished_at.timestamp())
+    await refresh_drift_gauge(session_factory)  # from the last snapshot, before the first job

@@ -6,42 +6,22 @@ figures are the latest snapshot the live-metrics job stored. Nothing here touche
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 
-Kind = Literal["rate", "ratio", "error", "count"]
+from bot.drift import METRICS, Metric, drift
 
+__all__ = [
+    "METRICS",
+    "OVERVIEW_COLUMNS",
+    "SOURCES",
+    "Metric",
+    "column",
+    "live_vs_backtest",
+]
 
-@dataclass(frozen=True, slots=True)
-class Metric:
-    name: str
-    label: str
-    kind: Kind
-    aliases: tuple[str, ...] = ()
-
-    def read(self, metrics: Mapping[str, Any] | None) -> float | None:
-        """The stored value under the name or an alias; `None` when absent or not finite."""
-        for key in (self.name, *self.aliases):
-            value = (metrics or {}).get(key)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                return float(value) if math.isfinite(value) else None
-        return None
-
-
-METRICS: tuple[Metric, ...] = (
-    Metric("accuracy", "Directional accuracy", "rate", ("directional_accuracy", "hit_rate")),
-    Metric("precision", "Precision", "rate"),
-    Metric("recall", "Recall", "rate"),
-    Metric("mae", "MAE", "error"),
-    Metric("profit_factor", "Profit factor", "ratio"),
-    Metric("sharpe", "Sharpe", "ratio"),
-    Metric("signals", "Signals", "count", ("signal_count", "n", "n_signals")),
-)
-DRIFT_CHECKED = tuple(metric for metric in METRICS if metric.kind == "rate")
 SOURCES = ("live", "backtest")
 
 
@@ -56,16 +36,6 @@ OVERVIEW_COLUMNS = (
     *(column(metric, source) for metric in METRICS for source in SOURCES),
     "drifting",
 )
-
-
-def drift(live: Mapping[str, Any], backtest: Mapping[str, Any], margin: float) -> list[str]:
-    """The rate metrics where live departs from backtest by more than `margin`, in words."""
-    found = []
-    for metric in DRIFT_CHECKED:
-        now, then = metric.read(live), metric.read(backtest)
-        if now is not None and then is not None and abs(now - then) > margin:
-            found.append(f"{metric.label.lower()} {100 * (now - then):+.1f} pp")
-    return found
 
 
 def live_vs_backtest(champions: pd.DataFrame, live: pd.DataFrame, margin: float) -> pd.DataFrame:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.schemas import Signal, utcnow
@@ -189,3 +189,25 @@ async def insert_live_metrics(
     )
     await session.flush()
     return len(snapshots)
+
+
+async def latest_live_metrics(*, session: AsyncSession, window: str) -> dict[str, dict[str, Any]]:
+    """`{model_key: metrics}` of the newest `live_metrics` row of each model for `window`."""
+    table = LiveMetricSnapshot.__table__
+    newest = (
+        select(table.c.model_key, func.max(table.c.computed_at).label("computed_at"))
+        .where(table.c.window == window)
+        .group_by(table.c.model_key)
+        .subquery()
+    )
+    statement = (
+        select(table.c.model_key, table.c.metrics)
+        .join(
+            newest,
+            (table.c.model_key == newest.c.model_key)
+            & (table.c.computed_at == newest.c.computed_at),
+        )
+        .where(table.c.window == window)
+        .order_by(table.c.model_key, table.c.id)
+    )
+    return {str(key): dict(metrics) for key, metrics in (await session.execute(statement)).all()}

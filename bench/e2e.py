@@ -10,12 +10,16 @@ signal being read downstream (per signal); `Signal.latency_ms` (receipt -> emiss
         [--seconds 5] [--symbols 4] [--direct]
 
 `--direct` publishes the alerts to Kafka itself (no receiver): the consumer's share of the path.
+`--inprocess` runs no Kafka client: `InferenceService.process` (decode, features, 3 models per
+symbol, one SQLite transaction) on batches of alert records, in this process; it prints alerts/s
+per batch size (`--profile FILE` writes a cProfile of it).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import os
 import signal
 import socket
@@ -36,6 +40,9 @@ from bot.artifacts import registry_from_settings
 from bot.kafka_admin import admin_client, ensure_topics
 from bot.schemas import Signal, TradingViewMessage
 from bot.settings import Settings, load_settings
+from consumers.deadletters import RecordRef
+from consumers.models import PredictorModels
+from consumers.service import InferenceService
 from storage.db import create_engine, create_session_factory
 from storage.migrate import upgrade_async
 
@@ -114,8 +121,9 @@ class Stream:
         }
 
 
-async def prepare(settings: Settings, symbols: list[str]) -> list[Stream]:
-    await ensure_topics(settings)
+async def prepare(settings: Settings, symbols: list[str], *, topics: bool = True) -> list[Stream]:
+    if topics:
+        await ensure_topics(settings)
     await upgrade_async(settings.database_url)
     engine = create_engine(settings.database_url)
     sessions = create_session_factory(engine)
@@ -354,12 +362,74 @@ async def main(rates: list[int], seconds: float, n_symbols: int, *, direct: bool
     print(f"logs and database: {root}")
 
 
+async def inprocess(
+    batch_sizes: list[int], alerts: int, n_symbols: int, profile: Path | None
+) -> None:
+    """The consumer's batch path alone: records -> stored bars and signals (no Kafka)."""
+    root = Path(tempfile.mkdtemp(prefix="itff-bench-"))
+    settings = bench_settings(root, "localhost:9")
+    symbols = ["SPX", "NDX", *(f"SYN{i}" for i in range(max(0, n_symbols - 2)))][:n_symbols]
+    streams = await prepare(settings, symbols, topics=False)
+    engine = create_engine(settings.database_url)
+    models = PredictorModels.from_settings(settings)
+    service = InferenceService(
+        session_factory=create_session_factory(engine),
+        champion_specs=models.specs,
+        predict=models.predict_windows,
+        lookback=settings.lookback,
+    )
+    offset = 0
+
+    def records(count: int) -> list[RecordRef]:
+        nonlocal offset
+        refs = []
+        for i in range(count):
+            body = streams[(offset + i) % len(streams)].next_body()
+            alert = TradingViewMessage.model_validate(body).to_alert(source="replay")
+            refs.append(RecordRef(alert.model_dump_json().encode(), "alerts", 0, offset + i))
+        offset += count
+        return refs
+
+    await service.process(records(20))  # warm-up: windows, models
+    profiler = cProfile.Profile() if profile else None
+    for size in batch_sizes:
+        batches = [records(size) for _ in range(max(1, alerts // size))]
+        signals = 0
+        if profiler:
+            profiler.enable()
+        started = time.perf_counter()
+        for batch in batches:
+            signals += len((await service.process(batch)).signals)
+        elapsed = time.perf_counter() - started
+        if profiler:
+            profiler.disable()
+        count = size * len(batches)
+        print(
+            f"batch {size:>4}: {count:>6} alerts in {elapsed:6.2f}s  "
+            f"{count / elapsed:8.0f} alerts/s  {elapsed / len(batches) * 1000:7.2f} ms/batch  "
+            f"signals {signals}/{count * len(LINES)}"
+        )
+    if profiler and profile:
+        profiler.dump_stats(profile)
+        print(f"profile: {profile}")
+    await engine.dispose()
+    print(f"database: {root}")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", default="100,500,2000")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--symbols", type=int, default=4)
     parser.add_argument("--direct", action="store_true", help="publish to Kafka, no webhook")
+    parser.add_argument("--inprocess", action="store_true", help="consumer batch path, no Kafka")
+    parser.add_argument("--batches", default="1,10,100,500", help="--inprocess batch sizes")
+    parser.add_argument("--alerts", type=int, default=2000, help="--inprocess alerts per size")
+    parser.add_argument("--profile", type=Path, default=None, help="--inprocess cProfile file")
     options = parser.parse_args()
-    rates = [int(r) for r in options.rates.split(",")]
-    asyncio.run(main(rates, options.seconds, options.symbols, direct=options.direct))
+    if options.inprocess:
+        sizes = [int(b) for b in options.batches.split(",")]
+        asyncio.run(inprocess(sizes, options.alerts, options.symbols, options.profile))
+    else:
+        rates = [int(r) for r in options.rates.split(",")]
+        asyncio.run(main(rates, options.seconds, options.symbols, direct=options.direct))

@@ -1,13 +1,16 @@
-"""Alerts of one symbol -> merged bar window -> features -> every champion model -> `Signal`s.
+"""Alerts of one symbol -> bars applied in offset order -> features -> every champion -> `Signal`s.
 
-CPU only (no I/O): the service runs `infer_group` in a worker thread. The features come from
-`bot.features.build_features`, the same function that built the training rows, and each model gets
-the last `lookback` feature rows of every new bar, all alerts of a batch in one `predict_windows`
-call per model.
+CPU only (no I/O): the service runs `infer_group` in a worker thread. Every alert is predicted
+point-in-time, on the bars up to and including its own (see `consumers.windows`). The features come
+from `bot.features.build_features`, the same function that built the training rows, computed only
+on the slice each alert needs (`WARMUP_BARS + lookback` bars up to it; the features are causal
+over a finite window, so the rows equal those of the whole history), and each model gets its
+`lookback` rows per alert, all alerts of a batch in one `predict_windows` call per model.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,10 +21,10 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from bot.errors import BadInput, IntegrityError
-from bot.features import build_features
+from bot.features import FEATURE_NAMES, build_features
 from bot.schemas import Alert, DeadLetter, Signal, utcnow
 from consumers.deadletters import Reason, RecordRef, dead_letter
-from consumers.windows import BarKind, MergedWindow, merge
+from consumers.windows import BarKind, alert_bars, classify, runs, upsert
 
 
 class PredictionLike(Protocol):
@@ -101,43 +104,91 @@ def make_signal(alert: Alert, prediction: PredictionLike) -> Signal:
     )
 
 
+@functools.lru_cache(maxsize=64)
+def _columns(feature_names: tuple[str, ...]) -> tuple[NDArray[np.intp], list[str]]:
+    """Where a model's features sit in `FEATURE_NAMES`, and the names `build_features` lacks."""
+    position = {name: i for i, name in enumerate(FEATURE_NAMES)}
+    missing = [name for name in feature_names if name not in position]
+    found = [position[name] for name in feature_names if name in position]
+    return np.asarray(found, dtype=np.intp), missing
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """An alert's feature row: `features[row]` is its bar (features of a slice of bars)."""
+
+    index: int  # the alert's position in the group
+    features: FloatArray
+    row: int
+
+
+def _clusters(positions: Sequence[int], size: int) -> list[list[int]]:
+    """Indexes into sorted `positions` grouped so that one feature slice serves each group."""
+    order = sorted(range(len(positions)), key=positions.__getitem__)
+    found: list[list[int]] = []
+    for i in order:
+        if found and positions[i] - positions[found[-1][-1]] < size:
+            found[-1].append(i)
+        else:
+            found.append([i])
+    return found
+
+
+def _feature_rows(
+    history: pd.DataFrame, alerts: Sequence[Alert], size: int
+) -> tuple[pd.DataFrame, list[_Row]]:
+    """Apply the alerts' bars run by run; the feature row of each alert at its offset."""
+    frame = history
+    rows: list[_Row] = []
+    for run in runs(alerts):
+        incoming = alert_bars([alerts[i] for i in run])
+        frame = upsert(frame, incoming)
+        positions = [int(p) for p in frame.index.get_indexer(incoming.index)]
+        for cluster in _clusters(positions, size):
+            first = max(0, positions[cluster[0]] - size + 1)
+            last = positions[cluster[-1]] + 1
+            features = build_features(frame.iloc[first:last]).to_numpy(dtype=float)
+            rows.extend(_Row(run[i], features, positions[i] - first) for i in cluster)
+    return frame, rows
+
+
 def _inputs(
-    features: FloatArray, positions: Sequence[int], lookback: int
+    rows: Sequence[_Row], columns: NDArray[np.intp], lookback: int
 ) -> tuple[FloatArray, list[int]]:
-    """Flattened model inputs of the rows at `positions` and the indexes that had full history."""
-    rows: list[FloatArray] = []
+    """Flattened model inputs of the rows and which of them had complete history."""
+    inputs: list[FloatArray] = []
     usable: list[int] = []
-    for i, position in enumerate(positions):
-        start = position - lookback + 1
+    for i, row in enumerate(rows):
+        start = row.row - lookback + 1
         if start < 0:
             continue
-        window = features[start : position + 1]
+        window = row.features[start : row.row + 1, columns]
         if np.isfinite(window).all():
-            rows.append(window.reshape(-1))
+            inputs.append(window.reshape(-1))
             usable.append(i)
-    width = lookback * features.shape[1]
-    return (np.vstack(rows) if rows else np.empty((0, width))), usable
+    width = lookback * len(columns)
+    return (np.vstack(inputs) if inputs else np.empty((0, width))), usable
 
 
 def _run_model(
     spec: ModelSpec,
-    features: pd.DataFrame,
-    new: Sequence[tuple[Item, int]],
+    rows: Sequence[_Row],
+    items: Sequence[Item],
     predict: PredictWindows,
     result: GroupResult,
 ) -> None:
-    missing = [name for name in spec.feature_names if name not in features.columns]
+    columns, missing = _columns(spec.feature_names)
     if missing:
         error = f"{spec.key} was trained on features {missing} that bot.features does not build"
         result.dead_letters.extend(
-            dead_letter(item.ref, Reason.PREDICTION_FAILED, error) for item, _ in new
+            dead_letter(items[row.index].ref, Reason.PREDICTION_FAILED, error) for row in rows
         )
         return
-    values = features[list(spec.feature_names)].to_numpy(dtype=float)
-    inputs, usable = _inputs(values, [position for _, position in new], spec.lookback)
-    for i in sorted(set(range(len(new))) - set(usable)):
+    inputs, usable = _inputs(rows, columns, spec.lookback)
+    for i in sorted(set(range(len(rows))) - set(usable)):
         error = f"{spec.key}: fewer than {spec.lookback} complete feature rows before this bar"
-        result.dead_letters.append(dead_letter(new[i][0].ref, Reason.INSUFFICIENT_HISTORY, error))
+        ref = items[rows[i].index].ref
+        result.dead_letters.append(dead_letter(ref, Reason.INSUFFICIENT_HISTORY, error))
     if not usable:
         return
     try:
@@ -145,32 +196,31 @@ def _run_model(
     except (BadInput, IntegrityError) as exc:
         for i in usable:
             error = f"{spec.key}: {type(exc).__name__}: {exc}"
-            result.dead_letters.append(dead_letter(new[i][0].ref, Reason.PREDICTION_FAILED, error))
+            ref = items[rows[i].index].ref
+            result.dead_letters.append(dead_letter(ref, Reason.PREDICTION_FAILED, error))
         return
     result.horizons[spec.key] = spec.horizon
     result.signals.extend(
-        make_signal(new[i][0].alert, prediction)
+        make_signal(items[rows[i].index].alert, prediction)
         for i, prediction in zip(usable, predictions, strict=True)
     )
 
 
 def infer_group(
-    window: pd.DataFrame,
+    history: pd.DataFrame,
     items: Sequence[Item],
     specs: Sequence[ModelSpec],
     predict: PredictWindows,
+    size: int,
 ) -> GroupResult:
-    """Merge the group's bars into its window and predict every new bar with every model."""
-    merged: MergedWindow = merge(window, [item.alert for item in items])
-    result = GroupResult(window=merged.bars, kinds=merged.kinds)
-    new = [
-        (item, position)
-        for item, kind, position in zip(items, merged.kinds, merged.positions, strict=True)
-        if kind is BarKind.NEW
-    ]
-    if not new or not specs:
-        return result
-    features = build_features(merged.bars)
+    """Apply the group's bars to its history and predict every alert, point-in-time.
+
+    `history` holds at least the `size` stored bars up to each alert's bar (or all there are).
+    """
+    alerts = [item.alert for item in items]
+    kinds = classify(history, alerts)
+    frame, rows = _feature_rows(history, alerts, size) if specs else (history, [])
+    result = GroupResult(window=frame.iloc[-size:], kinds=kinds)
     for spec in specs:
-        _run_model(spec, features, new, predict, result)
+        _run_model(spec, rows, items, predict, result)
     return result

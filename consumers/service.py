@@ -4,11 +4,13 @@ Order of a batch (the FastStream handler commits the offsets only after `process
 returned signals and dead letters were acknowledged by Kafka):
 
 1. decode every record (undecodable or invalid -> dead letter);
-2. read the windows not yet in memory (rarely: see `consumers.windows`);
-3. in a worker thread: merge bars into windows, features, one `predict_windows` per model;
+2. read the windows not yet in memory (rarely: see `consumers.windows`) and, for alerts older
+   than their window, the stored history of the group's span (one query per group);
+3. in a worker thread: apply the bars in offset order, features, one `predict_windows` per model;
+   every alert with enough history is predicted point-in-time, whatever the kind of its bar;
 4. write, one transaction: upsert every bar (with or without a model), insert the signals
    (`ON CONFLICT DO NOTHING` on alert_id + model_key), and look up the stored signals of alerts
-   whose bar was already known (a redelivery: not predicted again);
+   that already had them (a redelivery: what was stored the first time is kept);
 5. return the signals to publish: the new ones and, for a redelivered alert, the stored ones.
 
 If anything raises, the touched windows are dropped (re-read from the database next time) and
@@ -31,8 +33,14 @@ from bot.schemas import Alert, DeadLetter, Signal
 from consumers import metrics
 from consumers.deadletters import Reason, RecordRef, dead_letter, decode_alert
 from consumers.inference import GroupResult, Item, ModelSpec, PredictWindows, infer_group
-from consumers.windows import BarKind, BarWindows, WindowKey, canonical_interval
-from storage.bars import BarRecord, recent_bars, upsert_bars
+from consumers.windows import (
+    BarWindows,
+    WindowKey,
+    canonical_interval,
+    needs_database,
+    with_history,
+)
+from storage.bars import BarRecord, bars_for_span, recent_bars, upsert_bars
 from storage.signals import insert_signals, signals_for_alerts
 
 log = get_logger(__name__)
@@ -57,7 +65,10 @@ class BatchResult:
 class _Plan:
     groups: dict[WindowKey, list[Item]]
     specs: dict[WindowKey, list[ModelSpec]]
-    windows: dict[WindowKey, pd.DataFrame]  # taken at read time: a rebalance may drop them
+    # the window, with the stored history of old alerts joined in; taken at read time (a
+    # rebalance may drop the windows meanwhile)
+    history: dict[WindowKey, pd.DataFrame]
+    size: int
 
 
 class InferenceService:
@@ -121,32 +132,49 @@ class InferenceService:
 
     async def _read(self, groups: dict[WindowKey, list[Item]]) -> _Plan:
         specs = {key: self._specs(key) for key in groups}
-        windows: dict[WindowKey, pd.DataFrame] = {}
+        size = self.windows.size
+        history: dict[WindowKey, pd.DataFrame] = {}
         missing: list[WindowKey] = []
         for key in (key for key in groups if specs[key]):
             window = self.windows.get(key)
             if window is None:
                 missing.append(key)
             else:
-                windows[key] = window
-        if missing:  # only on a first sight, after a rebalance or error, and once a minute
+                history[key] = window
+        old = {key: _old_times(groups[key], history[key], size) for key in history}
+        if missing or any(old.values()):
             async with self._session_factory() as session:
-                for symbol, interval in missing:
+                for symbol, interval in missing:  # a first sight, a rebalance, an error, a minute
                     window = await recent_bars(
-                        session=session, symbol=symbol, interval=interval, limit=self.windows.size
+                        session=session, symbol=symbol, interval=interval, limit=size
                     )
                     self.windows.seed((symbol, interval), window)
-                    windows[(symbol, interval)] = window
-        return _Plan(groups=groups, specs=specs, windows=windows)
+                    history[(symbol, interval)] = window
+                    old[(symbol, interval)] = _old_times(groups[(symbol, interval)], window, size)
+                for (symbol, interval), times in old.items():
+                    if times:  # alerts older than the window: their history, one query
+                        stored = await bars_for_span(
+                            session=session,
+                            symbol=symbol,
+                            interval=interval,
+                            first=min(times),
+                            last=max(times),
+                            count=size,
+                        )
+                        key = (symbol, interval)
+                        history[key] = with_history(history[key], stored)
+        return _Plan(groups=groups, specs=specs, history=history, size=size)
 
     def _infer_all(self, plan: _Plan) -> dict[WindowKey, GroupResult]:
         outcomes: dict[WindowKey, GroupResult] = {}
         for key, items in plan.groups.items():
-            window = plan.windows.get(key)
-            if window is None:
+            history = plan.history.get(key)
+            if history is None:
                 continue
             started = time.perf_counter()
-            outcomes[key] = infer_group(window, items, plan.specs[key], self._predict)
+            outcomes[key] = infer_group(
+                history, items, plan.specs[key], self._predict, size=plan.size
+            )
             metrics.INFERENCE_LATENCY.observe(time.perf_counter() - started)
         return outcomes
 
@@ -155,32 +183,26 @@ class InferenceService:
     ) -> None:
         """Bars and new signals in one transaction; a redelivered alert gets its stored signals.
 
-        An alert that was not predicted (its bar was already known: a redelivery or a repeat) or
-        whose signal already existed (a stale window after a rebalance) is looked up, so that what
-        was stored the first time is published again.
+        A signal that already existed (the alert was delivered before) is not stored again: the
+        alert's stored signals are looked up, so that what was stored the first time is
+        published again, with the same `signal_id`.
         """
         fresh = [signal for outcome in outcomes.values() for signal in outcome.signals]
         horizons = {k: v for outcome in outcomes.values() for k, v in outcome.horizons.items()}
         async with self._session_factory() as session, session.begin():
             await upsert_bars(session=session, bars=_bar_records(plan.groups))
             inserted = await insert_signals(session=session, signals=fresh, horizons=horizons)
-            again = _known_bars(plan, outcomes) | {
-                s.alert_id for s in fresh if s.signal_id not in inserted
-            }
+            again = {s.alert_id for s in fresh if s.signal_id not in inserted}
             stored = await signals_for_alerts(session=session, alert_ids=sorted(again))
         result.signals = [s for s in fresh if s.signal_id in inserted]
-        result.redelivered = stored
+        result.redelivered = [s for s in stored if s.signal_id not in inserted]
         _route_dead_letters(plan, outcomes, result)
 
 
-def _known_bars(plan: _Plan, outcomes: dict[WindowKey, GroupResult]) -> set[str]:
-    """Alerts whose bar was already known (duplicate or late): possibly signalled before."""
-    return {
-        item.alert.alert_id
-        for key, outcome in outcomes.items()
-        for item, kind in zip(plan.groups[key], outcome.kinds, strict=True)
-        if kind is not BarKind.NEW
-    }
+def _old_times(items: Sequence[Item], window: pd.DataFrame, size: int) -> list[pd.Timestamp]:
+    """Bar times of the alerts whose history reaches back before the window."""
+    times = (pd.Timestamp(item.alert.bar_time) for item in items)
+    return [t for t in times if needs_database(window, size, t)]
 
 
 def _group(items: Sequence[Item]) -> dict[WindowKey, list[Item]]:

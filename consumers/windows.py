@@ -1,26 +1,31 @@
-"""Per-symbol rolling bar windows and the rule for new, duplicate and late bars.
+"""Per-symbol rolling bar windows, the kinds of bars, and the history an alert is predicted on.
 
 A window holds the last `size` bars of one (symbol, interval), seeded from the `bars` table the
 first time the symbol is seen (so the first alert after a start already has its history), and
 re-read from the database, which is the truth, after a rebalance, an error, or a minute.
 
-Rule for each bar of a batch, in offset order (the alerts of one symbol share one partition):
+Every alert is predicted point-in-time: on the `size` bars up to and including its own bar, never
+a later one, whatever the kind of its bar (counted in `itff_consumer_bars_total{kind}`):
 
-- **new**: later than every bar of the window: appended; it yields signals.
-- **duplicate**: the same time as a bar of the window: replaces it; no new signal.
-- **late**: older than the window's last bar but not in it: inserted; no signal.
+- **new**: later than every known bar (the live case);
+- **duplicate**: the same time as a known bar (a revision, a repeat, a bar the data refresh
+  stored first): its values replace the stored ones;
+- **late**: older than the last known bar but not known: inserted.
 
-Every bar is upserted into `bars` whatever its kind, so a restart loses nothing.
+A batch's alerts of one group are applied in offset order, in *runs* of strictly increasing bar
+times: within a run no alert changes the history of an earlier one, so the whole run is predicted
+on one frame and each alert still sees exactly the bars known at its offset.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 from bot.data.intervals import parse_interval
@@ -38,6 +43,7 @@ _UNITS: tuple[tuple[Literal["W", "D", "h", "min", "s"], str], ...] = (
 )
 
 
+@functools.lru_cache(maxsize=256)
 def canonical_interval(interval: str) -> str:
     """`D`, `1d`, `1D` -> `1D`; `60` -> `1h`; an unknown spelling is kept as it is."""
     try:
@@ -57,20 +63,14 @@ class BarKind(StrEnum):
     LATE = "late"
 
 
-@dataclass(frozen=True, slots=True)
-class MergedWindow:
-    """The window with a batch's bars merged in, and where each new bar landed."""
-
-    bars: pd.DataFrame
-    kinds: tuple[BarKind, ...]  # one per alert, in the order given
-    positions: tuple[int, ...]  # row of each alert's bar in `bars` (meaningful for NEW)
-
-
 def alert_bars(alerts: Sequence[Alert]) -> pd.DataFrame:
     """The alerts' bars as a bars frame (not deduplicated, in the order given)."""
-    index = pd.DatetimeIndex([alert.bar_time for alert in alerts], name="time").tz_convert("UTC")
-    data = {name: [float(getattr(alert, name)) for alert in alerts] for name in BAR_FIELDS}
-    return pd.DataFrame(data, index=index, columns=list(BAR_FIELDS), dtype="float64")
+    index = pd.DatetimeIndex(pd.to_datetime([a.bar_time for a in alerts], utc=True), name="time")
+    values = np.array(
+        [[alert.open, alert.high, alert.low, alert.close, alert.volume] for alert in alerts],
+        dtype="float64",
+    ).reshape(len(alerts), len(BAR_FIELDS))
+    return pd.DataFrame(values, index=index, columns=list(BAR_FIELDS))
 
 
 def classify(window: pd.DataFrame, alerts: Sequence[Alert]) -> tuple[BarKind, ...]:
@@ -91,14 +91,44 @@ def classify(window: pd.DataFrame, alerts: Sequence[Alert]) -> tuple[BarKind, ..
     return tuple(kinds)
 
 
-def merge(window: pd.DataFrame, alerts: Sequence[Alert]) -> MergedWindow:
-    """Merge the alerts' bars into the window (a later bar for a time replaces the earlier)."""
-    kinds = classify(window, alerts)
-    incoming = alert_bars(alerts)
-    combined = pd.concat([window, incoming]) if len(window) else incoming
-    combined = combined[~combined.index.duplicated(keep="last")].sort_index()
-    positions = tuple(int(i) for i in combined.index.get_indexer(incoming.index))
-    return MergedWindow(bars=combined, kinds=kinds, positions=positions)
+def runs(alerts: Sequence[Alert]) -> list[list[int]]:
+    """Indexes of the alerts in runs of strictly increasing bar times, in offset order."""
+    found: list[list[int]] = []
+    last = None
+    for i, alert in enumerate(alerts):
+        if last is None or alert.bar_time <= last:
+            found.append([])
+        found[-1].append(i)
+        last = alert.bar_time
+    return found
+
+
+def upsert(frame: pd.DataFrame, incoming: pd.DataFrame) -> pd.DataFrame:
+    """The bars of `frame` with `incoming` (unique times) inserted or replacing, sorted."""
+    if not len(frame):
+        return incoming.sort_index()
+    if incoming.index.is_monotonic_increasing and incoming.index[0] > frame.index[-1]:
+        return pd.concat([frame, incoming])  # the live case: appended
+    combined = pd.concat([frame[~frame.index.isin(incoming.index)], incoming])
+    return combined.sort_index()
+
+
+def needs_database(window: pd.DataFrame, size: int, bar_time: pd.Timestamp) -> bool:
+    """Whether the window lacks some of the `size` bars up to `bar_time`.
+
+    A window shorter than `size` holds the whole stored history, so it lacks nothing.
+    """
+    if len(window) < size:
+        return False
+    return int(window.index.searchsorted(bar_time, side="left")) < size - 1
+
+
+def with_history(window: pd.DataFrame, older: pd.DataFrame) -> pd.DataFrame:
+    """Stored bars read for old alerts joined with the window (the window's newer bars kept)."""
+    if not len(older):
+        return window
+    newer = window[window.index > older.index[-1]]
+    return pd.concat([older, newer]) if len(newer) else older
 
 
 class BarWindows:

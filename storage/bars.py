@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -105,6 +105,36 @@ async def recent_bars(
     )
     rows = (await session.execute(statement)).all()
     return bars_frame(list(reversed(rows)))
+
+
+async def bars_for_span(
+    *,
+    session: AsyncSession,
+    symbol: str,
+    interval: str,
+    first: datetime,
+    last: datetime,
+    count: int,
+) -> pd.DataFrame:
+    """The `count` bars up to `first` and every bar after it up to `last`, oldest first.
+
+    One bounded query for a span of alerts: each of them finds its `count` bars of history in it.
+    """
+    key = (Bar.symbol == symbol, Bar.interval == interval)
+    lowest = (
+        select(Bar.time)
+        .where(*key, Bar.time <= first)
+        .order_by(Bar.time.desc())
+        .offset(count - 1)
+        .limit(1)
+        .scalar_subquery()
+    )
+    statement = (
+        select(Bar.time, *(getattr(Bar, name) for name in BAR_FIELDS))
+        .where(*key, Bar.time <= last, or_(lowest.is_(None), Bar.time >= lowest))
+        .order_by(Bar.time)
+    )
+    return bars_frame(list((await session.execute(statement)).all()))
 
 
 async def bars_between(

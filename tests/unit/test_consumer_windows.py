@@ -1,4 +1,4 @@
-"""The bar rule of the rolling windows: new bars append, duplicates replace, late bars insert."""
+"""The bar rule: kinds of bars, runs in offset order, upserts, and when history is read again."""
 
 from __future__ import annotations
 
@@ -10,7 +10,17 @@ import pytest
 
 from bot.schemas import Alert
 from consumers.deadletters import Reason, RecordRef, decode_alert
-from consumers.windows import BarKind, BarWindows, canonical_interval, classify, merge
+from consumers.windows import (
+    BarKind,
+    BarWindows,
+    alert_bars,
+    canonical_interval,
+    classify,
+    needs_database,
+    runs,
+    upsert,
+    with_history,
+)
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -31,7 +41,11 @@ def alert(day: int, close: float = 100.0, alert_id: str | None = None) -> Alert:
 
 
 def window(days: range) -> pd.DataFrame:
-    return merge(pd.DataFrame(), [alert(d) for d in days]).bars
+    return alert_bars([alert(d) for d in days])
+
+
+def day(n: int) -> pd.Timestamp:
+    return pd.Timestamp(T0 + timedelta(days=n))
 
 
 def test_first_bars_of_an_empty_window_are_new() -> None:
@@ -50,17 +64,41 @@ def test_new_duplicate_and_late_bars_are_told_apart() -> None:
     )
 
 
-def test_merge_replaces_a_duplicate_with_the_later_values_and_keeps_time_order() -> None:
-    current = window(range(5))
-    merged = merge(current, [alert(4, close=200.0), alert(7), alert(6)])
-    assert list(merged.bars.index) == [
-        pd.Timestamp(T0 + timedelta(days=d)) for d in range(8) if d != 5
-    ]
-    assert merged.bars["close"].iloc[4] == 200.0
-    assert merged.kinds == (BarKind.DUPLICATE, BarKind.NEW, BarKind.LATE)
-    assert [merged.bars.index[p] for p in merged.positions] == [
-        pd.Timestamp(T0 + timedelta(days=d)) for d in (4, 7, 6)
-    ]
+def test_upsert_replaces_a_known_bar_inserts_a_late_one_and_keeps_time_order() -> None:
+    current = window(range(0, 10, 2))  # days 0, 2, 4, 6, 8
+    merged = upsert(current, alert_bars([alert(4, close=200.0), alert(5), alert(10)]))
+    assert list(merged.index) == [day(d) for d in (0, 2, 4, 5, 6, 8, 10)]
+    assert merged.loc[day(4), "close"] == 200.0
+    assert merged.loc[day(5), "close"] == 100.0
+    appended = upsert(current, alert_bars([alert(9), alert(11)]))
+    assert list(appended.index) == [day(d) for d in (0, 2, 4, 6, 8, 9, 11)]
+    assert list(upsert(pd.DataFrame(), window(range(2))).index) == [day(0), day(1)]
+
+
+def test_alerts_form_runs_of_strictly_increasing_bar_times() -> None:
+    alerts = [alert(d) for d in (3, 4, 7, 7, 2, 5, 1)]
+    assert runs(alerts) == [[0, 1, 2], [3], [4, 5], [6]]
+    assert runs([]) == []
+
+
+def test_history_is_read_for_a_bar_older_than_what_the_window_covers() -> None:
+    full = window(range(10, 20))  # a full window of 10 bars: days 10..19
+    assert not needs_database(full, 10, day(25))  # new bar: the 9 before it are there
+    assert not needs_database(full, 10, day(19))  # the last bar: 9 before it
+    assert needs_database(full, 10, day(18))  # only 8 bars before it in the window
+    assert needs_database(full, 10, day(3))
+    short = window(range(5))  # shorter than its size: the whole stored history
+    assert not needs_database(short, 10, day(2))
+
+
+def test_stored_history_joins_the_window_without_losing_its_newer_bars() -> None:
+    current = window(range(10, 20))
+    stored = window(range(15)).assign(close=1.0)
+    joined = with_history(current, stored)
+    assert list(joined.index) == [day(d) for d in range(20)]
+    assert (joined["close"].iloc[:15] == 1.0).all()
+    assert (joined["close"].iloc[15:] == 100.0).all()
+    assert with_history(current, window(range(0))) is current
 
 
 def test_windows_keep_the_last_size_bars_and_grow_on_demand() -> None:

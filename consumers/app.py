@@ -10,6 +10,8 @@ Storage is idempotent, so a redelivery, a crash or a rebalance never doubles a r
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections import Counter
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -113,20 +115,22 @@ class Emitter:
 def _observe(result: BatchResult) -> None:
     """Metrics, one debug line per signal and one info line per batch (with its alert ids)."""
     acknowledged = utcnow().timestamp()
+    debug = log.is_enabled_for(logging.DEBUG)
     for signal in result.signals:
-        metrics.SIGNALS.labels(action=signal.action, redelivered="false").inc()
         received = signal.emitted_at.timestamp() - signal.latency_ms / 1000
         metrics.END_TO_END_LATENCY.observe(max(0.0, acknowledged - received))
-        log.debug(
-            "signal",
-            alert_id=signal.alert_id,
-            model_key=signal.model_key,
-            model_version=signal.model_version,
-            action=signal.action,
-            latency_ms=round(signal.latency_ms, 2),
-        )
-    for signal in result.redelivered:
-        metrics.SIGNALS.labels(action=signal.action, redelivered="true").inc()
+        if debug:
+            log.debug(
+                "signal",
+                alert_id=signal.alert_id,
+                model_key=signal.model_key,
+                model_version=signal.model_version,
+                action=signal.action,
+                latency_ms=round(signal.latency_ms, 2),
+            )
+    for redelivered, signals in (("false", result.signals), ("true", result.redelivered)):
+        for action, count in Counter(s.action for s in signals).items():
+            metrics.SIGNALS.labels(action=action, redelivered=redelivered).inc(count)
     for letter in result.dead_letters:
         metrics.DEAD_LETTERS.labels(reason=letter.reason).inc()
         log.warning("dead letter", reason=letter.reason, error=letter.error, offset=letter.offset)

@@ -72,6 +72,10 @@ def _validation_summary(exc: ValidationError) -> str:
 def decode_alert(ref: RecordRef) -> Alert | DeadLetter:
     """The record's `Alert`, or the dead letter that says why there is none."""
     try:
+        return Alert.model_validate_json(ref.value)  # parsed and validated in one pass
+    except ValidationError:
+        pass  # tell undecodable from invalid, with the messages below
+    try:
         payload = json.loads(ref.value)
     except (UnicodeDecodeError, json.JSONDecodeError, TypeError) as exc:
         return dead_letter(ref, Reason.UNDECODABLE, f"not UTF-8 JSON: {exc}")

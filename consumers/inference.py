@@ -14,6 +14,7 @@ import functools
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 import numpy as np
@@ -22,7 +23,7 @@ from numpy.typing import NDArray
 
 from bot.errors import BadInput, IntegrityError
 from bot.features import FEATURE_NAMES, build_features
-from bot.schemas import Alert, DeadLetter, Signal, utcnow
+from bot.schemas import Action, Alert, DeadLetter, Signal, Target, utcnow
 from consumers.deadletters import Reason, RecordRef, dead_letter
 from consumers.windows import BarKind, alert_bars, classify, runs, upsert
 
@@ -33,13 +34,13 @@ class PredictionLike(Protocol):
     @property
     def model_version(self) -> str: ...
     @property
-    def target(self) -> str: ...
+    def target(self) -> Target: ...
     @property
     def prediction(self) -> float: ...
     @property
     def probability(self) -> float | None: ...
     @property
-    def action(self) -> str: ...
+    def action(self) -> Action: ...
     @property
     def ood(self) -> bool: ...
 
@@ -83,10 +84,14 @@ def signal_id(alert_id: str, key: str) -> str:
     return hashlib.sha256(f"{alert_id}|{key}".encode()).hexdigest()[:32]
 
 
-def make_signal(alert: Alert, prediction: PredictionLike) -> Signal:
-    emitted_at = utcnow()
+def make_signal(
+    alert: Alert, prediction: PredictionLike, emitted_at: datetime | None = None
+) -> Signal:
+    """The signal of one prediction. Built without re-validation: every field comes from a
+    validated `Alert` or from the predictor (the tests validate what is published)."""
+    emitted_at = emitted_at or utcnow()
     latency_ms = max(0.0, (emitted_at - alert.received_at).total_seconds() * 1000)
-    return Signal(
+    return Signal.model_construct(
         signal_id=signal_id(alert.alert_id, prediction.model_key),
         alert_id=alert.alert_id,
         symbol=alert.symbol,
@@ -200,8 +205,9 @@ def _run_model(
             result.dead_letters.append(dead_letter(ref, Reason.PREDICTION_FAILED, error))
         return
     result.horizons[spec.key] = spec.horizon
+    emitted_at = utcnow()
     result.signals.extend(
-        make_signal(items[rows[i].index].alert, prediction)
+        make_signal(items[rows[i].index].alert, prediction, emitted_at)
         for i, prediction in zip(usable, predictions, strict=True)
     )
 

@@ -6,6 +6,7 @@ tells the consumer what each served bundle needs as input (features, lookback, i
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -40,10 +41,17 @@ def spec_of(bundle: ModelBundle) -> ModelSpec:
 
 
 class PredictorModels:
-    """Thread-safe, as the predictor is: worker threads read specs while a reload swaps them."""
+    """Thread-safe, as the predictor is: worker threads read specs while a reload swaps them.
 
-    def __init__(self, predictor: Predictor) -> None:
+    A symbol's specs are cached (the registry is a folder tree: reading it for every batch cost
+    more than the predictions); a reload drops the cache, and it is re-read at least every
+    `max_age` seconds, so a champion promoted without an event is picked up too.
+    """
+
+    def __init__(self, predictor: Predictor, *, max_age: float = 60.0) -> None:
         self.predictor = predictor
+        self.max_age = max_age
+        self._specs: dict[str, tuple[float, list[ModelSpec]]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PredictorModels:
@@ -51,6 +59,14 @@ class PredictorModels:
 
     def specs(self, symbol: str) -> list[ModelSpec]:
         """Specs of the symbol's champions; one that cannot be loaded is left out and logged."""
+        cached = self._specs.get(symbol)
+        if cached is not None and time.monotonic() - cached[0] <= self.max_age:
+            return cached[1]
+        found = self._read_specs(symbol)
+        self._specs[symbol] = (time.monotonic(), found)
+        return found
+
+    def _read_specs(self, symbol: str) -> list[ModelSpec]:
         found: list[ModelSpec] = []
         for key in self.predictor.champion_keys(symbol):
             try:
@@ -64,7 +80,10 @@ class PredictorModels:
 
     def reload(self, key: str) -> str:
         """Verify and swap in the key's champion; raises (and changes nothing) when refused."""
-        return self.predictor.reload(key).version
+        try:
+            return self.predictor.reload(key).version
+        finally:
+            self._specs.clear()  # a new key or lookback: read the specs again
 
     def served_versions(self) -> dict[str, str]:
         return self.predictor.served_versions()

@@ -27,6 +27,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from bot.data.intervals import parse_interval
 from bot.errors import BadInput
@@ -63,9 +64,16 @@ class BarKind(StrEnum):
     LATE = "late"
 
 
+def _nanoseconds(alerts: Sequence[Alert]) -> NDArray[np.int64]:
+    """The alerts' bar times as UTC nanoseconds (their datetimes are UTC-aware)."""
+    return np.array(
+        [round(alert.bar_time.timestamp() * 1e6) * 1000 for alert in alerts], dtype=np.int64
+    )
+
+
 def alert_bars(alerts: Sequence[Alert]) -> pd.DataFrame:
     """The alerts' bars as a bars frame (not deduplicated, in the order given)."""
-    index = pd.DatetimeIndex(pd.to_datetime([a.bar_time for a in alerts], utc=True), name="time")
+    index = pd.DatetimeIndex(pd.to_datetime(_nanoseconds(alerts), utc=True), name="time")
     values = np.array(
         [[alert.open, alert.high, alert.low, alert.close, alert.volume] for alert in alerts],
         dtype="float64",
@@ -75,19 +83,19 @@ def alert_bars(alerts: Sequence[Alert]) -> pd.DataFrame:
 
 def classify(window: pd.DataFrame, alerts: Sequence[Alert]) -> tuple[BarKind, ...]:
     """The kind of each alert's bar against the window and the alerts before it."""
-    known = set(window.index)
-    last = window.index[-1] if len(window) else None
+    index = pd.DatetimeIndex(window.index).as_unit("ns")
+    known = set(index.asi8.tolist())
+    last = max(known) if known else None
     kinds: list[BarKind] = []
-    for alert in alerts:
-        time = pd.Timestamp(alert.bar_time)
-        if time in known:
+    for moment in _nanoseconds(alerts).tolist():
+        if moment in known:
             kinds.append(BarKind.DUPLICATE)
-        elif last is None or time > last:
+        elif last is None or moment > last:
             kinds.append(BarKind.NEW)
-            last = time
+            last = moment
         else:
             kinds.append(BarKind.LATE)
-        known.add(time)
+        known.add(moment)
     return tuple(kinds)
 
 
@@ -108,7 +116,9 @@ def upsert(frame: pd.DataFrame, incoming: pd.DataFrame) -> pd.DataFrame:
     if not len(frame):
         return incoming.sort_index()
     if incoming.index.is_monotonic_increasing and incoming.index[0] > frame.index[-1]:
-        return pd.concat([frame, incoming])  # the live case: appended
+        values = np.vstack([frame.to_numpy(), incoming.to_numpy()])  # the live case: appended
+        index = frame.index.append(incoming.index)
+        return pd.DataFrame(values, index=index, columns=frame.columns)
     combined = pd.concat([frame[~frame.index.isin(incoming.index)], incoming])
     return combined.sort_index()
 

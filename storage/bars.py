@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,13 +41,32 @@ class BarRecord:
 
 def dialect_insert(session: AsyncSession, table: Any) -> Any:
     """`INSERT` with `ON CONFLICT` support for the session's backend (SQLite or PostgreSQL)."""
-    name = session.get_bind().dialect.name
-    return pg_insert(table) if name == "postgresql" else sqlite_insert(table)
+    return insert_for(session.get_bind().dialect.name, table)
+
+
+def insert_for(dialect: str, table: Any) -> Any:
+    """`INSERT` with `ON CONFLICT` support for a backend by name (`sqlite` or `postgresql`)."""
+    return pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
 
 
 def _last_per_key(bars: Iterable[BarRecord]) -> list[BarRecord]:
     """One row per key, the last one winning (a later message for the same bar replaces it)."""
     return list({bar.key: bar for bar in bars}.values())
+
+
+@functools.cache
+def _upsert_statement(dialect: str) -> Any:
+    """Built once per backend (building it costs more than executing it for a small batch)."""
+    statement = insert_for(dialect, Bar.__table__)
+    excluded = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=["symbol", "interval", "time"],
+        set_={
+            **{name: excluded[name] for name in BAR_FIELDS},
+            "source": excluded.source,
+            "updated_at": excluded.updated_at,
+        },
+    )
 
 
 async def upsert_bars(*, session: AsyncSession, bars: Sequence[BarRecord]) -> int:
@@ -55,16 +75,7 @@ async def upsert_bars(*, session: AsyncSession, bars: Sequence[BarRecord]) -> in
     if not rows:
         return 0
     now = utcnow()
-    statement = dialect_insert(session, Bar.__table__)
-    excluded = statement.excluded
-    statement = statement.on_conflict_do_update(
-        index_elements=["symbol", "interval", "time"],
-        set_={
-            **{name: excluded[name] for name in BAR_FIELDS},
-            "source": excluded.source,
-            "updated_at": excluded.updated_at,
-        },
-    )
+    statement = _upsert_statement(session.get_bind().dialect.name)
     params = [
         {
             "symbol": bar.symbol,

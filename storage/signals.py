@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.schemas import Signal, utcnow
-from storage.bars import dialect_insert
+from storage.bars import dialect_insert, insert_for
 from storage.tables import LiveMetricSnapshot, Outcome, SignalRow
 
 SIGNALS = SignalRow.__table__  # Core table: bulk statements compile once and are cached
@@ -62,7 +63,14 @@ class ResolvedSignal:
 
 
 def _signal_row(signal: Signal, horizon: int) -> dict[str, Any]:
-    return {name: getattr(signal, name) for name in SIGNAL_FIELDS} | {"horizon": horizon}
+    row = {name: getattr(signal, name) for name in SIGNAL_FIELDS}
+    row["horizon"] = horizon
+    return row
+
+
+@functools.cache
+def _insert_signals_statement(dialect: str) -> Any:
+    return insert_for(dialect, SIGNALS).on_conflict_do_nothing().returning(SIGNALS.c.signal_id)
 
 
 async def insert_signals(
@@ -73,9 +81,7 @@ async def insert_signals(
         return set()
     # one cached statement executed over many parameter sets (SQLAlchemy's insertmanyvalues),
     # not a freshly compiled multi-row VALUES clause per batch
-    statement = (
-        dialect_insert(session, SIGNALS).on_conflict_do_nothing().returning(SIGNALS.c.signal_id)
-    )
+    statement = _insert_signals_statement(session.get_bind().dialect.name)
     rows = [_signal_row(s, horizons.get(s.model_key, 1)) for s in signals]
     return set((await session.execute(statement, rows)).scalars())
 

@@ -55,10 +55,10 @@ class AlertDelivery:
 
     async def _deliver(self, alert: Alert) -> Outcome:
         key, value = alert.symbol.encode(), alert.model_dump_json().encode()
-        task = await self._publish(alert.alert_id, key, value)
-        if task is None:
+        delivery = await self._publish(alert.alert_id, key, value)
+        if delivery is None:
             return "published"
-        in_flight = None if task is True else task
+        in_flight = None if delivery is True else delivery
         try:
             added = await self.outbox.enqueue(
                 alert_id=alert.alert_id,
@@ -74,21 +74,31 @@ class AlertDelivery:
 
     async def _publish(
         self, alert_id: str, key: bytes, value: bytes
-    ) -> asyncio.Task[object] | Literal[True] | None:
-        """None once Kafka acknowledged; else the send still in flight, or True if none is."""
+    ) -> asyncio.Future[object] | Literal[True] | None:
+        """None once Kafka acknowledged; else the delivery still in flight, or True if none is.
+
+        One budget covers handing the record over and its acknowledgement; waiting is
+        `asyncio.wait`, which never cancels the delivery itself.
+        """
         if self.outbox.depth or not self.publisher.connected:
             return True
+        started = time.perf_counter()
+        delivery = None
         try:
-            task = self.publisher.send(self.topic, key, value)
+            async with asyncio.timeout(self.budget):
+                delivery = await self.publisher.send(self.topic, key, value)
+                await asyncio.wait((delivery,))
         except TransientError:
             return True
-        started = time.perf_counter()
-        await asyncio.wait([task], timeout=self.budget)
-        if not task.done():
+        except TimeoutError:
+            if delivery is None:
+                log.warning("kafka did not take the alert in time, queueing", alert_id=alert_id)
+                return True
+        if not delivery.done():
             log.warning("kafka did not confirm in time, queueing", alert_id=alert_id)
-            return task
-        if task.exception() is None:
+            return delivery
+        if delivery.exception() is None:
             self.metrics.publish_latency.observe(time.perf_counter() - started)
             return None
-        log.warning("kafka refused, queueing", alert_id=alert_id, error=repr(task.exception()))
+        log.warning("kafka refused, queueing", alert_id=alert_id, error=repr(delivery.exception()))
         return True

@@ -44,7 +44,7 @@ class Outbox:
         self._publisher = publisher
         self._metrics = metrics
         self._wake = asyncio.Event()
-        self.in_flight: dict[str, asyncio.Task[Any]] = {}
+        self.in_flight: dict[str, asyncio.Future[Any]] = {}
         self.depth = 0
 
     async def load_depth(self) -> int:
@@ -70,7 +70,7 @@ class Outbox:
         topic: str,
         key: bytes,
         payload: bytes,
-        in_flight: asyncio.Task[Any] | None = None,
+        in_flight: asyncio.Future[Any] | None = None,
     ) -> bool:
         """Commit one alert; False if it was already queued. `TransientError` if not stored.
 
@@ -126,18 +126,18 @@ class Outbox:
         if not entries:
             self._set_depth(0)
             return True
-        sends = [(entry, self._send(entry)) for entry in entries]
+        sends = [(entry, await self._send(entry)) for entry in entries]
         await asyncio.wait([task for _, task in sends], timeout=ACK_WAIT_S)
         return await self._settle(sends)
 
-    def _send(self, entry: OutboxEntry) -> asyncio.Task[Any]:
-        task = self.in_flight.get(entry.alert_id)
-        if task is None or (task.done() and task.exception() is not None):
-            task = self._publisher.send(entry.topic, entry.key, entry.payload)
-            self.in_flight[entry.alert_id] = task
-        return task
+    async def _send(self, entry: OutboxEntry) -> asyncio.Future[Any]:
+        delivery = self.in_flight.get(entry.alert_id)
+        if delivery is None or (delivery.done() and delivery.exception() is not None):
+            delivery = await self._publisher.send(entry.topic, entry.key, entry.payload)
+            self.in_flight[entry.alert_id] = delivery
+        return delivery
 
-    async def _settle(self, sends: list[tuple[OutboxEntry, asyncio.Task[Any]]]) -> bool:
+    async def _settle(self, sends: list[tuple[OutboxEntry, asyncio.Future[Any]]]) -> bool:
         delivered = [e.id for e, t in sends if t.done() and t.exception() is None]
         for entry, task in sends:  # a retry arriving after the drain is still a duplicate
             if task.done() and task.exception() is None:

@@ -1,8 +1,9 @@
 """The Kafka side of the receiver: an idempotent aiokafka producer (`acks=all`).
 
-`send()` returns a delivery task at once; the caller waits for it within its time budget and, if
-the budget runs out, keeps the task as "in flight": aiokafka's idempotent producer retries an
-in-flight batch until the broker takes it, so the outbox must not publish a second copy meanwhile.
+`send()` hands the record to the producer and returns aiokafka's delivery future (no task of our
+own per record); the caller waits for it within its time budget and, if the budget runs out, keeps
+the future as "in flight": aiokafka's idempotent producer retries an in-flight batch until the
+broker takes it, so the outbox must not publish a second copy meanwhile.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class Publisher(Protocol):
 
     async def stop(self) -> None: ...
 
-    def send(self, topic: str, key: bytes, value: bytes) -> asyncio.Task[Any]: ...
+    async def send(self, topic: str, key: bytes, value: bytes) -> asyncio.Future[Any]: ...
 
     async def ping(self, within: float) -> bool: ...
 
@@ -54,7 +55,7 @@ class KafkaPublisher:
         self._client_id = client_id
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._pending: set[asyncio.Future[Any]] = set()
 
     @property
     def connected(self) -> bool:
@@ -91,28 +92,24 @@ class KafkaPublisher:
         """Flush what is in flight (bounded), then close."""
         async with self._lock:
             producer, self._producer = self._producer, None
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=REQUEST_TIMEOUT_MS / 1000)
+        if self._pending:
+            await asyncio.wait(self._pending, timeout=REQUEST_TIMEOUT_MS / 1000)
         if producer is not None:
             await producer.stop()
 
-    def send(self, topic: str, key: bytes, value: bytes) -> asyncio.Task[Any]:
-        """A task that completes when Kafka acknowledged the record (acks=all)."""
+    async def send(self, topic: str, key: bytes, value: bytes) -> asyncio.Future[Any]:
+        """Hand the record to the producer; the future completes when Kafka acknowledged it
+        (acks=all) or fails with the producer's error. `TransientError` if it was not taken."""
         producer = self._producer
         if producer is None:
             raise TransientError(f"Kafka at {self.bootstrap} is not connected")
-        task = asyncio.create_task(self._deliver(producer, topic, key, value))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    @staticmethod
-    async def _deliver(producer: AIOKafkaProducer, topic: str, key: bytes, value: bytes) -> Any:
         try:
-            acknowledged = await producer.send(topic, value=value, key=key)
-            return await acknowledged
+            delivery: asyncio.Future[Any] = await producer.send(topic, value=value, key=key)
         except KafkaError as exc:
             raise TransientError(f"Kafka refused the record: {exc!r}") from exc
+        self._pending.add(delivery)
+        delivery.add_done_callback(self._pending.discard)
+        return delivery
 
     async def ping(self, within: float) -> bool:
         """True when the broker answers a metadata request within `within` seconds."""

@@ -59,11 +59,14 @@ def show(label: str, times: tuple[np.ndarray, np.ndarray], old: np.ndarray | Non
     print(line)
 
 
-def bench_window(bars: pd.DataFrame, repeat: int) -> None:
-    times = per_call_ms(
-        {"new": lambda: build_features(bars), "old": lambda: reference_features(bars)}, repeat
-    )
+def bench_window(bars: pd.DataFrame, repeat: int, tails: tuple[int, ...] = ()) -> None:
+    calls: dict[str, Call] = {"new": lambda: build_features(bars)}
+    calls |= {f"tail {rows}": lambda r=rows: build_features_tail(bars, r) for rows in tails}
+    calls["old"] = lambda: reference_features(bars)
+    times = per_call_ms(calls, repeat)
     show(f"build_features, {len(bars)} bars", times["new"], times["old"][1])
+    for rows in tails:
+        show(f"build_features_tail({len(bars)} bars, {rows})", times[f"tail {rows}"])
 
 
 def main() -> None:
@@ -72,14 +75,10 @@ def main() -> None:
     args = parser.parse_args()
     bars = load_bars(f"csv:{ROOT / 'data' / 'sample'}", "SPX")
     print(f"SPX sample, {len(bars)} bars; load average {os.getloadavg()[0]:.2f} at start")
-    for n in (WARMUP_BARS + 5, 200):
-        bench_window(bars.iloc[-n:], args.repeat)
+    bench_window(bars.iloc[-(WARMUP_BARS + 5) :], args.repeat)
+    bench_window(bars.iloc[-200:], args.repeat, tails=(1, 5))
     for n in (5000, len(bars)):
         bench_window(bars.iloc[-n:], max(args.repeat // 20, 20))
-    window = bars.iloc[-200:]
-    for rows in (1, 5):
-        tail = per_call_ms({"tail": lambda r=rows: build_features_tail(window, r)}, args.repeat)
-        show(f"build_features_tail(200 bars, {rows})", tail["tail"])
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
 
 

@@ -298,8 +298,9 @@ def _feature_matrix(
 
 
 def _frame(matrix: FloatArray, index: pd.Index) -> pd.DataFrame:
-    # The transposed view makes one float block laid out feature by feature, no copy.
-    return pd.DataFrame(matrix.T, index=index, columns=_COLUMNS, copy=False)
+    # The transposed view makes one float block laid out feature by feature, no copy. The
+    # columns are a view of the shared index: renaming them in one frame leaves the others alone.
+    return pd.DataFrame(matrix.T, index=index, columns=_COLUMNS.view(), copy=False)
 
 
 def build_features(bars: pd.DataFrame) -> pd.DataFrame:

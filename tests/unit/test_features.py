@@ -197,6 +197,12 @@ def test_tail_refuses_a_row_count_that_is_not_a_positive_integer(spx, rows):
         build_features_tail(spx, rows)
 
 
+def test_renaming_the_columns_of_one_result_leaves_the_next_alone(spx):
+    first = build_features(spx.iloc[:120])
+    first.columns.name = "feature"
+    assert build_features(spx.iloc[:120]).columns.name is None
+
+
 def test_a_text_column_is_refused_with_its_name(spx):
     bars = spx.iloc[:10].astype({"volume": object})
     bars.iloc[3, bars.columns.get_loc("volume")] = "n/a"

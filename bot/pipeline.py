@@ -1,5 +1,5 @@
 """One pipeline run: refresh bars -> train and evaluate in worker processes -> publish -> promote
--> model events -> record.
+-> model events -> push to object storage (with `ITFF_S3_BUCKET`) -> record.
 
 Every step is written to `pipeline_runs` (status, timings, counts, per-model metrics, decisions,
 anomalies) and to the day's log `ITFF_LOG_DIR/pipeline_YYYYMMDD.log` (JSON lines). A run that fails
@@ -32,6 +32,7 @@ from bot.observability import get_logger
 from bot.pipeline_refresh import refresh_symbol
 from bot.pipeline_train import TrainOutcome, TrainTask, make_pool, plan, train_task
 from bot.promotion import PromotionRule, decide
+from bot.s3 import push_after_switch
 from bot.schemas import utcnow
 from bot.settings import Settings
 from storage import models as model_repo
@@ -255,6 +256,7 @@ async def _handle(run: _Run, outcome: TrainOutcome) -> None:
         )  # fmt: skip
         run.bump("promoted")
         m.PIPELINE_MODELS.labels("promoted").inc()
+        await push_after_switch(run.settings, run.registry, decision.key, event="promoted")
     else:
         run.bump("rejected")
         m.PIPELINE_MODELS.labels("rejected").inc()

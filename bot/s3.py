@@ -16,6 +16,7 @@ manifest is refused (versions are immutable).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Iterable
@@ -23,15 +24,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bot import pipeline_metrics
 from bot.artifact_format import ARTIFACT_FILES, CHAMPION_FILE, MANIFEST_FILE
 from bot.artifacts import ArtifactRegistry
 from bot.errors import ConfigError, IntegrityError, NotFound, TransientError
+from bot.observability import get_logger
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
     from bot.settings import Settings
 
+log = get_logger(__name__)
 INDEX_FILE = "index.json"
 SHA256_METADATA = "sha256"
 _CONTENT_TYPES = {".json": "application/json", ".joblib": "application/octet-stream"}
@@ -119,6 +123,18 @@ class ArtifactBucket:
                     found.append(parts[1])
         return sorted(found)
 
+    def remote_index(self) -> dict[str, str]:
+        """`{key: champion version}` from the bucket's index.json ({} when there is none)."""
+        data = self._get(self.object_key(INDEX_FILE))
+        try:
+            champions = json.loads(data).get("champions", {}) if data else {}
+            return {str(key): str(version) for key, version in dict(champions).items()}
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise IntegrityError(
+                f"s3://{self.bucket}/{self.object_key(INDEX_FILE)} is not a valid index ({exc}); "
+                "re-run `itff artifacts push`"
+            ) from exc
+
     def remote_champion(self, key: str) -> str | None:
         data = self._get(self.object_key(key, CHAMPION_FILE))
         return data.decode().strip() if data is not None else None
@@ -198,15 +214,17 @@ class ArtifactBucket:
             ) from exc
 
     def _get(self, object_key: str) -> bytes | None:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             response = self._client.get_object(Bucket=self.bucket, Key=object_key)
+            return response["Body"].read()
         except ClientError as exc:
             if _missing(exc):
                 return None
             raise TransientError(f"cannot read s3://{self.bucket}/{object_key}: {exc}") from exc
-        return response["Body"].read()
+        except BotoCoreError as exc:  # endpoint unreachable, timeouts, bad credentials chain
+            raise TransientError(f"cannot read s3://{self.bucket}/{object_key}: {exc}") from exc
 
 
 def _missing(exc: Any) -> bool:
@@ -228,3 +246,46 @@ def push_if_configured(
     if not settings.s3_bucket:
         return None
     return bucket_from_settings(settings).push(registry, keys)
+
+
+def push_key_logged(
+    settings: Settings, registry: ArtifactRegistry, key: str, *, event: str
+) -> PushReport | None:
+    """After a promotion or rollback (`event`) of `key`, push it when `ITFF_S3_BUCKET` is set.
+
+    Never raises: the switch has happened and stands; a failed push is logged and counted
+    (`itff_artifact_pushes_total{result="failed"}`), and `itff artifacts push` repeats it.
+    Blocking (boto3); async code calls `push_after_switch`.
+    """
+    if not settings.s3_bucket:
+        return None
+    try:
+        report = bucket_from_settings(settings).push(registry, [key])
+    except Exception as exc:  # any failure of the copy must leave the switch alone
+        pipeline_metrics.ARTIFACT_PUSHES.labels("failed").inc()
+        log.error(
+            "artifact_push_failed",
+            model_key=key,
+            switch=event,
+            error=f"{type(exc).__name__}: {exc}",
+            action="the bucket still serves the former champion: run `itff artifacts push`",
+        )
+        return None
+    pipeline_metrics.ARTIFACT_PUSHES.labels("ok").inc()
+    log.info(
+        "artifact_pushed",
+        model_key=key,
+        switch=event,
+        champion=report.champions.get(key),
+        uploaded=len(report.uploaded),
+    )
+    return report
+
+
+async def push_after_switch(
+    settings: Settings, registry: ArtifactRegistry, key: str, *, event: str
+) -> PushReport | None:
+    """`push_key_logged` in a worker thread (never raises)."""
+    if not settings.s3_bucket:
+        return None
+    return await asyncio.to_thread(push_key_logged, settings, registry, key, event=event)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from faststream.kafka import KafkaBroker
 
+from bot.artifact_pull import pull_champions
 from bot.observability import get_logger, serve_metrics
 from bot.settings import Settings
 from consumers.app import add_inference, add_reload, create_broker, inference_group
@@ -78,6 +79,7 @@ async def running_consumer(
 
 async def run(settings: Settings, *, metrics_port: int | None = None) -> None:
     """Run until SIGTERM or SIGINT."""
+    await pull_champions(settings)  # remote champions (when configured), verified, or no start
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

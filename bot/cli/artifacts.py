@@ -132,9 +132,13 @@ def rollback(
     ] = None,
 ) -> None:
     """Switch KEY's champion back to the previous (or given) verified version."""
-    _, registry = _registry()
+    from bot.s3 import push_key_logged
+
+    settings, registry = _registry()
     version = registry.rollback(key, to)
     typer.echo(f"{key}: champion is now {version}")
+    if push_key_logged(settings, registry, key, event="rolled_back"):
+        typer.echo(f"{key}: pushed to s3://{settings.s3_bucket}/{settings.s3_prefix}")
     typer.echo("running consumers switch on their next reload; `itff rollback` also tells them now")
 
 
@@ -197,16 +201,9 @@ def _report(results: dict[str, Any]) -> None:
 
 
 def _configured_keys(settings: Settings) -> list[str]:
-    from bot.models import supports
-    from bot.schemas import model_key
+    from bot.artifact_pull import configured_keys
 
-    return [
-        model_key(symbol, target, model_type)
-        for symbol in settings.symbols
-        for target in settings.targets
-        for model_type in settings.model_types
-        if supports(model_type, target)
-    ]
+    return configured_keys(settings)
 
 
 def predict(

@@ -138,15 +138,18 @@ async def _backfill(settings: Settings, symbol: str, since: datetime) -> dict[st
 
 async def _rollback(settings: Settings, key: str, to: str | None) -> str:
     from bot.champions import rollback_champion
+    from bot.s3 import push_after_switch
 
     async with _context(settings) as ctx:
-        return await rollback_champion(
+        version = await rollback_champion(
             session_factory=ctx.session_factory,
             registry=ctx.registry,
             events=ctx.events,
             key=key,
             to=to,
         )
+        await push_after_switch(settings, ctx.registry, key, event="rolled_back")
+        return version
 
 
 async def _recent_runs(settings: Settings, limit: int) -> list[dict[str, object]]:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import socket
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,15 +21,20 @@ import boto3
 import pytest
 import typer
 from moto.server import ThreadedMotoServer
+from prometheus_client import REGISTRY
 from typer.testing import CliRunner
 
 from bot.artifact_format import ARTIFACT_FILES, CHAMPION_FILE, MANIFEST_FILE, MODEL_FILE
-from bot.artifacts import ArtifactRegistry
+from bot.artifact_pull import pull_champions
+from bot.artifacts import ArtifactRegistry, registry_from_settings
 from bot.cli import COMMAND_MODULES
 from bot.errors import IntegrityError
+from bot.model_events import ModelEventPublisher
+from bot.pipeline import run_pipeline
 from bot.remote import FetchResult, RemoteOptions, fetch_many
 from bot.s3 import INDEX_FILE, ArtifactBucket, make_client, push_if_configured
 from bot.settings import Settings, load_settings
+from tests.pipeline_support import write_sample_slice
 from tests.unit.bundles import make_bundle
 
 SIGNING_KEY = "s3-test-signing-key-0123456789abcdef"
@@ -275,3 +283,169 @@ def test_push_if_configured_pushes_only_with_a_bucket(s3_settings: Settings) -> 
     assert report.champions == {key: versions[1]}
     bucket = ArtifactBucket(make_client(s3_settings), BUCKET, s3_settings.s3_prefix)
     assert bucket.remote_versions(key) == versions
+
+
+def _pushes(result: str) -> float:
+    return REGISTRY.get_sample_value("itff_artifact_pushes_total", {"result": result}) or 0.0
+
+
+def test_artifacts_rollback_moves_the_bucket_champion(s3_settings: Settings) -> None:
+    registry, key, versions = _published(s3_settings)
+    bucket = ArtifactBucket(make_client(s3_settings), BUCKET, s3_settings.s3_prefix)
+    bucket.push(registry)
+    before = _pushes("ok")
+
+    cli, _ = _push_command()
+    result = CliRunner().invoke(cli, ["artifacts", "rollback", key, "--to", versions[0]])
+
+    assert result.exit_code == 0, result.output
+    assert registry.champion(key) == versions[0]
+    assert bucket.remote_champion(key) == versions[0]
+    assert bucket.remote_index() == {key: versions[0]}
+    assert _pushes("ok") == before + 1
+
+
+def test_a_failed_push_never_undoes_the_rollback(
+    s3_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry, key, versions = _published(s3_settings)
+    monkeypatch.setenv("ITFF_S3_BUCKET", "no-such-bucket")  # every request answers NoSuchBucket
+    before = _pushes("failed")
+
+    cli, _ = _push_command()
+    result = CliRunner().invoke(cli, ["artifacts", "rollback", key, "--to", versions[0]])
+
+    assert result.exit_code == 0, result.output
+    assert f"champion is now {versions[0]}" in result.output
+    assert registry.champion(key) == versions[0]
+    assert _pushes("failed") == before + 1
+
+
+@pytest.mark.kafka
+async def test_a_promotion_by_the_pipeline_reaches_the_bucket(
+    s3_settings: Settings, kafka_settings: Settings, session_factory, tmp_path: Path
+) -> None:
+    folder = write_sample_slice(tmp_path / "bars", {"SPX": "SPX"}, bars=1400)
+    settings = kafka_settings.model_copy(
+        update={
+            name: getattr(s3_settings, name)
+            for name in ("s3_endpoint_url", "s3_bucket", "s3_prefix", "s3_region",
+                         "s3_access_key_id", "s3_secret_access_key", "artifact_signing_key")
+        }
+        | {"symbols": ["SPX"], "targets": ["direction"], "model_types": ["logreg"],
+           "data_source": f"csv:{folder}", "pipeline_workers": 1}
+    )  # fmt: skip
+    registry = registry_from_settings(settings)
+    before = _pushes("ok")
+
+    async with ModelEventPublisher(settings) as events:
+        summary = await run_pipeline(
+            settings, session_factory=session_factory, registry=registry, events=events,
+            trigger="test",
+        )  # fmt: skip
+
+    assert summary.succeeded, summary.error
+    key = "SPX-direction-logreg"
+    assert summary.decisions[key]["decision"] == "promoted"
+    bucket = ArtifactBucket(make_client(settings), BUCKET, settings.s3_prefix)
+    assert bucket.remote_champion(key) == registry.champion(key) is not None
+    assert _pushes("ok") == before + 1
+
+
+def _consumer_settings(s3_settings: Settings, tmp_path: Path, **changes: object) -> Settings:
+    """A consumer on another machine: its own empty registry, same bucket and signing key."""
+    return s3_settings.model_copy(update={"artifact_dir": tmp_path / "consumer", **changes})
+
+
+async def test_consumer_start_installs_champions_through_presigned_urls(
+    s3_settings: Settings, tmp_path: Path
+) -> None:
+    registry, key, versions = _published(s3_settings)
+    ArtifactBucket(make_client(s3_settings), BUCKET, s3_settings.s3_prefix).push(registry)
+    consumer = _consumer_settings(s3_settings, tmp_path)
+
+    [result] = await pull_champions(consumer, options=RemoteOptions(retries=0))
+
+    assert (result.key, result.version, result.installed) == (key, versions[1], True)
+    local = registry_from_settings(consumer)
+    assert local.champion(key) == versions[1]
+    assert local.load(key).version == versions[1]
+
+
+async def test_consumer_start_from_the_base_url(s3_settings: Settings, tmp_path: Path) -> None:
+    registry, key, versions = _published(s3_settings)
+    ArtifactBucket(make_client(s3_settings), BUCKET, s3_settings.s3_prefix).push(registry)
+    consumer = _consumer_settings(
+        s3_settings, tmp_path, artifact_base_url=_public_read(s3_settings), s3_bucket=None
+    )
+
+    [result] = await pull_champions(consumer, options=RemoteOptions(retries=0))
+
+    assert (result.key, result.version) == (key, versions[1])
+    assert registry_from_settings(consumer).champion(key) == versions[1]
+
+
+async def test_without_a_remote_the_consumer_serves_its_local_registry(
+    s3_settings: Settings, tmp_path: Path
+) -> None:
+    consumer = _consumer_settings(s3_settings, tmp_path, s3_bucket=None, artifact_base_url=None)
+    assert await pull_champions(consumer) == []
+    assert not (tmp_path / "consumer").exists()
+
+
+def _corrupt_remote_champion(s3_settings: Settings) -> tuple[str, str]:
+    registry, key, versions = _published(s3_settings)
+    bucket = ArtifactBucket(make_client(s3_settings), BUCKET, s3_settings.s3_prefix)
+    bucket.push(registry)
+    model = bytearray((registry.root / key / versions[1] / MODEL_FILE).read_bytes())
+    model[len(model) // 2] ^= 0x01
+    make_client(s3_settings).put_object(
+        Bucket=BUCKET, Key=bucket.object_key(key, versions[1], MODEL_FILE), Body=bytes(model)
+    )
+    return key, versions[1]
+
+
+async def test_consumer_start_refuses_a_champion_that_fails_verification(
+    s3_settings: Settings, tmp_path: Path
+) -> None:
+    key, _version = _corrupt_remote_champion(s3_settings)
+    consumer = _consumer_settings(s3_settings, tmp_path)
+
+    with pytest.raises(
+        IntegrityError, match=f"refusing to start: .*{key}: download of .*corrupted"
+    ):
+        await pull_champions(consumer, options=RemoteOptions(retries=0))
+    assert registry_from_settings(consumer).champion(key) is None
+
+
+def test_itff_consumer_exits_with_one_line_on_a_mismatch(
+    s3_settings: Settings, tmp_path: Path
+) -> None:
+    """The real entry point: it refuses before it connects to Kafka or opens the database."""
+    key, _version = _corrupt_remote_champion(s3_settings)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("ITFF_")},
+        "ITFF_ENV": "test",
+        "ITFF_ARTIFACT_DIR": str(tmp_path / "consumer"),
+        "ITFF_ARTIFACT_BASE_URL": _public_read(s3_settings),
+        "ITFF_ARTIFACT_SIGNING_KEY": SIGNING_KEY,
+        "ITFF_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'never.db'}",
+        "ITFF_KAFKA_BOOTSTRAP": "127.0.0.1:1",  # never reached
+        "ITFF_LOG_JSON": "false",
+    }
+    itff = Path(sys.executable).with_name("itff")
+    done = subprocess.run(
+        [str(itff), "consumer", "--metrics-port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    error_lines = [line for line in done.stderr.splitlines() if line.startswith("itff:")]
+    assert len(error_lines) == 1, done.stderr
+    assert error_lines[0].startswith("itff: refusing to start: champions from ITFF_ARTIFACT")
+    assert key in error_lines[0]
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "never.db").exists()

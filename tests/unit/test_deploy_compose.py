@@ -4,6 +4,7 @@ volumes and start order that agree with bot/settings.py and the Dockerfile."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from pathlib import Path
@@ -14,6 +15,7 @@ import yaml
 from jsonschema import Draft7Validator, validators
 
 from bot.settings import Settings
+from consumers import runner
 from tests.unit.test_deploy_docker import assert_cli_command, default, itff_invocations
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,6 +25,11 @@ ITFF_SERVICES = ("topics", "migrate", "webhook", "consumer", "scheduler", "dashb
 LONG_RUNNING = ("webhook", "consumer", "scheduler", "dashboard")
 DEPLOY_ONLY = {"ITFF_HEALTHCHECK_URL", "ITFF_IMAGE", "ITFF_WEBHOOK_PUBLISH", "ITFF_DASH_PUBLISH"}
 DEPLOY_ONLY |= {"ITFF_ALERT_WEBHOOK_URL"}
+S3_SETTINGS = tuple(
+    f"ITFF_{name.upper()}"
+    for name in Settings.model_fields
+    if name.startswith("s3_") and name != "s3_presign_seconds"
+)
 VARIABLE = re.compile(r"\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}")
 
 
@@ -75,10 +82,20 @@ def commands_of(service: dict[str, Any]) -> list[list[str]]:
 def test_consumer_installs_verified_champions_before_it_starts(
     services: dict[str, dict[str, Any]],
 ) -> None:
+    """`itff consumer` itself fetches and verifies (tests/integration/test_s3_artifacts.py runs
+    it against a corrupted bucket); compose passes the variable through and adds no wrapper."""
     consumer = services["consumer"]
-    assert commands_of(consumer) == [["artifacts", "fetch"], ["consumer"]]
-    assert "itff artifacts fetch || exit 1" in consumer["command"][0]
-    assert "$${ITFF_ARTIFACT_BASE_URL}" in consumer["command"][0], "escaped from compose"
+    assert commands_of(consumer) == [["consumer"]]
+    assert "ITFF_ARTIFACT_BASE_URL" in consumer["environment"]
+    assert "pull_champions(settings)" in inspect.getsource(runner.run)
+
+
+def test_only_the_scheduler_holds_the_bucket_credentials(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in ITFF_SERVICES:
+        s3 = {var for var in services[name]["environment"] if var.startswith("ITFF_S3_")}
+        assert s3 == (set(S3_SETTINGS) if name == "scheduler" else set()), name
 
 
 def test_consumer_scales(services: dict[str, dict[str, Any]]) -> None:

@@ -313,6 +313,7 @@ async def main(rates: list[int], seconds: float, n_symbols: int, *, direct: bool
     procs.append(
         start(["consumer", "--metrics-port", "0"], env | {"ITFF_LOG_LEVEL": "INFO"}, consumer_log)
     )
+    print(f"consumer pid {procs[-1].pid}", flush=True)
     index: dict[str, Run] = {}
     stop = asyncio.Event()
     reader = asyncio.create_task(read_signals(settings, index, stop))

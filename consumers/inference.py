@@ -25,7 +25,7 @@ from bot.errors import BadInput, IntegrityError
 from bot.features import FEATURE_NAMES, build_features
 from bot.schemas import Action, Alert, DeadLetter, Signal, Target, utcnow
 from consumers.deadletters import Reason, RecordRef, dead_letter
-from consumers.windows import BarKind, alert_bars, classify, runs, upsert
+from consumers.windows import BarKind, apply_run, classify, runs
 
 
 class PredictionLike(Protocol):
@@ -146,9 +146,7 @@ def _feature_rows(
     frame = history
     rows: list[_Row] = []
     for run in runs(alerts):
-        incoming = alert_bars([alerts[i] for i in run])
-        frame = upsert(frame, incoming)
-        positions = [int(p) for p in frame.index.get_indexer(incoming.index)]
+        frame, positions = apply_run(frame, [alerts[i] for i in run])
         for cluster in _clusters(positions, size):
             first = max(0, positions[cluster[0]] - size + 1)
             last = positions[cluster[-1]] + 1

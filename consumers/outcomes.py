@@ -105,7 +105,9 @@ async def snapshot_live_metrics(
 class OutcomeWorker:
     """Resolves outcomes in the background after batches, and snapshots live metrics regularly.
 
-    Off the alert path: a batch only marks its symbols; the worker coalesces the marks.
+    Off the alert path: a batch only marks its symbols; the worker coalesces the marks and
+    resolves at most once every `min_interval_seconds`, so that under load it does not compete
+    with every batch for the event loop and the database's write lock.
     """
 
     def __init__(
@@ -114,10 +116,12 @@ class OutcomeWorker:
         session_factory: async_sessionmaker[AsyncSession],
         cost_bps: float,
         snapshot_every_seconds: float = 300.0,
+        min_interval_seconds: float = 1.0,
     ) -> None:
         self._session_factory = session_factory
         self._cost_bps = cost_bps
         self._every = snapshot_every_seconds
+        self._min_interval = min_interval_seconds
         self._symbols: set[str] = set()
         self._wake = asyncio.Event()
 
@@ -135,6 +139,7 @@ class OutcomeWorker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)
             await self._step()
+            await asyncio.sleep(self._min_interval)  # marks made meanwhile are coalesced
             if loop.time() >= next_snapshot:
                 await self._guarded(self._snapshot)
                 next_snapshot = loop.time() + self._every

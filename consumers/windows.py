@@ -71,23 +71,61 @@ def _nanoseconds(alerts: Sequence[Alert]) -> NDArray[np.int64]:
     )
 
 
-def alert_bars(alerts: Sequence[Alert]) -> pd.DataFrame:
-    """The alerts' bars as a bars frame (not deduplicated, in the order given)."""
-    index = pd.DatetimeIndex(pd.to_datetime(_nanoseconds(alerts), utc=True), name="time")
-    values = np.array(
+_UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
+
+
+def _values(alerts: Sequence[Alert]) -> NDArray[np.float64]:
+    return np.array(
         [[alert.open, alert.high, alert.low, alert.close, alert.volume] for alert in alerts],
         dtype="float64",
     ).reshape(len(alerts), len(BAR_FIELDS))
+
+
+def _frame(times: NDArray[np.int64], values: NDArray[np.float64]) -> pd.DataFrame:
+    index = pd.DatetimeIndex(times, dtype=_UTC_NS, name="time")
     return pd.DataFrame(values, index=index, columns=list(BAR_FIELDS))
+
+
+def alert_bars(alerts: Sequence[Alert]) -> pd.DataFrame:
+    """The alerts' bars as a bars frame (not deduplicated, in the order given)."""
+    return _frame(_nanoseconds(alerts), _values(alerts))
+
+
+def _last_time(window: pd.DataFrame) -> int | None:
+    return int(window.index[-1].value) if len(window) else None
+
+
+def apply_run(frame: pd.DataFrame, alerts: Sequence[Alert]) -> tuple[pd.DataFrame, list[int]]:
+    """`frame` with a run's bars (strictly increasing times) upserted, and their positions."""
+    times = _nanoseconds(alerts)
+    last = _last_time(frame)
+    if last is not None and times[0] > last:  # the live case: appended
+        index = pd.DatetimeIndex(frame.index).as_unit("ns").asi8
+        merged = _frame(
+            np.concatenate([index, times]), np.vstack([frame.to_numpy(), _values(alerts)])
+        )
+        return merged, list(range(len(frame), len(merged)))
+    incoming = _frame(times, _values(alerts))
+    merged = upsert(frame, incoming)
+    return merged, [int(p) for p in merged.index.get_indexer(incoming.index)]
 
 
 def classify(window: pd.DataFrame, alerts: Sequence[Alert]) -> tuple[BarKind, ...]:
     """The kind of each alert's bar against the window and the alerts before it."""
+    times = _nanoseconds(alerts)
+    last_known = _last_time(window)
+    if (
+        last_known is not None
+        and len(times)
+        and times[0] > last_known
+        and bool((np.diff(times) > 0).all())
+    ):
+        return (BarKind.NEW,) * len(times)  # the live case, without a set of the window
     index = pd.DatetimeIndex(window.index).as_unit("ns")
     known = set(index.asi8.tolist())
     last = max(known) if known else None
     kinds: list[BarKind] = []
-    for moment in _nanoseconds(alerts).tolist():
+    for moment in times.tolist():
         if moment in known:
             kinds.append(BarKind.DUPLICATE)
         elif last is None or moment > last:

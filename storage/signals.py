@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.schemas import Signal, utcnow
-from storage.bars import dialect_insert, insert_for
+from storage.bars import insert_for
 from storage.tables import LiveMetricSnapshot, Outcome, SignalRow
 
 SIGNALS = SignalRow.__table__  # Core table: bulk statements compile once and are cached
@@ -127,32 +127,33 @@ async def pending_signals(
     return [PendingSignal(*row) for row in (await session.execute(statement)).all()]
 
 
+@functools.cache
+def _insert_outcomes_statement(dialect: str) -> Any:
+    table = Outcome.__table__
+    return insert_for(dialect, table).on_conflict_do_nothing().returning(table.c.signal_id)
+
+
 async def insert_outcomes(*, session: AsyncSession, outcomes: Sequence[OutcomeRecord]) -> int:
     """Store outcomes; one already stored for a signal is kept. Returns the rows inserted."""
     if not outcomes:
         return 0
     now = utcnow()
-    statement = (
-        dialect_insert(session, Outcome.__table__)
-        .values(
-            [
-                {
-                    "signal_id": o.signal_id,
-                    "model_key": o.model_key,
-                    "bar_time": o.bar_time,
-                    "exit_time": o.exit_time,
-                    "realised_return": o.realised_return,
-                    "hit": o.hit,
-                    "strategy_return": o.strategy_return,
-                    "resolved_at": now,
-                }
-                for o in outcomes
-            ]
-        )
-        .on_conflict_do_nothing()
-        .returning(Outcome.__table__.c.signal_id)
-    )
-    return len((await session.execute(statement)).all())
+    rows = [
+        {
+            "signal_id": o.signal_id,
+            "model_key": o.model_key,
+            "bar_time": o.bar_time,
+            "exit_time": o.exit_time,
+            "realised_return": o.realised_return,
+            "hit": o.hit,
+            "strategy_return": o.strategy_return,
+            "resolved_at": now,
+        }
+        for o in outcomes
+    ]
+    # one cached statement over many parameter sets, not a multi-row VALUES compiled per call
+    statement = _insert_outcomes_statement(session.get_bind().dialect.name)
+    return len((await session.execute(statement, rows)).all())
 
 
 async def resolved_signals(

@@ -47,15 +47,15 @@ def per_call_ms(calls: dict[str, Call], repeat: int) -> dict[str, tuple[np.ndarr
 
 
 def show(label: str, times: tuple[np.ndarray, np.ndarray], old: np.ndarray | None = None) -> None:
+    """Wall p50/p95 and CPU p50/min (the minimum: the call with the least interference)."""
     wall, cpu = times
     line = (
-        f"  {label:<34} wall p50 {np.median(wall):7.3f} p95 {np.percentile(wall, 95):7.3f} ms"
-        f"  cpu p50 {np.median(cpu):7.3f} ms"
+        f"  {label:<34} wall p50 {np.median(wall):6.3f} p95 {np.percentile(wall, 95):6.3f}"
+        f"  cpu p50 {np.median(cpu):6.3f} min {np.min(cpu):6.3f} ms"
     )
     if old is not None:
-        line += (
-            f"  | pandas cpu p50 {np.median(old):7.3f} ms  x{np.median(old) / np.median(cpu):5.1f}"
-        )
+        ratio = np.median(old) / np.median(cpu)
+        line += f"  | pandas cpu p50 {np.median(old):6.3f} min {np.min(old):6.3f} ms  x{ratio:4.1f}"
     print(line)
 
 

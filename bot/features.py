@@ -107,7 +107,8 @@ def truncated_ema(values: FloatArray, *, alpha: float, window: int) -> FloatArra
     if values.shape[0] >= window:
         # einsum, not `@`: matmul takes another summation path for a single window, and the row
         # of a bar must not depend on how much history came with it (live row == history row).
-        out[window - 1 :] = np.einsum("ij,j->i", _windows(values, window), _kernel(alpha, window))
+        windows, kernel = _windows(values, window), _kernel(alpha, window)
+        np.einsum("ij,j->i", windows, kernel, out=out[window - 1 :])
     return out
 
 
@@ -146,33 +147,32 @@ def _constant_ends(values: FloatArray, window: int) -> NDArray[np.intp]:
 
 
 def _rolling_mean(values: FloatArray, window: int) -> FloatArray:
-    """Trailing mean over `window` bars (NaN before, and for a window holding a NaN).
-
-    A window of equal values gets exactly that value, as pandas' rolling mean gives; its
-    deviations from the mean are then exactly 0, and so is its standard deviation.
-    """
-    mean = np.full(values.shape[0], np.nan)
-    if values.shape[0] >= window:
-        mean[window - 1 :] = np.einsum("ij->i", _windows(values, window)) / window
-        ends = _constant_ends(values, window)
-        mean[ends] = values[ends]
-    return mean
+    """Trailing mean over `window` bars (NaN before, and for a window holding a NaN)."""
+    return _rolling_mean_std(values, window, ddof=None)[0]
 
 
 def _rolling_mean_std(
-    values: FloatArray, window: int, *, ddof: int
+    values: FloatArray, window: int, *, ddof: int | None
 ) -> tuple[FloatArray, FloatArray]:
     """Trailing mean and standard deviation (divisor `window - ddof`) over `window` bars.
 
     Two passes per window, the mean and then the squared deviations from it, keep full precision
-    (a running sum of squares loses digits on prices ~1e4).
+    (a running sum of squares loses digits on prices ~1e4). A window of equal values gets exactly
+    that value as its mean, as pandas gives, so its standard deviation is exactly 0 too.
+    `ddof=None` skips the standard deviation (returned all NaN).
     """
-    mean = _rolling_mean(values, window)
-    sd = np.full(values.shape[0], np.nan)
-    if values.shape[0] >= window:
-        deviations = _windows(values, window) - mean[window - 1 :, None]
+    mean, sd = np.full(values.shape[0], np.nan), np.full(values.shape[0], np.nan)
+    if values.shape[0] < window:
+        return mean, sd
+    windows = _windows(values, window)
+    np.divide(np.einsum("ij->i", windows), window, out=mean[window - 1 :])
+    ends = _constant_ends(values, window)
+    if ends.size:
+        mean[ends] = values[ends]
+    if ddof is not None:
+        deviations = windows - mean[window - 1 :, None]
         squares = np.einsum("ij,ij->i", deviations, deviations)
-        sd[window - 1 :] = np.sqrt(squares / (window - ddof))
+        np.sqrt(np.divide(squares, window - ddof, out=squares), out=sd[window - 1 :])
     return mean, sd
 
 

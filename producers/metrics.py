@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -13,6 +15,8 @@ from prometheus_client import (
     process_collector,
 )
 
+M = TypeVar("M", Counter, Histogram)
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -20,6 +24,7 @@ class ReceiverMetrics:
     """Request latency, alert counts by outcome, Kafka publish latency and the outbox depth."""
 
     def __init__(self) -> None:
+        self._children: dict[tuple[Any, ...], Any] = {}
         self.registry = reg = CollectorRegistry()
         process_collector.ProcessCollector(registry=reg)
         platform_collector.PlatformCollector(registry=reg)
@@ -61,6 +66,14 @@ class ReceiverMetrics:
         self.kafka_connected = Gauge(
             "itff_kafka_connected", "1 while the Kafka producer is connected", registry=reg
         )
+
+    def child(self, metric: M, *labels: str) -> M:
+        """`metric.labels(*labels)`, looked up once per label set (this is on every request)."""
+        key = (metric, *labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -96,9 +96,8 @@ def error_middleware(metrics: ReceiverMetrics, max_body_bytes: int) -> Any:
             response = ApiError(
                 500, "internal", "the receiver failed on this request; it is logged, try again"
             ).response()
-        metrics.request_latency.labels(_route_of(request), str(response.status)).observe(
-            time.perf_counter() - started
-        )
+        latency = metrics.child(metrics.request_latency, _route_of(request), str(response.status))
+        latency.observe(time.perf_counter() - started)
         return response
 
     return middleware

@@ -29,19 +29,26 @@ def counted(source: AlertSource) -> Callable[[Handler], Handler]:
         @functools.wraps(handler)
         async def wrapper(request: web.Request) -> web.StreamResponse:
             metrics = request.app[METRICS]
-            metrics.alerts_received.labels(source).inc()
+            metrics.child(metrics.alerts_received, source).inc()
             try:
                 return await handler(request)
             except ApiError as exc:
-                metrics.alerts_rejected.labels(exc.error).inc()
+                _rejected(request, exc.status, exc.error)
                 raise
             except web.HTTPException as exc:
-                metrics.alerts_rejected.labels(ERROR_NAMES.get(exc.status, "http_error")).inc()
+                _rejected(request, exc.status, ERROR_NAMES.get(exc.status, "http_error"))
                 raise
 
         return wrapper
 
     return decorate
+
+
+def _rejected(request: web.Request, status: int, reason: str) -> None:
+    """Counted and logged (the receiver runs without an access log); never the body."""
+    metrics = request.app[METRICS]
+    metrics.child(metrics.alerts_rejected, reason).inc()
+    log.info("alert rejected", status=status, reason=reason, client=client_of(request))
 
 
 async def _read_document(request: web.Request) -> tuple[bytes, dict[str, Any]]:
@@ -92,9 +99,9 @@ async def _accept(request: web.Request, alert: Alert) -> web.Response:
 def _count(request: web.Request, alert: Alert, outcome: Outcome) -> None:
     metrics = request.app[METRICS]
     if outcome == "duplicate":
-        metrics.alerts_duplicate.labels(alert.source).inc()
+        metrics.child(metrics.alerts_duplicate, alert.source).inc()
     else:
-        metrics.alerts_accepted.labels(alert.source, outcome).inc()
+        metrics.child(metrics.alerts_accepted, alert.source, outcome).inc()
     log.info(
         f"alert {outcome}",
         alert_id=alert.alert_id,

@@ -14,8 +14,6 @@ from bot.settings import Settings, load_settings
 if TYPE_CHECKING:
     from producers.replay import ReplaySummary, Shot
 
-SHUTDOWN_GRACE_S = 5.0
-
 
 def register(app: typer.Typer) -> None:
     app.command("webhook")(webhook)
@@ -30,10 +28,9 @@ def webhook(
     from bot.threads import single_native_thread
 
     single_native_thread()
-    from aiohttp import web
-
     from bot.observability import configure_logging
     from producers import create_app
+    from producers.server import serve
     from storage.migrate import upgrade
 
     settings = load_settings()
@@ -46,14 +43,7 @@ def webhook(
         f"Kafka {settings.bootstrap}, topic {settings.topics.alerts}",
         err=True,
     )
-    web.run_app(
-        create_app(settings),
-        host=host,
-        port=port,
-        print=None,
-        shutdown_timeout=SHUTDOWN_GRACE_S,
-        handle_signals=True,
-    )
+    serve(create_app(settings), host=host, port=port)
 
 
 File = Annotated[Path, typer.Argument(help="CSV of bars: time,open,high,low,close,volume")]

@@ -7,6 +7,7 @@ by the registry only when they verify against their signed manifest.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import os
@@ -34,6 +35,7 @@ from bot.pipeline import run_pipeline
 from bot.remote import FetchResult, RemoteOptions, fetch_many
 from bot.s3 import INDEX_FILE, ArtifactBucket, make_client, push_if_configured
 from bot.settings import Settings, load_settings
+from storage import models as model_repo
 from tests.pipeline_support import write_sample_slice
 from tests.unit.bundles import make_bundle
 
@@ -449,3 +451,41 @@ def test_itff_consumer_exits_with_one_line_on_a_mismatch(
     assert key in error_lines[0]
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "never.db").exists()
+
+
+@pytest.mark.kafka
+async def test_itff_rollback_moves_the_bucket_champion(
+    s3_settings: Settings, kafka_settings: Settings, session_factory
+) -> None:
+    """The real `itff rollback` (database, model event, registry), then the push."""
+    registry, key, versions = _published(s3_settings)
+    async with session_factory() as session:
+        for version in versions:
+            await model_repo.add_version(
+                session=session, key=key, version=version, symbol="SPX", target="direction",
+                model_type="logreg", sha256=registry.info(key, version).sha256 or "",
+                metrics={}, train_start=None, train_end=None, run_id=None,
+            )  # fmt: skip
+        await model_repo.set_champion(session=session, key=key, version=versions[1])
+        await session.commit()
+    bucket = ArtifactBucket(make_client(s3_settings), BUCKET, s3_settings.s3_prefix)
+    bucket.push(registry)
+    env = {
+        **os.environ,
+        "ITFF_ENV": "test",
+        "ITFF_DATABASE_URL": kafka_settings.database_url,
+        "ITFF_TOPIC_PREFIX": kafka_settings.topic_prefix,
+        "ITFF_KAFKA_BOOTSTRAP": kafka_settings.bootstrap,
+        "ITFF_LOG_JSON": "false",
+    }  # the ITFF_S3_* and artifact variables come from the s3_settings fixture
+    itff = Path(sys.executable).with_name("itff")
+    process = await asyncio.create_subprocess_exec(
+        str(itff), "rollback", key, "--to", versions[0], env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
+
+    assert process.returncode == 0, stderr.decode()
+    assert f"champion is now {versions[0]}" in stdout.decode()
+    assert registry.champion(key) == versions[0]
+    assert bucket.remote_champion(key) == versions[0]

@@ -44,10 +44,13 @@ def configured_keys(settings: Settings) -> list[str]:
     ]
 
 
-def remote_source(settings: Settings) -> tuple[str | PresignedUrls, str] | None:
+def remote_source(
+    settings: Settings, keys: list[str] | None = None
+) -> tuple[str | PresignedUrls, str] | None:
     """The champions' source and a description of it for messages, or None (stay local).
 
-    Blocking with `ITFF_S3_BUCKET` (boto3 reads the index and signs URLs): run it in a thread.
+    With `ITFF_S3_BUCKET`, URLs are signed for `keys` (default: the bucket's index, else the
+    configured keys). Blocking then (boto3 reads and signs): run it in a thread.
     """
     if settings.artifact_base_url:
         return settings.artifact_base_url, "ITFF_ARTIFACT_BASE_URL"
@@ -57,9 +60,9 @@ def remote_source(settings: Settings) -> tuple[str | PresignedUrls, str] | None:
 
     bucket = bucket_from_settings(settings)
     where = f"s3://{bucket.bucket}/{bucket.prefix}"
-    champions = bucket.remote_index() or {
+    champions = (None if keys is not None else bucket.remote_index()) or {
         key: version
-        for key in configured_keys(settings)
+        for key in (keys if keys is not None else configured_keys(settings))
         if (version := bucket.remote_champion(key)) is not None
     }
     if not champions:
@@ -92,6 +95,29 @@ async def pull_champions(
     except NotFound:  # the base URL has no index.json: ask for each configured key
         results = await fetch_many(registry, source, configured_keys(settings), options=options)
     return _checked(results, where)
+
+
+async def pull_key(
+    settings: Settings,
+    key: str,
+    *,
+    registry: ArtifactRegistry | None = None,
+    options: RemoteOptions | None = None,
+) -> FetchResult | None:
+    """Install the remote champion of one key (after a `promoted`/`rolled_back` event, on a
+    consumer that does not share the scheduler's disk); None when no remote is configured.
+
+    Raises the key's error (`IntegrityError` on a mismatch): the caller keeps serving what it has.
+    """
+    found = await asyncio.to_thread(remote_source, settings, [key])
+    if found is None:
+        return None
+    source, _where = found
+    registry = registry or registry_from_settings(settings)
+    result = (await fetch_many(registry, source, [key], options=options))[key]
+    if isinstance(result, ItffError):
+        raise result
+    return result
 
 
 def _checked(results: dict[str, FetchResult | ItffError], where: str) -> list[FetchResult]:

@@ -26,7 +26,7 @@ from prometheus_client import REGISTRY
 from typer.testing import CliRunner
 
 from bot.artifact_format import ARTIFACT_FILES, CHAMPION_FILE, MANIFEST_FILE, MODEL_FILE
-from bot.artifact_pull import pull_champions
+from bot.artifact_pull import pull_champions, pull_key
 from bot.artifacts import ArtifactRegistry, registry_from_settings
 from bot.cli import COMMAND_MODULES
 from bot.errors import IntegrityError
@@ -489,3 +489,28 @@ async def test_itff_rollback_moves_the_bucket_champion(
     assert f"champion is now {versions[0]}" in stdout.decode()
     assert registry.champion(key) == versions[0]
     assert bucket.remote_champion(key) == versions[0]
+
+
+async def test_a_consumer_follows_a_promotion_through_the_bucket(
+    s3_settings: Settings, tmp_path: Path
+) -> None:
+    """`pull_key` (for a model event on a consumer without the scheduler's disk)."""
+    registry, key, versions = _published(s3_settings)
+    bucket = ArtifactBucket(make_client(s3_settings), BUCKET, s3_settings.s3_prefix)
+    bucket.push(registry)
+    consumer = _consumer_settings(s3_settings, tmp_path)
+    await pull_champions(consumer, options=RemoteOptions(retries=0))
+
+    newer = "20260103T000000Z-0001"
+    registry.publish(make_bundle(version=newer))
+    registry.promote(key, newer)
+    bucket.push(registry, [key])
+    result = await pull_key(consumer, key, options=RemoteOptions(retries=0))
+
+    assert result is not None
+    assert (result.version, result.installed, result.promoted) == (newer, True, True)
+    local = registry_from_settings(consumer)
+    assert local.champion(key) == newer
+    assert [info.version for info in local.versions(key)] == [versions[1], newer]
+    unset = consumer.model_copy(update={"s3_bucket": None})
+    assert await pull_key(unset, key) is None

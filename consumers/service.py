@@ -37,7 +37,7 @@ from consumers.windows import (
     BarWindows,
     WindowKey,
     canonical_interval,
-    needs_database,
+    covered_after,
     with_history,
 )
 from storage.bars import BarRecord, bars_for_span, recent_bars, upsert_bars
@@ -201,8 +201,10 @@ class InferenceService:
 
 def _old_times(items: Sequence[Item], window: pd.DataFrame, size: int) -> list[pd.Timestamp]:
     """Bar times of the alerts whose history reaches back before the window."""
-    times = (pd.Timestamp(item.alert.bar_time) for item in items)
-    return [t for t in times if needs_database(window, size, t)]
+    edge = covered_after(window, size)
+    if edge is None:
+        return []
+    return [t for t in (pd.Timestamp(i.alert.bar_time) for i in items) if t <= edge]
 
 
 def _group(items: Sequence[Item]) -> dict[WindowKey, list[Item]]:

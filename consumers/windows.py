@@ -161,14 +161,13 @@ def upsert(frame: pd.DataFrame, incoming: pd.DataFrame) -> pd.DataFrame:
     return combined.sort_index()
 
 
-def needs_database(window: pd.DataFrame, size: int, bar_time: pd.Timestamp) -> bool:
-    """Whether the window lacks some of the `size` bars up to `bar_time`.
-
-    A window shorter than `size` holds the whole stored history, so it lacks nothing.
-    """
-    if len(window) < size:
-        return False
-    return int(window.index.searchsorted(bar_time, side="left")) < size - 1
+def covered_after(window: pd.DataFrame, size: int) -> pd.Timestamp | None:
+    """Alerts for bars after this time find their `size` bars of history in the window; for a
+    bar at or before it, some must be read from the database. None: the window lacks nothing
+    (shorter than `size`, it holds the whole stored history)."""
+    if len(window) < size or size < 2:  # noqa: PLR2004 - a bar and one before it
+        return None
+    return pd.Timestamp(window.index[size - 2])
 
 
 def with_history(window: pd.DataFrame, older: pd.DataFrame) -> pd.DataFrame:

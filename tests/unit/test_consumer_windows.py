@@ -16,7 +16,7 @@ from consumers.windows import (
     alert_bars,
     canonical_interval,
     classify,
-    needs_database,
+    covered_after,
     runs,
     upsert,
     with_history,
@@ -83,12 +83,13 @@ def test_alerts_form_runs_of_strictly_increasing_bar_times() -> None:
 
 def test_history_is_read_for_a_bar_older_than_what_the_window_covers() -> None:
     full = window(range(10, 20))  # a full window of 10 bars: days 10..19
-    assert not needs_database(full, 10, day(25))  # new bar: the 9 before it are there
-    assert not needs_database(full, 10, day(19))  # the last bar: 9 before it
-    assert needs_database(full, 10, day(18))  # only 8 bars before it in the window
-    assert needs_database(full, 10, day(3))
+    edge = covered_after(full, 10)
+    assert edge == day(18)
+    assert day(25) > edge  # a new bar: the 9 before it are in the window
+    assert day(19) > edge  # the last bar: 9 before it
+    assert not day(18) > edge  # only 8 bars before it in the window
     short = window(range(5))  # shorter than its size: the whole stored history
-    assert not needs_database(short, 10, day(2))
+    assert covered_after(short, 10) is None
 
 
 def test_stored_history_joins_the_window_without_losing_its_newer_bars() -> None:

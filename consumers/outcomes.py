@@ -76,7 +76,7 @@ async def resolve_outcomes(
                 bars = await bars_between(
                     session=session, symbol=name, interval=interval, start=start
                 )
-                outcomes = _outcomes(group, bars)
+                outcomes = await asyncio.to_thread(_outcomes, group, bars)  # off the loop
                 resolved += await insert_outcomes(session=session, outcomes=outcomes)
     metrics.OUTCOMES.inc(resolved)
     return resolved

@@ -72,6 +72,7 @@ Price = Annotated[float, AfterValidator(_finite_positive)]
 Volume = Annotated[float, AfterValidator(_finite_non_negative)]
 Symbol = Annotated[str, Field(pattern=SYMBOL_PATTERN), AfterValidator(str.upper)]
 Interval = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[0-9A-Za-z]+$")]
+AlertId = Annotated[str, Field(min_length=8, max_length=128)]
 
 
 def make_alert_id(
@@ -119,7 +120,7 @@ class Alert(_Bar):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     schema_version: Literal[1] = SCHEMA_VERSION
-    alert_id: Annotated[str, Field(min_length=8, max_length=128)]
+    alert_id: AlertId
     source: AlertSource
     symbol: Symbol
     exchange: Annotated[str | None, Field(max_length=40)] = None
@@ -128,6 +129,13 @@ class Alert(_Bar):
     action: Literal["buy", "sell"] | None = None
     received_at: UtcDatetime = Field(default_factory=utcnow)
     extra: Annotated[dict[str, Any], AfterValidator(_check_extra)] = Field(default_factory=dict)
+
+
+class _Given(BaseModel):
+    """What a caller may add in `TradingViewMessage.to_alert`, with `Alert`'s checks."""
+
+    alert_id: AlertId | None = None
+    received_at: UtcDatetime | None = None
 
 
 class TradingViewMessage(_Bar):
@@ -162,8 +170,16 @@ class TradingViewMessage(_Bar):
         alert_id: str | None = None,
         received_at: datetime | None = None,
     ) -> Alert:
-        """The wire `Alert`; the passphrase never leaves this object."""
-        return Alert(
+        """The wire `Alert`; the passphrase never leaves this object.
+
+        Built without validating again what this message already validated: its fields have the
+        types and checks of `Alert`'s (a test holds the two models together), so only what the
+        caller adds, `alert_id` and `received_at`, is checked here.
+        """
+        if alert_id or received_at:
+            given = _Given(alert_id=alert_id or None, received_at=received_at)
+            received_at = given.received_at
+        return Alert.model_construct(
             alert_id=alert_id
             or make_alert_id(
                 source=source,

@@ -173,10 +173,15 @@ def _prepare(bundle: ModelBundle) -> _Served:
 
 
 def _scores(served: _Served, windows: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Scaled inputs and scores; finiteness was checked, so sklearn need not check it again."""
+    """Scaled inputs and scores.
+
+    Finiteness and shape were checked by `_check_windows`/`_rows_to_windows` and the estimators
+    were verified at load, so scikit-learn's own per-call checks (finiteness, parameter
+    validation) are skipped: for one window they cost more than the arithmetic.
+    """
     from sklearn import config_context
 
-    with config_context(assume_finite=True):
+    with config_context(assume_finite=True, skip_parameter_validation=True):
         scaled = np.asarray(served.scaler.transform(windows), dtype=np.float64)
         if served.bundle.target == "direction":
             proba = np.asarray(served.head.predict_proba(scaled), dtype=np.float64)

@@ -30,7 +30,7 @@ from bot.topics import DEFAULT_PREFIX, INFERENCE_GROUP
 from consumers import metrics
 from consumers.deadletters import RecordRef
 from consumers.models import ServedModels
-from consumers.reload import Reloader
+from consumers.reload import Reloader, remote_pull
 from consumers.service import BatchResult, InferenceService
 from consumers.windows import BarWindows
 
@@ -212,8 +212,11 @@ def add_inference(
 
 
 def add_reload(broker: KafkaBroker, settings: Settings, *, models: ServedModels) -> Reloader:
-    """Subscribe the hot-reload handler on the models topic (per-process, newest events only)."""
-    reloader = Reloader(models)
+    """Subscribe the hot-reload handler on the models topic (per-process, newest events only).
+
+    With a remote configured, each event first installs the key's remote champion.
+    """
+    reloader = Reloader(models, pull=remote_pull(settings))
 
     @broker.subscriber(
         settings.topics.models,

@@ -102,12 +102,26 @@ async def snapshot_live_metrics(
         )
 
 
+def snapshot_due(
+    *, scheduled: float, last_snapshot: float | None, now: float, fresh_interval: float
+) -> float:
+    """When to snapshot once new outcomes were resolved: now, or `fresh_interval` after the last
+    snapshot if that is later (debounced while outcomes keep arriving), never after `scheduled`
+    (the regular snapshot)."""
+    earliest = now if last_snapshot is None else max(now, last_snapshot + fresh_interval)
+    return min(scheduled, earliest)
+
+
 class OutcomeWorker:
-    """Resolves outcomes in the background after batches, and snapshots live metrics regularly.
+    """Resolves outcomes in the background after batches, and snapshots live metrics.
 
     Off the alert path: a batch only marks its symbols; the worker coalesces the marks and
     resolves at most once every `min_interval_seconds`, so that under load it does not compete
     with every batch for the event loop and the database's write lock.
+
+    Live metrics are snapshotted every `snapshot_every_seconds` and, so that the dashboard's live
+    columns follow a replay, soon after new outcomes were resolved: at most once every
+    `fresh_interval_seconds` while outcomes keep arriving.
     """
 
     def __init__(
@@ -116,14 +130,19 @@ class OutcomeWorker:
         session_factory: async_sessionmaker[AsyncSession],
         cost_bps: float,
         snapshot_every_seconds: float = 300.0,
+        fresh_interval_seconds: float = 15.0,
         min_interval_seconds: float = 1.0,
     ) -> None:
         self._session_factory = session_factory
         self._cost_bps = cost_bps
         self._every = snapshot_every_seconds
+        self._fresh = fresh_interval_seconds
         self._min_interval = min_interval_seconds
         self._symbols: set[str] = set()
         self._wake = asyncio.Event()
+        self._next_snapshot = 0.0  # loop time; set by `run`
+        self._last_snapshot: float | None = None
+        self.snapshots = 0  # snapshots started since start (a failed one is logged)
 
     def mark(self, symbols: Iterable[str]) -> None:
         self._symbols.update(symbols)
@@ -131,18 +150,20 @@ class OutcomeWorker:
             self._wake.set()
 
     async def run(self) -> None:
-        """Until cancelled: resolve marked symbols; snapshot live metrics every few minutes."""
+        """Until cancelled: resolve marked symbols; snapshot live metrics when due."""
         loop = asyncio.get_running_loop()
-        next_snapshot = loop.time() + self._every
+        self._next_snapshot = loop.time() + self._every
         while True:
-            timeout = max(0.0, next_snapshot - loop.time())
+            timeout = max(0.0, self._next_snapshot - loop.time())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)
             await self._step()
             await asyncio.sleep(self._min_interval)  # marks made meanwhile are coalesced
-            if loop.time() >= next_snapshot:
+            if loop.time() >= self._next_snapshot:
+                self.snapshots += 1
                 await self._guarded(self._snapshot)
-                next_snapshot = loop.time() + self._every
+                self._last_snapshot = loop.time()
+                self._next_snapshot = self._last_snapshot + self._every
 
     async def _step(self) -> None:
         self._wake.clear()
@@ -151,7 +172,14 @@ class OutcomeWorker:
             await self._guarded(lambda: self._resolve(symbols))
 
     async def _resolve(self, symbols: set[str]) -> None:
-        await resolve_outcomes(session_factory=self._session_factory, symbols=symbols)
+        resolved = await resolve_outcomes(session_factory=self._session_factory, symbols=symbols)
+        if resolved:
+            self._next_snapshot = snapshot_due(
+                scheduled=self._next_snapshot,
+                last_snapshot=self._last_snapshot,
+                now=asyncio.get_running_loop().time(),
+                fresh_interval=self._fresh,
+            )
 
     async def _snapshot(self) -> None:
         await snapshot_live_metrics(session_factory=self._session_factory, cost_bps=self._cost_bps)

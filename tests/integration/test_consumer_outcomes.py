@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 
 import pytest
@@ -9,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.settings import Settings
-from consumers.outcomes import resolve_outcomes, snapshot_live_metrics
+from consumers.outcomes import OutcomeWorker, resolve_outcomes, snapshot_live_metrics
 from consumers.runner import running_consumer
 from storage.tables import LiveMetricSnapshot, Outcome, SignalRow
 from tests.consumer_support import (
@@ -77,3 +79,68 @@ async def test_replayed_series_resolves_every_signal_whose_horizon_passed(
         assert snapshot.window == "all"
         assert snapshot.metrics["signal_count"] == STREAM - 1
         assert snapshot.metrics["accuracy"] == pytest.approx(sum(hits) / len(hits))
+
+
+async def test_the_worker_snapshots_live_metrics_soon_after_new_outcomes(
+    kafka_settings: Settings, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    """After a replay the dashboard's live columns fill without waiting for the 5-minute snapshot;
+    further outcomes within the fresh interval do not snapshot again (debounced)."""
+    settings = kafka_settings
+    bars = sample_bars("SPX")
+    keys = list(publish_champions(settings, "SPX", lines=[("direction", "logreg")]))
+    await seed_bars(session_factory, "SPX", bars.iloc[:SEED_BARS])
+    replay = bars.iloc[SEED_BARS : SEED_BARS + STREAM]
+    async with running_consumer(settings, outcomes=False):
+        await produce_alerts(settings.bootstrap, settings.topics.alerts, alerts_for("SPX", replay))
+
+        async def stored() -> bool:
+            return len(await signal_rows(session_factory)) >= STREAM * len(keys)
+
+        assert await eventually(stored)
+
+    worker = OutcomeWorker(
+        session_factory=session_factory,
+        cost_bps=1.0,
+        snapshot_every_seconds=3600.0,
+        fresh_interval_seconds=3600.0,
+        min_interval_seconds=0.05,
+    )
+    task = asyncio.create_task(worker.run())
+    try:
+
+        async def snapshots() -> list[LiveMetricSnapshot]:
+            async with session_factory() as session:
+                return list((await session.execute(select(LiveMetricSnapshot))).scalars())
+
+        async def outcomes() -> int:
+            async with session_factory() as session:
+                return len((await session.execute(select(Outcome))).scalars().all())
+
+        assert await snapshots() == []
+        worker.mark(["SPX"])
+
+        async def snapshotted() -> bool:
+            return len(await snapshots()) == len(keys)
+
+        assert await eventually(snapshotted)  # not after the hour of `snapshot_every_seconds`
+        assert (await snapshots())[0].metrics["signal_count"] == STREAM - 1
+        assert worker.snapshots == 1
+
+        # the next bar resolves the last signal: within the fresh interval, no second snapshot
+        await seed_bars(
+            session_factory, "SPX", bars.iloc[SEED_BARS + STREAM : SEED_BARS + STREAM + 1]
+        )
+        worker.mark(["SPX"])
+
+        async def all_resolved() -> bool:
+            return await outcomes() == STREAM * len(keys)
+
+        assert await eventually(all_resolved)
+        await asyncio.sleep(0.2)  # past the worker's coalescing pause, where it would snapshot
+        assert worker.snapshots == 1
+        assert len(await snapshots()) == len(keys)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

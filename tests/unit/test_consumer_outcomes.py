@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from bot.live_metrics import LIVE_COLUMNS, live_metrics, resolve
+from consumers.outcomes import snapshot_due
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 CLOSES = [100.0, 110.0, 99.0, 90.0, 120.0]
@@ -152,3 +153,22 @@ def test_windows_only_count_recent_bars_and_costs_lower_returns() -> None:
 
 def test_no_rows_no_metrics() -> None:
     assert live_metrics(pd.DataFrame(columns=LIVE_COLUMNS), now=T0, cost_bps=1.0) == {}
+
+
+@pytest.mark.parametrize(
+    ("last_snapshot", "now", "due"),
+    [
+        (None, 10.0, 10.0),  # no snapshot since start: right away
+        (0.0, 100.0, 100.0),  # the last one is older than the fresh interval: right away
+        (95.0, 100.0, 110.0),  # debounced: 15 s after the last one
+        (250.0, 260.0, 265.0),
+        (290.0, 295.0, 300.0),  # never later than the regular snapshot
+    ],
+)
+def test_a_snapshot_follows_new_outcomes_debounced(
+    last_snapshot: float | None, now: float, due: float
+) -> None:
+    assert (
+        snapshot_due(scheduled=300.0, last_snapshot=last_snapshot, now=now, fresh_interval=15.0)
+        == due
+    )

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot import pipeline_metrics as m
 from bot.artifacts import ArtifactRegistry
 from bot.champions import EventSink, promote_version
-from bot.errors import ItffError
+from bot.errors import BadInput, ItffError
 from bot.observability import get_logger
 from bot.pipeline_refresh import refresh_symbol
 from bot.pipeline_train import TrainOutcome, TrainTask, make_pool, plan, train_task
@@ -84,6 +84,7 @@ class _Run:
     run_id: str
     write: RunLog
     rule: PromotionRule
+    holdout_bars: int = 0
     counts: dict[str, Any] = field(default_factory=dict)
     decisions: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -111,13 +112,21 @@ async def run_pipeline(
     registry: ArtifactRegistry,
     events: EventSink,
     trigger: str = "manual",
+    holdout_bars: int = 0,
 ) -> RunSummary:
-    """One full run; never raises for a failed run: the summary (and the table) say `failed`."""
+    """One full run; never raises for a failed run: the summary (and the table) say `failed`.
+
+    `holdout_bars` > 0 trains on each symbol's stored bars except the newest `holdout_bars`
+    (they are still refreshed into `bars`): replaying them afterwards (`itff replay --limit N`)
+    is then an out-of-sample test of the new models, not a replay of their training data.
+    """
+    if holdout_bars < 0:
+        raise BadInput(f"holdout_bars must be 0 or more, got {holdout_bars}")
     started, clock = utcnow(), time.perf_counter()
     run_id = f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
     run = _Run(
         settings, session_factory, registry, events, run_id,
-        RunLog(settings.log_dir, run_id, started), promotion_rule(settings),
+        RunLog(settings.log_dir, run_id, started), promotion_rule(settings), holdout_bars,
     )  # fmt: skip
     async with session_factory() as session:
         await run_repo.start_run(
@@ -152,7 +161,7 @@ async def _steps(run: _Run) -> str:
     run.write("training_started", models=len(jobs), workers=workers)
     async with WorkerPool(workers) as pool:
         for symbol in settings.symbols:
-            bars = await _refresh(run, symbol)
+            bars = _training_bars(run, symbol, await _refresh(run, symbol))
             for _symbol, target, kind in (job for job in jobs if job[0] == symbol):
                 pool.submit(_task(settings, bars, symbol, target, kind))
         async for outcome in pool.results():
@@ -176,6 +185,20 @@ async def _refresh(run: _Run, symbol: str) -> pd.DataFrame:
     if result.bars is None:  # refresh_symbol always sets it
         raise RuntimeError("refresh_symbol returned no bars")
     return result.bars
+
+
+def _training_bars(run: _Run, symbol: str, bars: pd.DataFrame) -> pd.DataFrame:
+    """The stored bars the models learn from: all, or all but the newest `holdout_bars`."""
+    if not run.holdout_bars:
+        return bars
+    kept = bars.iloc[: -run.holdout_bars]
+    run.write(
+        "bars_held_out",
+        symbol=symbol,
+        held_out=min(run.holdout_bars, len(bars)),
+        train_until=kept.index[-1] if len(kept) else None,
+    )
+    return kept
 
 
 def _task(

@@ -70,7 +70,7 @@ def _parse_day(value: str) -> datetime:
         raise BadInput(f"--since {value!r} is not a date; use YYYY-MM-DD") from exc
 
 
-async def _run_once(settings: Settings) -> dict[str, object]:
+async def _run_once(settings: Settings, holdout_bars: int = 0) -> dict[str, object]:
     from bot.pipeline import run_pipeline
 
     async with _context(settings) as ctx:
@@ -80,6 +80,7 @@ async def _run_once(settings: Settings) -> dict[str, object]:
             registry=ctx.registry,
             events=ctx.events,
             trigger="manual",
+            holdout_bars=holdout_bars,
         )
     return {
         "run_id": summary.run_id,
@@ -183,9 +184,14 @@ def register(app: typer.Typer) -> None:
     def run(
         symbols: str | None = typer.Option(None, help="comma list; default ITFF_SYMBOLS"),
         source: str | None = typer.Option(None, help="csv:PATH or binance:URL"),
+        holdout_bars: int = typer.Option(
+            0,
+            min=0,
+            help="train without each symbol's newest N stored bars (replay them out of sample)",
+        ),
     ) -> None:
         """Run the pipeline once now and print the run record; exit 1 when it failed."""
-        summary = asyncio.run(_run_once(_settings(symbols, source)))
+        summary = asyncio.run(_run_once(_settings(symbols, source), holdout_bars))
         _echo(summary)
         if summary["status"] != "succeeded":
             raise typer.Exit(1)

@@ -51,7 +51,12 @@ SERVICES = (
     ),
     Service("dashboard", ("dashboard",), lambda s: f"http://localhost:{s.dash_port}"),
 )
-TRAIN_COMMANDS = (("pipeline", "run"), ("train",))
+# The first training leaves the newest bars out, so that the README's `itff replay --limit 300`
+# of the sample's last bars is an out-of-sample test of the models, not a replay of their
+# training data; the scheduler's daily pipeline then trains on everything.
+DEMO_HOLDOUT_BARS = 300
+TRAIN_COMMAND = ("pipeline", "run")
+TRAIN_ARGS = ("--holdout-bars", str(DEMO_HOLDOUT_BARS))
 
 
 def registered(path: Sequence[str]) -> bool:
@@ -107,12 +112,10 @@ def _train_first_model(settings: Settings) -> None:
     """Without any champion the consumer could emit no signal: train once before it starts."""
     if has_champion(settings):
         return
-    command = next((c for c in TRAIN_COMMANDS if registered(c)), None)
-    if command is None:
-        typer.echo("models     none yet, and no training command in this build; no signals")
-        return
+    command = (*TRAIN_COMMAND, *TRAIN_ARGS)
     typer.echo(
-        f"models     none in {settings.artifact_dir}: training now (itff {' '.join(command)})"
+        f"models     none in {settings.artifact_dir}: training now (itff {' '.join(command)}; "
+        f"the newest {DEMO_HOLDOUT_BARS} bars of each symbol are held out for `itff replay`)"
     )
     done = subprocess.run([*ITFF, *command], check=False)  # noqa: S603 - our own entry point
     if done.returncode != 0 or not has_champion(settings):

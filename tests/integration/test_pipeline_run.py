@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from bot.artifacts import ArtifactRegistry
+from bot.errors import BadInput
 from bot.model_events import ModelEventPublisher
 from bot.pipeline import RunSummary, run_pipeline
 from bot.schemas import ModelEvent
@@ -36,11 +38,12 @@ def small(kafka_settings, tmp_path):
     )  # fmt: skip
 
 
-async def _run(settings, session_factory) -> RunSummary:
+async def _run(settings, session_factory, *, holdout_bars: int = 0) -> RunSummary:
     async with ModelEventPublisher(settings) as events:
         return await run_pipeline(
             settings, session_factory=session_factory,
             registry=ArtifactRegistry(settings.artifact_dir), events=events, trigger="test",
+            holdout_bars=holdout_bars,
         )  # fmt: skip
 
 
@@ -187,3 +190,22 @@ async def test_unreachable_broker_fails_the_run_before_anything_changes(
     assert ArtifactRegistry(offline.artifact_dir).champions() == {}
     async with session_factory() as session:
         assert await session.scalar(select(func.count()).select_from(Bar)) == 0
+
+
+async def test_holdout_bars_are_stored_but_not_learned(small, session_factory, tmp_path) -> None:
+    held_out = 200
+    one_model = small.model_copy(update={"targets": ["direction"], "model_types": ["logreg"]})
+    summary = await _run(one_model, session_factory, holdout_bars=held_out)
+    assert summary.status == "succeeded", summary.error
+    source = pd.read_csv(tmp_path / "bars" / "SPX_1d.csv", parse_dates=["time"])
+    bundle = ArtifactRegistry(one_model.artifact_dir).load(DIRECTION)
+    assert bundle.train_end == source["time"].iloc[-held_out - 1].to_pydatetime()
+    async with session_factory() as session:
+        assert await session.scalar(select(func.count()).select_from(Bar)) == len(source)
+    log = Path(summary.log_path).read_text(encoding="utf-8")  # noqa: ASYNC240
+    assert '"event": "bars_held_out"' in log
+
+
+async def test_a_negative_holdout_is_refused(small, session_factory) -> None:
+    with pytest.raises(BadInput, match="holdout_bars"):
+        await _run(small, session_factory, holdout_bars=-1)

@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from bot.observability import get_logger
@@ -35,6 +36,16 @@ ERROR_NAMES = {
 }
 
 
+def json_answer(
+    document: Any, *, status: int, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """`web.json_response` with the body encoded by orjson (a few us less on every request)."""
+    body = orjson.dumps(document, default=str, option=orjson.OPT_NON_STR_KEYS)
+    return web.Response(
+        body=body, status=status, headers=headers, content_type="application/json", charset="utf-8"
+    )
+
+
 class ApiError(Exception):
     """An HTTP error answered as `{"error": error, "detail": detail}`."""
 
@@ -53,7 +64,7 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
     def response(self) -> web.Response:
-        return web.json_response(
+        return json_answer(
             {"error": self.error, "detail": self.detail}, status=self.status, headers=self.headers
         )
 

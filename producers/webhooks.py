@@ -14,7 +14,7 @@ from bot.schemas import Alert, AlertSource, TradingViewMessage
 from producers import parsing
 from producers.auth import check_passphrase
 from producers.delivery import Outcome
-from producers.responses import ERROR_NAMES, ApiError, Handler
+from producers.responses import ERROR_NAMES, ApiError, Handler, json_answer
 from producers.state import DELIVERY, GUARDS, METRICS, SETTINGS, client_of
 
 log = get_logger(__name__)
@@ -113,7 +113,7 @@ def _count(request: web.Request, alert: Alert, outcome: Outcome) -> None:
 
 def _response(alert_id: str, outcome: Outcome) -> web.Response:
     if outcome == "duplicate":
-        return web.json_response({"alert_id": alert_id, "status": "duplicate"}, status=200)
-    return web.json_response(
+        return json_answer({"alert_id": alert_id, "status": "duplicate"}, status=200)
+    return json_answer(
         {"alert_id": alert_id, "status": "accepted", "queued": outcome == "queued"}, status=202
     )

@@ -22,6 +22,7 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from bot.observability import get_logger
 from bot.schemas import DeadLetter, ModelEvent, Signal, utcnow
@@ -172,6 +173,7 @@ def add_inference(
     session_factory: async_sessionmaker[AsyncSession],
     models: ServedModels,
     group_id: str | None = None,
+    sync_sessions: sessionmaker[Session] | None = None,
 ) -> InferenceService:
     """Subscribe the alerts -> signals handler; returns its service (windows, for tests)."""
     service = InferenceService(
@@ -179,6 +181,7 @@ def add_inference(
         champion_specs=models.specs,
         predict=models.predict_windows,
         lookback=settings.lookback,
+        sync_sessions=sync_sessions,
     )
     emitter = Emitter(settings)
     service.on_close = emitter.stop

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from faststream.kafka import KafkaBroker
+from sqlalchemy.orm import sessionmaker
 
 from bot.artifact_pull import pull_champions
 from bot.observability import get_logger, serve_metrics
@@ -24,7 +25,7 @@ from consumers.models import PredictorModels
 from consumers.outcomes import OutcomeWorker
 from consumers.reload import Reloader
 from consumers.service import InferenceService
-from storage.db import create_engine, create_session_factory
+from storage.db import create_engine, create_session_factory, create_sync_sqlite_engine
 from storage.migrate import upgrade_async
 
 log = get_logger(__name__)
@@ -48,10 +49,19 @@ async def running_consumer(
     await upgrade_async(settings.database_url)  # a no-op when `itff up` already migrated
     engine = create_engine(settings.database_url)
     session_factory = create_session_factory(engine)
+    # SQLite: each batch's write runs in the inference thread on a synchronous connection, one
+    # thread hop per batch instead of one per aiosqlite call
+    sqlite = engine.dialect.name == "sqlite"
+    sync_engine = create_sync_sqlite_engine(settings.database_url) if sqlite else None
     models = PredictorModels.from_settings(settings)
     broker = create_broker(settings)
     service = add_inference(
-        broker, settings, session_factory=session_factory, models=models, group_id=group_id
+        broker,
+        settings,
+        session_factory=session_factory,
+        models=models,
+        group_id=group_id,
+        sync_sessions=sessionmaker(sync_engine, expire_on_commit=False) if sync_engine else None,
     )
     reloader = add_reload(broker, settings, models=models)
     worker = OutcomeWorker(session_factory=session_factory, cost_bps=settings.cost_bps)
@@ -75,6 +85,8 @@ async def running_consumer(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await engine.dispose()
+        if sync_engine is not None:
+            sync_engine.dispose()
 
 
 async def run(settings: Settings, *, metrics_port: int | None = None) -> None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from bot.features import WARMUP_BARS
 from bot.observability import get_logger
@@ -40,8 +41,13 @@ from consumers.windows import (
     covered_after,
     with_history,
 )
-from storage.bars import BarRecord, bars_for_span, recent_bars, upsert_bars
-from storage.signals import insert_signals, signals_for_alerts
+from storage.bars import BarRecord, bars_for_span, recent_bars, upsert_bars, upsert_bars_sync
+from storage.signals import (
+    insert_signals,
+    insert_signals_sync,
+    signals_for_alerts,
+    signals_for_alerts_sync,
+)
 
 log = get_logger(__name__)
 
@@ -81,8 +87,11 @@ class InferenceService:
         champion_specs: ChampionSpecs,
         predict: PredictWindows,
         lookback: int = 1,
+        sync_sessions: sessionmaker[Session] | None = None,
     ) -> None:
         self._session_factory = session_factory
+        # SQLite: the batch's write in the inference thread, one hop (aiosqlite: one per call)
+        self._sync_sessions = sync_sessions
         self._champion_specs = champion_specs
         self._predict = predict
         self.windows = BarWindows(window_size(lookback))
@@ -102,8 +111,12 @@ class InferenceService:
         groups = _group(items)
         try:
             plan = await self._read(groups)
-            outcomes = await asyncio.to_thread(self._infer_all, plan)
-            await self._write(plan, outcomes, result)
+            if self._sync_sessions is None:
+                outcomes = await asyncio.to_thread(self._infer_all, plan)
+                written = await self._write(plan, outcomes)
+            else:
+                outcomes, written = await asyncio.to_thread(self._infer_and_write, plan)
+            _publishable(plan, outcomes, written, result)
         except BaseException:
             self.windows.invalidate(list(groups))
             raise
@@ -178,25 +191,56 @@ class InferenceService:
             metrics.INFERENCE_LATENCY.observe(time.perf_counter() - started)
         return outcomes
 
-    async def _write(
-        self, plan: _Plan, outcomes: dict[WindowKey, GroupResult], result: BatchResult
-    ) -> None:
+    def _infer_and_write(self, plan: _Plan) -> tuple[dict[WindowKey, GroupResult], _Written]:
+        outcomes = self._infer_all(plan)
+        return outcomes, self._write_sync(plan, outcomes)
+
+    async def _write(self, plan: _Plan, outcomes: dict[WindowKey, GroupResult]) -> _Written:
         """Bars and new signals in one transaction; a redelivered alert gets its stored signals.
 
         A signal that already existed (the alert was delivered before) is not stored again: the
         alert's stored signals are looked up, so that what was stored the first time is
         published again, with the same `signal_id`.
         """
-        fresh = [signal for outcome in outcomes.values() for signal in outcome.signals]
-        horizons = {k: v for outcome in outcomes.values() for k, v in outcome.horizons.items()}
+        fresh, horizons = _fresh(outcomes)
         async with self._session_factory() as session, session.begin():
             await upsert_bars(session=session, bars=_bar_records(plan.groups))
             inserted = await insert_signals(session=session, signals=fresh, horizons=horizons)
             again = {s.alert_id for s in fresh if s.signal_id not in inserted}
             stored = await signals_for_alerts(session=session, alert_ids=sorted(again))
-        result.signals = [s for s in fresh if s.signal_id in inserted]
-        result.redelivered = [s for s in stored if s.signal_id not in inserted]
-        _route_dead_letters(plan, outcomes, result)
+        return _Written(fresh, inserted, stored)
+
+    def _write_sync(self, plan: _Plan, outcomes: dict[WindowKey, GroupResult]) -> _Written:
+        """`_write` on a synchronous session, in the worker thread."""
+        assert self._sync_sessions is not None
+        fresh, horizons = _fresh(outcomes)
+        with self._sync_sessions() as session, session.begin():
+            upsert_bars_sync(session=session, bars=_bar_records(plan.groups))
+            inserted = insert_signals_sync(session=session, signals=fresh, horizons=horizons)
+            again = {s.alert_id for s in fresh if s.signal_id not in inserted}
+            stored = signals_for_alerts_sync(session=session, alert_ids=sorted(again))
+        return _Written(fresh, inserted, stored)
+
+
+@dataclass(frozen=True, slots=True)
+class _Written:
+    fresh: list[Signal]  # the batch's signals
+    inserted: set[str]  # signal ids stored by this batch
+    stored: list[Signal]  # signals stored before for alerts of this batch (redeliveries)
+
+
+def _fresh(outcomes: dict[WindowKey, GroupResult]) -> tuple[list[Signal], dict[str, int]]:
+    fresh = [signal for outcome in outcomes.values() for signal in outcome.signals]
+    horizons = {k: v for outcome in outcomes.values() for k, v in outcome.horizons.items()}
+    return fresh, horizons
+
+
+def _publishable(
+    plan: _Plan, outcomes: dict[WindowKey, GroupResult], written: _Written, result: BatchResult
+) -> None:
+    result.signals = [s for s in written.fresh if s.signal_id in written.inserted]
+    result.redelivered = [s for s in written.stored if s.signal_id not in written.inserted]
+    _route_dead_letters(plan, outcomes, result)
 
 
 def _old_times(items: Sequence[Item], window: pd.DataFrame, size: int) -> list[pd.Timestamp]:

@@ -13,6 +13,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from bot.schemas import utcnow
 from storage.tables import Bar
@@ -69,14 +70,9 @@ def _upsert_statement(dialect: str) -> Any:
     )
 
 
-async def upsert_bars(*, session: AsyncSession, bars: Sequence[BarRecord]) -> int:
-    """Insert or replace bars; the same bar twice leaves one row. Returns the rows written."""
-    rows = _last_per_key(bars)
-    if not rows:
-        return 0
+def _upsert_rows(bars: Sequence[BarRecord]) -> list[dict[str, Any]]:
     now = utcnow()
-    statement = _upsert_statement(session.get_bind().dialect.name)
-    params = [
+    return [
         {
             "symbol": bar.symbol,
             "interval": bar.interval,
@@ -85,11 +81,28 @@ async def upsert_bars(*, session: AsyncSession, bars: Sequence[BarRecord]) -> in
             "source": bar.source,
             "updated_at": now,
         }
-        for bar in rows
+        for bar in _last_per_key(bars)
     ]
+
+
+async def upsert_bars(*, session: AsyncSession, bars: Sequence[BarRecord]) -> int:
+    """Insert or replace bars; the same bar twice leaves one row. Returns the rows written."""
+    params = _upsert_rows(bars)
+    if not params:
+        return 0
+    statement = _upsert_statement(session.get_bind().dialect.name)
     # one cached statement over many parameter sets, not a recompiled multi-row VALUES clause
     await session.execute(statement, params)
-    return len(rows)
+    return len(params)
+
+
+def upsert_bars_sync(*, session: Session, bars: Sequence[BarRecord]) -> int:
+    """`upsert_bars` on a synchronous session (the consumer's write in its worker thread)."""
+    params = _upsert_rows(bars)
+    if not params:
+        return 0
+    session.execute(_upsert_statement(session.get_bind().dialect.name), params)
+    return len(params)
 
 
 async def upsert_frame(

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+import sqlalchemy
+from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -39,6 +40,16 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def create_sync_sqlite_engine(url: str, **kwargs: Any) -> Engine:
+    """A synchronous engine on the same SQLite file as `url`, with the same pragmas (the
+    consumer's one-hop write in its worker thread)."""
+    engine = sqlalchemy.create_engine(sync_url(url), **kwargs)
+    if engine.dialect.name != "sqlite":
+        raise ValueError(f"not a SQLite URL: {engine.url.render_as_string()}")
+    event.listen(engine, "connect", _sqlite_pragmas)
     return engine
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from bot.schemas import Signal, utcnow
 from storage.bars import insert_for
@@ -73,6 +74,10 @@ def _insert_signals_statement(dialect: str) -> Any:
     return insert_for(dialect, SIGNALS).on_conflict_do_nothing().returning(SIGNALS.c.signal_id)
 
 
+def _signal_rows(signals: Sequence[Signal], horizons: Mapping[str, int]) -> list[dict[str, Any]]:
+    return [_signal_row(s, horizons.get(s.model_key, 1)) for s in signals]
+
+
 async def insert_signals(
     *, session: AsyncSession, signals: Sequence[Signal], horizons: Mapping[str, int]
 ) -> set[str]:
@@ -82,23 +87,44 @@ async def insert_signals(
     # one cached statement executed over many parameter sets (SQLAlchemy's insertmanyvalues),
     # not a freshly compiled multi-row VALUES clause per batch
     statement = _insert_signals_statement(session.get_bind().dialect.name)
-    rows = [_signal_row(s, horizons.get(s.model_key, 1)) for s in signals]
-    return set((await session.execute(statement, rows)).scalars())
+    return set((await session.execute(statement, _signal_rows(signals, horizons))).scalars())
+
+
+def insert_signals_sync(
+    *, session: Session, signals: Sequence[Signal], horizons: Mapping[str, int]
+) -> set[str]:
+    """`insert_signals` on a synchronous session (the consumer's write in its worker thread)."""
+    if not signals:
+        return set()
+    statement = _insert_signals_statement(session.get_bind().dialect.name)
+    return set(session.execute(statement, _signal_rows(signals, horizons)).scalars())
 
 
 def _to_signal(row: SignalRow) -> Signal:
     return Signal.model_validate({name: getattr(row, name) for name in SIGNAL_FIELDS})
 
 
+def _signals_statements(alert_ids: Sequence[str]) -> list[Any]:
+    unique = sorted(set(alert_ids))
+    return [
+        select(SignalRow).where(SignalRow.alert_id.in_(unique[start : start + _CHUNK]))
+        for start in range(0, len(unique), _CHUNK)
+    ]
+
+
 async def signals_for_alerts(*, session: AsyncSession, alert_ids: Sequence[str]) -> list[Signal]:
     """Every stored signal of these alerts, as they were first emitted."""
-    if not alert_ids:
-        return []
     found: list[Signal] = []
-    unique = sorted(set(alert_ids))
-    for start in range(0, len(unique), _CHUNK):
-        statement = select(SignalRow).where(SignalRow.alert_id.in_(unique[start : start + _CHUNK]))
+    for statement in _signals_statements(alert_ids):
         found.extend(_to_signal(row) for row in (await session.execute(statement)).scalars())
+    return found
+
+
+def signals_for_alerts_sync(*, session: Session, alert_ids: Sequence[str]) -> list[Signal]:
+    """`signals_for_alerts` on a synchronous session."""
+    found: list[Signal] = []
+    for statement in _signals_statements(alert_ids):
+        found.extend(_to_signal(row) for row in session.execute(statement).scalars())
     return found
 
 

@@ -12,7 +12,8 @@ signal being read downstream (per signal); `Signal.latency_ms` (receipt -> emiss
 `--direct` publishes the alerts to Kafka itself (no receiver): the consumer's share of the path.
 `--inprocess` runs no Kafka client: `InferenceService.process` (decode, features, 3 models per
 symbol, one SQLite transaction) on batches of alert records, in this process; it prints alerts/s
-per batch size (`--profile FILE` writes a cProfile of it).
+per batch size, with the consumer's SQLite write (one synchronous transaction in the worker thread)
+and the aiosqlite one alternated (`--profile FILE` writes a cProfile of the former).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import aiohttp
 import numpy as np
 import pandas as pd
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from sqlalchemy.orm import sessionmaker
 
 from bot.artifacts import registry_from_settings
 from bot.kafka_admin import admin_client, ensure_topics
@@ -43,7 +45,7 @@ from bot.settings import Settings, load_settings
 from consumers.deadletters import RecordRef
 from consumers.models import PredictorModels
 from consumers.service import InferenceService
-from storage.db import create_engine, create_session_factory
+from storage.db import create_engine, create_session_factory, create_sync_sqlite_engine
 from storage.migrate import upgrade_async
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -372,13 +374,20 @@ async def inprocess(
     symbols = ["SPX", "NDX", *(f"SYN{i}" for i in range(max(0, n_symbols - 2)))][:n_symbols]
     streams = await prepare(settings, symbols, topics=False)
     engine = create_engine(settings.database_url)
+    sync_engine = create_sync_sqlite_engine(settings.database_url)
     models = PredictorModels.from_settings(settings)
-    service = InferenceService(
-        session_factory=create_session_factory(engine),
-        champion_specs=models.specs,
-        predict=models.predict_windows,
-        lookback=settings.lookback,
-    )
+    # the consumer's SQLite write (one hop, a synchronous connection in the inference thread)
+    # and the aiosqlite one (any other database), alternated on the same batches' sizes
+    services = {
+        write: InferenceService(
+            session_factory=create_session_factory(engine),
+            champion_specs=models.specs,
+            predict=models.predict_windows,
+            lookback=settings.lookback,
+            sync_sessions=sessionmaker(sync_engine, expire_on_commit=False) if sync else None,
+        )
+        for write, sync in (("sync", True), ("aiosqlite", False))
+    }
     offset = 0
 
     def records(count: int) -> list[RecordRef]:
@@ -391,29 +400,32 @@ async def inprocess(
         offset += count
         return refs
 
-    await service.process(records(20))  # warm-up: windows, models
+    for service in services.values():
+        await service.process(records(20))  # warm-up: windows, models
     profiler = cProfile.Profile() if profile else None
     for size in batch_sizes:
-        batches = [records(size) for _ in range(max(1, alerts // size))]
-        signals = 0
-        if profiler:
-            profiler.enable()
-        started = time.perf_counter()
-        for batch in batches:
-            signals += len((await service.process(batch)).signals)
-        elapsed = time.perf_counter() - started
-        if profiler:
-            profiler.disable()
-        count = size * len(batches)
-        print(
-            f"batch {size:>4}: {count:>6} alerts in {elapsed:6.2f}s  "
-            f"{count / elapsed:8.0f} alerts/s  {elapsed / len(batches) * 1000:7.2f} ms/batch  "
-            f"signals {signals}/{count * len(LINES)}"
-        )
+        for write, service in services.items():
+            batches = [records(size) for _ in range(max(1, alerts // size))]
+            signals = 0
+            if profiler and write == "sync":
+                profiler.enable()
+            started = time.perf_counter()
+            for batch in batches:
+                signals += len((await service.process(batch)).signals)
+            elapsed = time.perf_counter() - started
+            if profiler:
+                profiler.disable()
+            count = size * len(batches)
+            print(
+                f"batch {size:>4} ({write:>9} write): {count:>6} alerts in {elapsed:6.2f}s  "
+                f"{count / elapsed:8.0f} alerts/s  {elapsed / len(batches) * 1000:7.2f} ms/batch  "
+                f"signals {signals}/{count * len(LINES)}"
+            )
     if profiler and profile:
         profiler.dump_stats(profile)
         print(f"profile: {profile}")
     await engine.dispose()
+    sync_engine.dispose()
     print(f"database: {root}")
 
 

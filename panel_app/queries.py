@@ -15,16 +15,16 @@ from typing import Any
 
 import pandas as pd
 from cachetools import TTLCache
-from sqlalchemy import Engine, Select, create_engine, event, func, select, text
+from sqlalchemy import Engine, Select, create_engine, event, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.errors import BadInput, TransientError
 from bot.schemas import utcnow
 from storage.db import SQLITE_BUSY_TIMEOUT_MS, sync_url
+from storage.signals import latest_live_metrics_statement
 from storage.tables import (
     BacktestEquity,
-    LiveMetricSnapshot,
     ModelEventRow,
     ModelVersion,
     Outcome,
@@ -152,24 +152,7 @@ class DashboardQueries:
     def live_metrics(self, window: str) -> pd.DataFrame:
         """The latest live-metric snapshot of each model for `window` (7d, 30d or all)."""
         window_start(window)
-        table = LiveMetricSnapshot.__table__
-        latest = (
-            select(table.c.model_key, func.max(table.c.computed_at).label("computed_at"))
-            .where(table.c.window == window)
-            .group_by(table.c.model_key)
-            .subquery()
-        )
-        statement = (
-            select(table.c.model_key, table.c.computed_at, table.c.metrics)
-            .join(
-                latest,
-                (table.c.model_key == latest.c.model_key)
-                & (table.c.computed_at == latest.c.computed_at),
-            )
-            .where(table.c.window == window)
-            .order_by(table.c.model_key)
-            .limit(VERSION_LIMIT)
-        )
+        statement = latest_live_metrics_statement(window).limit(VERSION_LIMIT)
         return self._cached(
             ("live_metrics", window),
             lambda: _utc(_frame(self.engine, statement), "computed_at").drop_duplicates(

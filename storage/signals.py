@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -224,8 +224,9 @@ async def insert_live_metrics(
     return len(snapshots)
 
 
-async def latest_live_metrics(*, session: AsyncSession, window: str) -> dict[str, dict[str, Any]]:
-    """`{model_key: metrics}` of the newest `live_metrics` row of each model for `window`."""
+def latest_live_metrics_statement(window: str) -> Select[tuple[str, datetime, Any]]:
+    """`model_key, computed_at, metrics` of the newest `live_metrics` row of each model for
+    `window` (the dashboard runs it on its read-only engine, the scheduler on a session)."""
     table = LiveMetricSnapshot.__table__
     newest = (
         select(table.c.model_key, func.max(table.c.computed_at).label("computed_at"))
@@ -233,8 +234,8 @@ async def latest_live_metrics(*, session: AsyncSession, window: str) -> dict[str
         .group_by(table.c.model_key)
         .subquery()
     )
-    statement = (
-        select(table.c.model_key, table.c.metrics)
+    return (
+        select(table.c.model_key, table.c.computed_at, table.c.metrics)
         .join(
             newest,
             (table.c.model_key == newest.c.model_key)
@@ -243,4 +244,9 @@ async def latest_live_metrics(*, session: AsyncSession, window: str) -> dict[str
         .where(table.c.window == window)
         .order_by(table.c.model_key, table.c.id)
     )
-    return {str(key): dict(metrics) for key, metrics in (await session.execute(statement)).all()}
+
+
+async def latest_live_metrics(*, session: AsyncSession, window: str) -> dict[str, dict[str, Any]]:
+    """`{model_key: metrics}` of the newest `live_metrics` row of each model for `window`."""
+    rows = (await session.execute(latest_live_metrics_statement(window))).all()
+    return {str(key): dict(metrics) for key, _computed_at, metrics in rows}

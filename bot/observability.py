@@ -7,8 +7,11 @@ line, measured); stdlib loggers go through the same chain, rendered to text.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
+from collections.abc import Callable
+from datetime import date, datetime
 from typing import Any, BinaryIO, TextIO
 
 import orjson
@@ -31,8 +34,17 @@ def _redact(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]
 _ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
-def _json_bytes(event: Any, **kwargs: Any) -> bytes:
-    return orjson.dumps(event, option=_ORJSON_OPTIONS, **kwargs)
+def _iso_or(fallback: Callable[[Any], Any], value: Any) -> Any:
+    """Datetimes orjson leaves out (subclasses such as `pandas.Timestamp`) as ISO strings."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return fallback(value)
+
+
+def _json_bytes(event: Any, *, default: Callable[[Any], Any] = repr, **kwargs: Any) -> bytes:
+    return orjson.dumps(
+        event, default=functools.partial(_iso_or, default), option=_ORJSON_OPTIONS, **kwargs
+    )
 
 
 def _json_text(event: Any, **kwargs: Any) -> str:

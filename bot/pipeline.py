@@ -196,7 +196,7 @@ def _training_bars(run: _Run, symbol: str, bars: pd.DataFrame) -> pd.DataFrame:
         "bars_held_out",
         symbol=symbol,
         held_out=min(run.holdout_bars, len(bars)),
-        train_until=kept.index[-1] if len(kept) else None,
+        train_until=kept.index[-1].isoformat() if len(kept) else None,
     )
     return kept
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import structlog
 
@@ -89,6 +90,7 @@ def test_fields_keep_their_keys_and_secrets_are_masked(
         passphrase="hunter2-hunter2",
         api_token="t0ken-t0ken",
         when=object(),
+        bar=pd.Timestamp("2017-10-19", tz="UTC"),
     )
     logging.getLogger("aiokafka").warning("broker %s gone", "localhost:9092")
     counted, foreign = lines()
@@ -99,12 +101,14 @@ def test_fields_keep_their_keys_and_secrets_are_masked(
         "passphrase",
         "api_token",
         "when",
+        "bar",
     }
     assert counted["statuses"] == {"202": 3, "200": 1}
     assert counted["score"] == 0.25
     assert counted["sizes"] == [0, 1, 2]
     assert counted["passphrase"] == counted["api_token"] == "***"
     assert counted["when"].startswith("<object object at")
+    assert counted["bar"] == "2017-10-19T00:00:00+00:00"  # a datetime subclass, not its repr
     assert b"hunter2" not in written()
     assert b"t0ken" not in written()
     assert set(foreign) == BASE_KEYS

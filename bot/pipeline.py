@@ -191,12 +191,17 @@ def _training_bars(run: _Run, symbol: str, bars: pd.DataFrame) -> pd.DataFrame:
     """The stored bars the models learn from: all, or all but the newest `holdout_bars`."""
     if not run.holdout_bars:
         return bars
+    if run.holdout_bars >= len(bars):
+        raise BadInput(
+            f"--holdout-bars {run.holdout_bars} leaves no bar of {symbol} to train on "
+            f"({len(bars)} stored); hold out fewer bars"
+        )
     kept = bars.iloc[: -run.holdout_bars]
     run.write(
         "bars_held_out",
         symbol=symbol,
         held_out=min(run.holdout_bars, len(bars)),
-        train_until=kept.index[-1].isoformat() if len(kept) else None,
+        train_until=kept.index[-1].isoformat(),
     )
     return kept
 

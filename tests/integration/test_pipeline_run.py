@@ -209,3 +209,10 @@ async def test_holdout_bars_are_stored_but_not_learned(small, session_factory, t
 async def test_a_negative_holdout_is_refused(small, session_factory) -> None:
     with pytest.raises(BadInput, match="holdout_bars"):
         await _run(small, session_factory, holdout_bars=-1)
+
+
+async def test_holding_out_every_bar_fails_the_run_with_the_reason(small, session_factory) -> None:
+    summary = await _run(small, session_factory, holdout_bars=1400)
+    assert summary.status == "failed"
+    expected = "--holdout-bars 1400 leaves no bar of SPX to train on (1400 stored)"
+    assert expected in str(summary.error)

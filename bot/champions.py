@@ -8,6 +8,7 @@ reloads on the event finds the new champion in place.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -30,6 +31,9 @@ class EventSink(Protocol):
     async def publish(self, event: ModelEvent) -> None: ...
 
 
+BeforeEvent = Callable[[], Awaitable[object]]
+
+
 async def promote_version(
     *,
     session_factory: SessionFactory,
@@ -41,8 +45,13 @@ async def promote_version(
     previous: str | None,
     reason: str,
     metrics: dict[str, float | None],
+    before_event: BeforeEvent | None = None,
 ) -> None:
-    """Make a published (verified) version the champion of `key` and emit `promoted`."""
+    """Make a published (verified) version the champion of `key` and emit `promoted`.
+
+    `before_event` runs after the switch and before the event (the push to object storage, so
+    that a consumer on another machine finds the new version when the event reaches it).
+    """
     await asyncio.to_thread(registry.promote, key, version)
     async with session_factory() as session:
         await model_repo.set_champion(session=session, key=key, version=version)
@@ -51,6 +60,8 @@ async def promote_version(
             event="promoted", reason=reason,
         )  # fmt: skip
         await session.commit()
+    if before_event is not None:
+        await before_event()
     await events.publish(
         ModelEvent(model_key=key, version=version, sha256=sha256, event="promoted", metrics=metrics)
     )
@@ -64,8 +75,10 @@ async def rollback_champion(
     events: EventSink,
     key: str,
     to: str | None = None,
+    before_event: BeforeEvent | None = None,
 ) -> str:
-    """Switch the champion of `key` back (to `to` or the previous one) and tell the consumers."""
+    """Switch the champion of `key` back (to `to` or the previous one) and tell the consumers
+    (`before_event` as for `promote_version`)."""
     previous = await asyncio.to_thread(registry.champion, key)
     version = await asyncio.to_thread(registry.rollback, key, to)
     info = await asyncio.to_thread(registry.info, key, version)
@@ -83,6 +96,8 @@ async def rollback_champion(
         row = await model_repo.get_version(session=session, key=key, version=version)
         await session.commit()
     metrics = dict(row.metrics) if row is not None else {}
+    if before_event is not None:
+        await before_event()
     await events.publish(
         ModelEvent(
             model_key=key,

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Self
 
@@ -281,10 +282,12 @@ async def _handle(run: _Run, outcome: TrainOutcome) -> None:
             session_factory=run.session_factory, registry=run.registry, events=run.events,
             key=decision.key, version=decision.version, sha256=published.sha256,
             previous=decision.champion_version, reason=decision.reason, metrics=outcome.metrics,
+            before_event=partial(
+                push_after_switch, run.settings, run.registry, decision.key, event="promoted"
+            ),
         )  # fmt: skip
         run.bump("promoted")
         m.PIPELINE_MODELS.labels("promoted").inc()
-        await push_after_switch(run.settings, run.registry, decision.key, event="promoted")
     else:
         run.bump("rejected")
         m.PIPELINE_MODELS.labels("rejected").inc()

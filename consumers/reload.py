@@ -7,10 +7,10 @@ serving, `itff_consumer_model_reloads_total{result="refused"}` counts it and an 
 
 A consumer that does not share the scheduler's disk (a remote is configured:
 `ITFF_ARTIFACT_BASE_URL` or `ITFF_S3_BUCKET`, see `bot.artifact_pull`) first installs the key's
-remote champion, verified, then reloads it. The scheduler pushes to the remote after it published
-the event, so the pull is retried until the remote's champion is the event's version (for
-`pull_wait_seconds`); a pull that fails or never shows that version refuses the reload, exactly as
-a tampered artifact does.
+remote champion, verified, then reloads it. The scheduler pushes to the remote before it publishes
+the event; should the remote still lag (a failed push, a mirror's cache), the pull is retried until
+the remote's champion is the event's version (for `pull_wait_seconds`); a pull that fails or
+never shows that version refuses the reload, exactly as a tampered artifact does.
 """
 
 from __future__ import annotations

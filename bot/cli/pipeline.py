@@ -138,19 +138,22 @@ async def _backfill(settings: Settings, symbol: str, since: datetime) -> dict[st
 
 
 async def _rollback(settings: Settings, key: str, to: str | None) -> str:
+    from functools import partial
+
     from bot.champions import rollback_champion
     from bot.s3 import push_after_switch
 
     async with _context(settings) as ctx:
-        version = await rollback_champion(
+        return await rollback_champion(
             session_factory=ctx.session_factory,
             registry=ctx.registry,
             events=ctx.events,
             key=key,
             to=to,
+            before_event=partial(
+                push_after_switch, settings, ctx.registry, key, event="rolled_back"
+            ),
         )
-        await push_after_switch(settings, ctx.registry, key, event="rolled_back")
-        return version
 
 
 async def _recent_runs(settings: Settings, limit: int) -> list[dict[str, object]]:

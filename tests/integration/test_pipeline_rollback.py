@@ -83,3 +83,25 @@ async def test_rollback_switches_champion_records_and_emits_event(
     assert (event.event, event.model_key, event.version, event.sha256) == (
         "rolled_back", KEY, "v1", sha_v1,
     )  # fmt: skip
+
+
+async def test_the_hook_runs_after_the_switch_and_before_the_event(
+    kafka_settings, session_factory
+) -> None:
+    """The push to object storage goes between the switch and the event: a remote consumer
+    that reads the event finds the new champion already in the bucket."""
+    registry = ArtifactRegistry(kafka_settings.artifact_dir)
+    await _publish(session_factory, registry, "v1")
+    await _publish(session_factory, registry, "v2")
+    seen: list[tuple[str | None, int]] = []
+
+    async def hook() -> None:
+        seen.append((registry.champion(KEY), len(await _read_events(kafka_settings, 1))))
+
+    async with ModelEventPublisher(kafka_settings) as events:
+        await rollback_champion(
+            session_factory=session_factory, registry=registry, events=events, key=KEY,
+            before_event=hook,
+        )  # fmt: skip
+    assert seen == [("v1", 0)]  # switched, and not yet announced
+    assert [event.version for _key, event in await _read_events(kafka_settings, 1)] == ["v1"]

@@ -50,6 +50,7 @@ from storage.migrate import upgrade_async
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.consumer_support import fit_bundle, sample_bars, seed_bars
+from tests.fixtures.env import child_env
 
 ITFF = Path(sys.executable).with_name("itff")
 LINES = (("direction", "logreg"), ("return", "ridge"), ("direction", "ridge"))
@@ -77,20 +78,15 @@ def bench_settings(root: Path, bootstrap: str) -> Settings:
     )
 
 
-def child_env(settings: Settings, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ITFF_")}
-    return env | {
-        "ITFF_ENV": "test",
-        "ITFF_KAFKA_BOOTSTRAP": settings.bootstrap,
-        "ITFF_TOPIC_PREFIX": settings.topic_prefix,
-        "ITFF_DATABASE_URL": settings.database_url,
-        "ITFF_ARTIFACT_DIR": str(settings.artifact_dir),
-        "ITFF_TRADINGVIEW_PASSPHRASE": PASSPHRASE,
-        "ITFF_WEBHOOK_RATE_LIMIT": "10000000/minute",
-        "ITFF_WEBHOOK_PORT": str(port),
-        "ITFF_WEBHOOK_HOST": "127.0.0.1",
-        "ITFF_LOG_LEVEL": "WARNING",
-    }
+def webhook_env(settings: Settings, port: int) -> dict[str, str]:
+    return child_env(
+        settings,
+        ITFF_TRADINGVIEW_PASSPHRASE=PASSPHRASE,
+        ITFF_WEBHOOK_RATE_LIMIT="10000000/minute",
+        ITFF_WEBHOOK_PORT=str(port),
+        ITFF_WEBHOOK_HOST="127.0.0.1",
+        ITFF_LOG_LEVEL="WARNING",
+    )
 
 
 @dataclass
@@ -309,7 +305,7 @@ async def main(rates: list[int], seconds: float, n_symbols: int, *, direct: bool
     print(f"preparing {len(symbols)} symbols x {len(LINES)} champion models under {root} ...")
     streams = await prepare(settings, symbols)
     port = free_port()
-    env = child_env(settings, port)
+    env = webhook_env(settings, port)
     consumer_log = root / "consumer.log"
     procs = [] if direct else [start(["webhook"], env, root / "webhook.log")]
     procs.append(

@@ -7,7 +7,6 @@ The database is seeded through the storage repository functions with known figur
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -30,6 +29,7 @@ from storage import signals as signal_repo
 from storage.db import create_engine, create_session_factory
 from storage.migrate import upgrade_async
 from tests.fixtures.dashboard import A_KEY, BAR0, N_SIGNALS, Seeded, seed_dashboard
+from tests.fixtures.env import child_env
 from tests.fixtures.kafka import run_sync
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
@@ -89,16 +89,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     database_url = f"sqlite+aiosqlite:///{workdir / 'itff.db'}"
     seeded = run_sync(_seed(database_url))
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ITFF_")}
-    env |= {
-        "ITFF_DATABASE_URL": database_url,
-        "ITFF_DASH_HOST": "127.0.0.1",
-        "ITFF_DASH_PORT": str(port),
-        "ITFF_DASH_USERNAME": USERNAME,
-        "ITFF_DASH_PASSWORD": PASSWORD,
-        "ITFF_DASH_REFRESH_SECONDS": "2",
-        "ITFF_LOG_JSON": "false",
-    }
+    env = child_env(
+        ITFF_DATABASE_URL=database_url,
+        ITFF_DASH_HOST="127.0.0.1",
+        ITFF_DASH_PORT=str(port),
+        ITFF_DASH_USERNAME=USERNAME,
+        ITFF_DASH_PASSWORD=PASSWORD,
+        ITFF_DASH_REFRESH_SECONDS="2",
+        ITFF_LOG_JSON="false",
+    )
     log = workdir / "dashboard.log"
     itff = Path(sys.executable).parent / "itff"
     with log.open("wb") as sink:

@@ -5,7 +5,6 @@ Kafka and the consumer, live metrics are snapshotted, and a real browser finds i
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from tests.e2e.test_dashboard_browser import (
     chromium,
     free_port,
 )
+from tests.fixtures.env import child_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.browser, pytest.mark.timeout(1500)]
 
@@ -106,14 +106,13 @@ async def replay_through_the_stack(
 
 def start_dashboard(settings: Settings, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ITFF_")}
-    env |= {
-        "ITFF_DATABASE_URL": settings.database_url,
-        "ITFF_DASH_PORT": str(port),
-        "ITFF_DASH_USERNAME": USERNAME,
-        "ITFF_DASH_PASSWORD": PASSWORD,
-        "ITFF_LOG_JSON": "false",
-    }
+    env = child_env(
+        ITFF_DATABASE_URL=settings.database_url,
+        ITFF_DASH_PORT=str(port),
+        ITFF_DASH_USERNAME=USERNAME,
+        ITFF_DASH_PASSWORD=PASSWORD,
+        ITFF_LOG_JSON="false",
+    )
     log = workdir / "dashboard.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(

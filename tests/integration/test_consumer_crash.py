@@ -4,7 +4,6 @@ consumer process is killed mid-stream or a consumer leaves the group mid-stream.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -31,22 +30,14 @@ from tests.consumer_support import (
     signal_rows,
     signals_of,
 )
+from tests.fixtures.env import child_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 ITFF = Path(sys.executable).with_name("itff")
 
 
 def consumer_env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ITFF_")}
-    return env | {
-        "ITFF_ENV": "test",
-        "ITFF_KAFKA_BOOTSTRAP": settings.bootstrap,
-        "ITFF_TOPIC_PREFIX": settings.topic_prefix,
-        "ITFF_DATABASE_URL": settings.database_url,
-        "ITFF_ARTIFACT_DIR": str(settings.artifact_dir),
-        "ITFF_LOG_DIR": str(settings.log_dir),
-        "ITFF_LOG_JSON": "true",
-    }
+    return child_env(settings, ITFF_LOG_JSON="true")
 
 
 def start_consumer(settings: Settings, log: Path) -> subprocess.Popen[bytes]:

@@ -29,14 +29,15 @@ pytestmark = pytest.mark.kafka
 STREAM = 30
 
 
-async def test_replayed_series_resolves_every_signal_whose_horizon_passed(
-    kafka_settings: Settings, session_factory: async_sessionmaker[AsyncSession]
-) -> None:
-    settings = kafka_settings
+async def stream_spx(
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+    lines: list[tuple[str, str]],
+) -> list[str]:
+    """Champions of `lines` for SPX, the seed bars stored, then `STREAM` real bars through the
+    consumer (outcomes not resolved by it) until every signal is stored; returns the keys."""
     bars = sample_bars("SPX")
-    keys = list(
-        publish_champions(settings, "SPX", lines=[("direction", "logreg"), ("return", "ridge")])
-    )
+    keys = list(publish_champions(settings, "SPX", lines=lines))
     await seed_bars(session_factory, "SPX", bars.iloc[:SEED_BARS])
     replay = bars.iloc[SEED_BARS : SEED_BARS + STREAM]
     async with running_consumer(settings, outcomes=False):
@@ -46,6 +47,17 @@ async def test_replayed_series_resolves_every_signal_whose_horizon_passed(
             return len(await signal_rows(session_factory)) >= STREAM * len(keys)
 
         assert await eventually(stored)
+    return keys
+
+
+async def test_replayed_series_resolves_every_signal_whose_horizon_passed(
+    kafka_settings: Settings, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    settings = kafka_settings
+    keys = await stream_spx(
+        settings, session_factory, [("direction", "logreg"), ("return", "ridge")]
+    )
+    bars = sample_bars("SPX")
 
     resolved = await resolve_outcomes(session_factory=session_factory)
     assert resolved == (STREAM - 1) * len(keys)  # the last bar's next bar is not known yet
@@ -87,17 +99,8 @@ async def test_the_worker_snapshots_live_metrics_soon_after_new_outcomes(
     """After a replay the dashboard's live columns fill without waiting for the 5-minute snapshot;
     further outcomes within the fresh interval do not snapshot again (debounced)."""
     settings = kafka_settings
+    keys = await stream_spx(settings, session_factory, [("direction", "logreg")])
     bars = sample_bars("SPX")
-    keys = list(publish_champions(settings, "SPX", lines=[("direction", "logreg")]))
-    await seed_bars(session_factory, "SPX", bars.iloc[:SEED_BARS])
-    replay = bars.iloc[SEED_BARS : SEED_BARS + STREAM]
-    async with running_consumer(settings, outcomes=False):
-        await produce_alerts(settings.bootstrap, settings.topics.alerts, alerts_for("SPX", replay))
-
-        async def stored() -> bool:
-            return len(await signal_rows(session_factory)) >= STREAM * len(keys)
-
-        assert await eventually(stored)
 
     worker = OutcomeWorker(
         session_factory=session_factory,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import sqlite3
 import subprocess
@@ -19,6 +18,7 @@ from bot.kafka_admin import _create, admin_client, describe_topics, ensure_topic
 from bot.kafka_install import prepare
 from bot.schemas import Alert
 from bot.settings import Settings
+from tests.fixtures.env import child_env
 from tests.fixtures.kafka import _delete_prefixed, free_port, local_test_broker, run_sync
 
 pytestmark = pytest.mark.kafka
@@ -197,13 +197,12 @@ def test_up_prepares_kafka_topics_and_database(
     settings: Settings, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     """`itff up` with every service skipped: the broker, topics and schema, then a clear exit."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ITFF_")}
-    env |= {
-        "ITFF_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "ITFF_TOPIC_PREFIX": settings.topic_prefix,
-        "ITFF_DATABASE_URL": settings.database_url,
-        "ITFF_LOG_JSON": "false",
-    }
+    env = child_env(
+        ITFF_KAFKA_BOOTSTRAP=kafka_bootstrap,
+        ITFF_TOPIC_PREFIX=settings.topic_prefix,
+        ITFF_DATABASE_URL=settings.database_url,
+        ITFF_LOG_JSON="false",
+    )
     skips = [arg for service in SERVICES for arg in ("--skip", service.name)]
     command = [*ITFF, "up", "--no-train", *skips]
     try:

@@ -36,6 +36,7 @@ from bot.remote import FetchResult, RemoteOptions, fetch_many
 from bot.s3 import INDEX_FILE, ArtifactBucket, make_client, push_if_configured
 from bot.settings import Settings, load_settings
 from storage import models as model_repo
+from tests.fixtures.env import child_env
 from tests.pipeline_support import write_sample_slice
 from tests.unit.bundles import make_bundle
 
@@ -425,16 +426,15 @@ def test_itff_consumer_exits_with_one_line_on_a_mismatch(
 ) -> None:
     """The real entry point: it refuses before it connects to Kafka or opens the database."""
     key, _version = _corrupt_remote_champion(s3_settings)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("ITFF_")},
-        "ITFF_ENV": "test",
-        "ITFF_ARTIFACT_DIR": str(tmp_path / "consumer"),
-        "ITFF_ARTIFACT_BASE_URL": _public_read(s3_settings),
-        "ITFF_ARTIFACT_SIGNING_KEY": SIGNING_KEY,
-        "ITFF_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'never.db'}",
-        "ITFF_KAFKA_BOOTSTRAP": "127.0.0.1:1",  # never reached
-        "ITFF_LOG_JSON": "false",
-    }
+    env = child_env(
+        ITFF_ENV="test",
+        ITFF_ARTIFACT_DIR=str(tmp_path / "consumer"),
+        ITFF_ARTIFACT_BASE_URL=_public_read(s3_settings),
+        ITFF_ARTIFACT_SIGNING_KEY=SIGNING_KEY,
+        ITFF_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'never.db'}",
+        ITFF_KAFKA_BOOTSTRAP="127.0.0.1:1",  # never reached
+        ITFF_LOG_JSON="false",
+    )
     itff = Path(sys.executable).with_name("itff")
     done = subprocess.run(
         [str(itff), "consumer", "--metrics-port", "0"],

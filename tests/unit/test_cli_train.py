@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 from bot.artifacts import ArtifactRegistry
 from tests.conftest import SAMPLE_DIR
+from tests.fixtures.env import child_env
 
 FAST = ["--min-train", "250", "--refit-every", "200"]
 
@@ -23,14 +23,13 @@ def env(settings, tmp_path: Path) -> dict[str, str]:
     for symbol in ("SPX", "NDX"):
         lines = (SAMPLE_DIR / f"{symbol}_1d.csv").read_text().splitlines()
         (data / f"{symbol}_1d.csv").write_text("\n".join([lines[0], *lines[-650:]]) + "\n")
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("ITFF_")}
-    return clean | {
-        "ITFF_ARTIFACT_DIR": str(tmp_path / "artifacts"),
-        "ITFF_DATA_SOURCE": f"csv:{data}",
-        "ITFF_SYMBOLS": "SPX",
-        "ITFF_LOG_JSON": "false",
-        "OMP_NUM_THREADS": "1",
-    }
+    return child_env(
+        ITFF_ARTIFACT_DIR=str(tmp_path / "artifacts"),
+        ITFF_DATA_SOURCE=f"csv:{data}",
+        ITFF_SYMBOLS="SPX",
+        ITFF_LOG_JSON="false",
+        OMP_NUM_THREADS="1",
+    )
 
 
 def itff(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -85,40 +85,26 @@ def test_outcomes_of_a_known_series() -> None:
     assert (two_bars.hit, two_bars.strategy_return) == (True, 0.0)
 
 
-def test_no_outcome_before_the_horizon_has_passed_or_for_an_unknown_bar() -> None:
-    assert (
-        resolve(
-            bars(),
-            bar_time=T0 + timedelta(days=4),
-            horizon=1,
-            target="direction",
-            prediction=1.0,
-            action="buy",
-        )
-        is None
+@pytest.mark.parametrize(
+    ("bar_time", "horizon"),
+    [
+        (T0 + timedelta(days=4), 1),  # the last bar: its next bar has not come yet
+        (T0 + timedelta(days=3), 2),  # two bars ahead, one is there
+        (T0 + timedelta(hours=5), 1),  # not a bar of the series
+    ],
+)
+def test_no_outcome_before_the_horizon_has_passed_or_for_an_unknown_bar(
+    bar_time: datetime, horizon: int
+) -> None:
+    outcome = resolve(
+        bars(),
+        bar_time=bar_time,
+        horizon=horizon,
+        target="direction",
+        prediction=1.0,
+        action="buy",
     )
-    assert (
-        resolve(
-            bars(),
-            bar_time=T0 + timedelta(days=3),
-            horizon=2,
-            target="direction",
-            prediction=1.0,
-            action="buy",
-        )
-        is None
-    )
-    assert (
-        resolve(
-            bars(),
-            bar_time=T0 + timedelta(hours=5),
-            horizon=1,
-            target="direction",
-            prediction=1.0,
-            action="buy",
-        )
-        is None
-    )
+    assert outcome is None
 
 
 def test_live_metrics_of_a_known_series() -> None:

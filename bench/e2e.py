@@ -9,6 +9,10 @@ signal being read downstream (per signal); `Signal.latency_ms` (receipt -> emiss
     ITFF_KAFKA_BOOTSTRAP=localhost:9092 .venv/bin/python bench/e2e.py [--rates 100,500,2000]
         [--seconds 5] [--symbols 4] [--direct]
 
+After each rate, the consumer's own metrics (`itff_consumer_batch_stage_seconds`) say where a
+batch's time went: read, infer, write, publish (until Kafka acknowledged), commit, as means per
+batch, with the mean batch size.
+
 `--direct` publishes the alerts to Kafka itself (no receiver): the consumer's share of the path.
 `--inprocess` runs no Kafka client: `InferenceService.process` (decode, features, 3 models per
 symbol, one SQLite transaction) on batches of alert records, in this process; it prints alerts/s
@@ -36,6 +40,7 @@ import aiohttp
 import numpy as np
 import pandas as pd
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import sessionmaker
 
 from bot.artifacts import registry_from_settings
@@ -268,6 +273,42 @@ def report(run: Run, duration: float, models_per_alert: int, drained: float) -> 
     )
 
 
+STAGES = ("read", "infer", "write", "publish", "commit")
+
+
+async def consumer_totals(url: str) -> dict[str, float]:
+    """Sums and counts of the consumer's batch-stage and batch-size histograms."""
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        text = await response.text()
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name not in ("itff_consumer_batch_stage_seconds", "itff_consumer_batch_records"):
+            continue
+        for sample in family.samples:
+            if sample.name.endswith(("_sum", "_count")):
+                stage = sample.labels.get("stage", "records")
+                totals[f"{stage}{sample.name[sample.name.rindex('_') :]}"] = sample.value
+    return totals
+
+
+def report_stages(before: dict[str, float], after: dict[str, float]) -> None:
+    def delta(key: str) -> float:
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    batches = delta("records_count")
+    if not batches:
+        return
+    parts = [
+        f"{stage} {delta(f'{stage}_sum') / count * 1000:.1f}"
+        for stage in STAGES
+        if (count := delta(f"{stage}_count"))
+    ]
+    print(
+        f"          consumer per batch (means): {delta('records_sum') / batches:.1f} records, "
+        f"{int(batches)} batches; ms: {', '.join(parts)}"
+    )
+
+
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen([str(ITFF), *args], env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -308,8 +349,14 @@ async def main(rates: list[int], seconds: float, n_symbols: int, *, direct: bool
     env = webhook_env(settings, port)
     consumer_log = root / "consumer.log"
     procs = [] if direct else [start(["webhook"], env, root / "webhook.log")]
+    metrics_port = free_port()
+    metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     procs.append(
-        start(["consumer", "--metrics-port", "0"], env | {"ITFF_LOG_LEVEL": "INFO"}, consumer_log)
+        start(
+            ["consumer", "--metrics-port", str(metrics_port)],
+            env | {"ITFF_LOG_LEVEL": "INFO"},
+            consumer_log,
+        )
     )
     print(f"consumer pid {procs[-1].pid}", flush=True)
     index: dict[str, Run] = {}
@@ -341,6 +388,7 @@ async def main(rates: list[int], seconds: float, n_symbols: int, *, direct: bool
         await asyncio.sleep(2.0)
         for rate in rates:
             run = Run(rate=rate)
+            before = await consumer_totals(metrics_url)
             duration = await send(run, seconds)
             done = time.monotonic()
             expected = len(run.sent_at) * len(LINES)
@@ -348,6 +396,7 @@ async def main(rates: list[int], seconds: float, n_symbols: int, *, direct: bool
                 await asyncio.sleep(0.1)
             drained = max(0.0, run.last_received - done)
             report(run, duration, len(LINES), drained)
+            report_stages(before, await consumer_totals(metrics_url))
             await asyncio.sleep(1.0)
     finally:
         stop.set()

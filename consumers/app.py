@@ -1,9 +1,10 @@
 """The FastStream consumer app: alerts -> signals (group `itff-inference`) and model hot reload.
 
-Delivery: the alerts subscriber is a batch subscriber with `AckPolicy.NACK_ON_ERROR` and
-auto-commit off. After the handler returned (bars and signals stored, signals and dead letters
-acknowledged by Kafka) FastStream commits the batch's offsets in one request; if the handler raises,
-it seeks every partition of the batch back to its first record, so the batch is redelivered.
+Delivery: the alerts subscriber is a batch subscriber with auto-commit off that acknowledges
+explicitly (`AckPolicy.MANUAL`, timed as the `commit` stage): once bars and signals are stored and
+Kafka acknowledged the signals and dead letters, the handler commits the batch's offsets in one
+request; if anything fails, it seeks every partition of the batch back to its first record, so the
+batch is redelivered.
 Storage is idempotent, so a redelivery, a crash or a rebalance never doubles a row.
 """
 
@@ -11,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -95,12 +98,14 @@ class Emitter:
         if self._producer is None:
             await self.start()
         topics = self._settings.topics
+        started = time.perf_counter()
         pending = [
             await self._send(signal, topics.signals, signal.symbol.encode())
             for signal in (*result.signals, *result.redelivered)
         ]
         pending += [await self._send(letter, topics.dlq, None) for letter in result.dead_letters]
         await asyncio.gather(*pending)
+        metrics.STAGE_PUBLISH.observe(time.perf_counter() - started)
         _observe(result)
 
     async def _send(
@@ -190,7 +195,7 @@ def add_inference(
         settings.topics.alerts,
         batch=True,
         group_id=group_id or inference_group(settings),
-        ack_policy=AckPolicy.NACK_ON_ERROR,
+        ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
         max_records=MAX_RECORDS,
         batch_timeout_ms=BATCH_TIMEOUT_MS,
@@ -209,9 +214,28 @@ def add_inference(
             metrics.BATCH_FAILURES.inc()
             log.exception("batch failed; it will be redelivered", records=len(refs))
             await asyncio.sleep(RETRY_DELAY_SECONDS)
+            await message.nack()  # every partition of the batch back to its first record
             raise
+        await _commit(message, len(refs))
 
     return service
+
+
+async def _commit(message: KafkaMessage, records: int) -> None:
+    """Commit the batch's offsets (everything before is stored and acknowledged). A failed
+    commit (a rebalance under way) loses nothing: the batch is delivered again, its insert is
+    skipped and its stored signals are published again with the same `signal_id`."""
+    started = time.perf_counter()
+    try:
+        await message.ack()
+    except KafkaError as exc:
+        log.warning(
+            "offset commit failed; the batch may be delivered again",
+            error=repr(exc),
+            records=records,
+        )
+        return
+    metrics.STAGE_COMMIT.observe(time.perf_counter() - started)
 
 
 def add_reload(broker: KafkaBroker, settings: Settings, *, models: ServedModels) -> Reloader:

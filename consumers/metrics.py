@@ -11,6 +11,17 @@ INFERENCE_LATENCY = Histogram(
     "Features and prediction of one batch of one symbol, in a worker thread",
     buckets=LATENCY_BUCKETS,
 )
+BATCH_STAGE = Histogram(
+    "itff_consumer_batch_stage_seconds",
+    "Where a consumed batch's time goes: read (windows and history from the database), infer "
+    "(features and every model, all symbols), write (one transaction), publish (signals and dead "
+    "letters until Kafka acknowledged them), commit (the batch's offsets)",
+    ["stage"],
+    buckets=LATENCY_BUCKETS,
+)
+STAGE_READ, STAGE_INFER, STAGE_WRITE, STAGE_PUBLISH, STAGE_COMMIT = (
+    BATCH_STAGE.labels(stage=stage) for stage in ("read", "infer", "write", "publish", "commit")
+)
 END_TO_END_LATENCY = Histogram(
     "itff_consumer_end_to_end_seconds",
     "From Alert.received_at (webhook receipt) to the signal acknowledged by Kafka",

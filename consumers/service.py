@@ -110,7 +110,9 @@ class InferenceService:
             return result
         groups = _group(items)
         try:
+            started = time.perf_counter()
             plan = await self._read(groups)
+            metrics.STAGE_READ.observe(time.perf_counter() - started)
             if self._sync_sessions is None:
                 outcomes = await asyncio.to_thread(self._infer_all, plan)
                 written = await self._write(plan, outcomes)
@@ -180,6 +182,7 @@ class InferenceService:
 
     def _infer_all(self, plan: _Plan) -> dict[WindowKey, GroupResult]:
         outcomes: dict[WindowKey, GroupResult] = {}
+        began = time.perf_counter()
         for key, items in plan.groups.items():
             history = plan.history.get(key)
             if history is None:
@@ -189,6 +192,7 @@ class InferenceService:
                 history, items, plan.specs[key], self._predict, size=plan.size
             )
             metrics.INFERENCE_LATENCY.observe(time.perf_counter() - started)
+        metrics.STAGE_INFER.observe(time.perf_counter() - began)
         return outcomes
 
     def _infer_and_write(self, plan: _Plan) -> tuple[dict[WindowKey, GroupResult], _Written]:
@@ -203,22 +207,26 @@ class InferenceService:
         published again, with the same `signal_id`.
         """
         fresh, horizons = _fresh(outcomes)
+        started = time.perf_counter()
         async with self._session_factory() as session, session.begin():
             await upsert_bars(session=session, bars=_bar_records(plan.groups))
             inserted = await insert_signals(session=session, signals=fresh, horizons=horizons)
             again = {s.alert_id for s in fresh if s.signal_id not in inserted}
             stored = await signals_for_alerts(session=session, alert_ids=sorted(again))
+        metrics.STAGE_WRITE.observe(time.perf_counter() - started)
         return _Written(fresh, inserted, stored)
 
     def _write_sync(self, plan: _Plan, outcomes: dict[WindowKey, GroupResult]) -> _Written:
         """`_write` on a synchronous session, in the worker thread."""
         assert self._sync_sessions is not None
         fresh, horizons = _fresh(outcomes)
+        started = time.perf_counter()
         with self._sync_sessions() as session, session.begin():
             upsert_bars_sync(session=session, bars=_bar_records(plan.groups))
             inserted = insert_signals_sync(session=session, signals=fresh, horizons=horizons)
             again = {s.alert_id for s in fresh if s.signal_id not in inserted}
             stored = signals_for_alerts_sync(session=session, alert_ids=sorted(again))
+        metrics.STAGE_WRITE.observe(time.perf_counter() - started)
         return _Written(fresh, inserted, stored)
 
 

@@ -40,6 +40,7 @@ import aiohttp
 import numpy as np
 import pandas as pd
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import sessionmaker
 
@@ -291,6 +292,15 @@ async def consumer_totals(url: str) -> dict[str, float]:
     return totals
 
 
+def stage_sums() -> dict[str, float]:
+    """This process's `itff_consumer_batch_stage_seconds` sums, by stage (`--inprocess`)."""
+    return {
+        stage: REGISTRY.get_sample_value("itff_consumer_batch_stage_seconds_sum", {"stage": stage})
+        or 0.0
+        for stage in STAGES
+    }
+
+
 def report_stages(before: dict[str, float], after: dict[str, float]) -> None:
     def delta(key: str) -> float:
         return after.get(key, 0.0) - before.get(key, 0.0)
@@ -452,6 +462,7 @@ async def inprocess(
         for write, service in services.items():
             batches = [records(size) for _ in range(max(1, alerts // size))]
             signals = 0
+            stages_before = stage_sums()
             if profiler and write == "sync":
                 profiler.enable()
             started = time.perf_counter()
@@ -464,7 +475,12 @@ async def inprocess(
             print(
                 f"batch {size:>4} ({write:>9} write): {count:>6} alerts in {elapsed:6.2f}s  "
                 f"{count / elapsed:8.0f} alerts/s  {elapsed / len(batches) * 1000:7.2f} ms/batch  "
-                f"signals {signals}/{count * len(LINES)}"
+                f"signals {signals}/{count * len(LINES)}  ms/batch: "
+                + ", ".join(
+                    f"{stage} {(after - stages_before[stage]) / len(batches) * 1000:.1f}"
+                    for stage, after in stage_sums().items()
+                    if stage in ("read", "infer", "write")
+                )
             )
     if profiler and profile:
         profiler.dump_stats(profile)

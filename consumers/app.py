@@ -1,20 +1,21 @@
 """The FastStream consumer app: alerts -> signals (group `itff-inference`) and model hot reload.
 
 Delivery: the alerts subscriber is a batch subscriber with auto-commit off that acknowledges
-explicitly (`AckPolicy.MANUAL`, timed as the `commit` stage): once bars and signals are stored and
-Kafka acknowledged the signals and dead letters, the handler commits the batch's offsets in one
-request; if anything fails, it seeks every partition of the batch back to its first record, so the
-batch is redelivered.
+explicitly (`AckPolicy.MANUAL`). Once a batch's bars and signals are stored, its signals and dead
+letters are sent, and the batch's offsets are committed in one request after Kafka acknowledged
+them - in the background, while the next batch is processed (`consumers.commits`, in order, at
+most one batch in flight). If anything fails, every partition of the batch is sought back to its
+first record, so the batch is redelivered.
 Storage is idempotent, so a redelivery, a crash or a rebalance never doubles a row.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import time
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.abc import ConsumerRebalanceListener
@@ -32,6 +33,7 @@ from bot.schemas import DeadLetter, ModelEvent, Signal, utcnow
 from bot.settings import Settings
 from bot.topics import DEFAULT_PREFIX, INFERENCE_GROUP
 from consumers import metrics
+from consumers.commits import RETRY_DELAY_SECONDS, CommitPipeline, OffsetConsumer, Span
 from consumers.deadletters import RecordRef
 from consumers.models import ServedModels
 from consumers.reload import Reloader, remote_pull
@@ -45,18 +47,20 @@ log = get_logger(__name__)
 BATCH_TIMEOUT_MS = 5
 MAX_RECORDS = 500
 FETCH_MAX_WAIT_MS = 100
-RETRY_DELAY_SECONDS = 1.0
 JSON_HEADERS = [("content-type", b"application/json")]
 LOGGED_IDS = 50  # alert ids named in a batch's log line
 
 
-class WindowsOnRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Partitions moved: windows may miss bars another consumer stored; re-read them."""
+class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Partitions move: the batch in flight is settled (acknowledged and committed) while they
+    are still ours, and the windows, which may miss bars another consumer stored, are re-read."""
 
-    def __init__(self, windows: BarWindows) -> None:
+    def __init__(self, windows: BarWindows, pipeline: CommitPipeline) -> None:
         self._windows = windows
+        self._pipeline = pipeline
 
     async def on_partitions_revoked(self, revoked: Any) -> None:  # noqa: ARG002
+        await self._pipeline.drain()
         self._windows.invalidate()
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
@@ -68,7 +72,7 @@ class WindowsOnRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class Emitter:
-    """Publishes a batch's signals and dead letters and waits until Kafka has all of them.
+    """Sends a batch's signals and dead letters; the caller waits for the acknowledgements.
 
     Its own idempotent aiokafka producer (`acks=all`): sends are queued without waiting one by
     one and awaited together, and skip FastStream's per-message publish path, which costs about
@@ -94,19 +98,17 @@ class Emitter:
             producer, self._producer = self._producer, None
             await producer.stop()
 
-    async def emit(self, result: BatchResult) -> None:
+    async def send(self, result: BatchResult) -> list[asyncio.Future[Any]]:
+        """Queue every record of the batch; the futures complete on Kafka's acknowledgement."""
         if self._producer is None:
             await self.start()
         topics = self._settings.topics
-        started = time.perf_counter()
         pending = [
             await self._send(signal, topics.signals, signal.symbol.encode())
             for signal in (*result.signals, *result.redelivered)
         ]
         pending += [await self._send(letter, topics.dlq, None) for letter in result.dead_letters]
-        await asyncio.gather(*pending)
-        metrics.STAGE_PUBLISH.observe(time.perf_counter() - started)
-        _observe(result)
+        return pending
 
     async def _send(
         self, message: Signal | DeadLetter, topic: str, key: bytes | None
@@ -118,8 +120,9 @@ class Emitter:
         return future
 
 
-def _observe(result: BatchResult) -> None:
-    """Metrics, one debug line per signal and one info line per batch (with its alert ids)."""
+def observe(result: BatchResult) -> None:
+    """Once acknowledged: metrics, one debug line per signal and one info line per batch (with
+    its alert ids)."""
     acknowledged = utcnow().timestamp()
     debug = log.is_enabled_for(logging.DEBUG)
     for signal in result.signals:
@@ -189,6 +192,8 @@ def add_inference(
         sync_sessions=sync_sessions,
     )
     emitter = Emitter(settings)
+    pipeline = CommitPipeline()
+    service.on_stopping = pipeline.close
     service.on_close = emitter.stop
 
     @broker.subscriber(
@@ -200,7 +205,7 @@ def add_inference(
         max_records=MAX_RECORDS,
         batch_timeout_ms=BATCH_TIMEOUT_MS,
         fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-        listener=WindowsOnRebalance(service.windows),
+        listener=Rebalance(service.windows, pipeline),
     )
     async def on_alerts(message: KafkaMessage) -> None:
         refs = [
@@ -208,34 +213,34 @@ def add_inference(
             for record in message.raw_message
         ]
         metrics.BATCH_SIZE.observe(len(refs))
+        span, consumer = Span.of(refs), cast("OffsetConsumer", message.consumer)
         try:
-            await emitter.emit(await service.process(refs))
+            result = await service.process(refs)
         except Exception:
+            failed = await pipeline.settle()
             metrics.BATCH_FAILURES.inc()
             log.exception("batch failed; it will be redelivered", records=len(refs))
             await asyncio.sleep(RETRY_DELAY_SECONDS)
-            await message.nack()  # every partition of the batch back to its first record
+            span.rewind(consumer, keep=failed)
             raise
-        await _commit(message, len(refs))
+        failed = await pipeline.settle()
+        if failed is not None:  # the batch before was not published: both come again
+            span.rewind(consumer, keep=failed)
+            log.warning("batch held back: the one before it is redelivered", records=len(refs))
+            return
+        try:
+            pending = await emitter.send(result)
+        except KafkaError:
+            metrics.BATCH_FAILURES.inc()
+            log.exception("sending a batch failed; it will be redelivered", records=len(refs))
+            await asyncio.sleep(RETRY_DELAY_SECONDS)
+            span.rewind(consumer)
+            raise
+        pipeline.start(consumer, span, pending, functools.partial(observe, result))
+        if pipeline.closing:
+            await pipeline.drain()
 
     return service
-
-
-async def _commit(message: KafkaMessage, records: int) -> None:
-    """Commit the batch's offsets (everything before is stored and acknowledged). A failed
-    commit (a rebalance under way) loses nothing: the batch is delivered again, its insert is
-    skipped and its stored signals are published again with the same `signal_id`."""
-    started = time.perf_counter()
-    try:
-        await message.ack()
-    except KafkaError as exc:
-        log.warning(
-            "offset commit failed; the batch may be delivered again",
-            error=repr(exc),
-            records=records,
-        )
-        return
-    metrics.STAGE_COMMIT.observe(time.perf_counter() - started)
 
 
 def add_reload(broker: KafkaBroker, settings: Settings, *, models: ServedModels) -> Reloader:

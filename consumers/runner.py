@@ -78,6 +78,7 @@ async def running_consumer(
         )
         yield Consumer(broker, service, reloader, models)
     finally:
+        await service.stopping()  # the batch in flight: acknowledged and committed
         await broker.stop()
         await service.close()
         if task is not None:

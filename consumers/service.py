@@ -97,6 +97,12 @@ class InferenceService:
         self.windows = BarWindows(window_size(lookback))
         self.on_stored: Callable[[Iterable[str]], None] | None = None
         self.on_close: Callable[[], Awaitable[None]] | None = None  # the emitter's producer
+        # before the subscriber stops: the batch in flight is acknowledged and committed
+        self.on_stopping: Callable[[], Awaitable[None]] | None = None
+
+    async def stopping(self) -> None:
+        if self.on_stopping is not None:
+            await self.on_stopping()
 
     async def close(self) -> None:
         if self.on_close is not None:

@@ -1,0 +1,168 @@
+"""Pipelined acknowledgement: batch N waits for Kafka's acknowledgement and commits its offsets
+while batch N+1 is decoded, predicted and stored.
+
+The alerts handler hands each batch over once its bars and signals are stored and its signals and
+dead letters are queued for sending (`InFlight.start`); the next handler call first settles the
+batch in flight (`settle`), then publishes its own. So at most one batch is between publication
+and commit, and the guarantees of a sequential handler hold:
+
+- a batch's offsets are committed only after its rows are stored and Kafka acknowledged its
+  records, and only after every earlier batch was committed (commits are strictly in order);
+- a batch's signals are sent only after the previous batch's were acknowledged, so signals keep
+  the order of their alerts on each partition;
+- if an acknowledgement fails, every partition of that batch is sought back to its first record,
+  and the next batch, already stored, is neither published nor committed: its partitions that the
+  failed batch did not rewind are sought back too, so both batches come again (storage is
+  idempotent; a redelivered alert's stored signals are published with the same `signal_id`);
+- on a rebalance (`on_partitions_revoked`) and at shutdown (`close`) the batch in flight is
+  settled before the partitions are given up, so a clean stop leaves nothing to redeliver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiokafka import TopicPartition
+from aiokafka.errors import IllegalStateError, KafkaError
+
+from bot.observability import get_logger
+from consumers import metrics
+from consumers.deadletters import RecordRef
+
+log = get_logger(__name__)
+
+RETRY_DELAY_SECONDS = 1.0
+
+
+class OffsetConsumer(Protocol):
+    """What the pipeline needs of the subscriber's aiokafka consumer."""
+
+    def seek(self, partition: TopicPartition, offset: int) -> None: ...
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """The offsets a batch covers, per partition (first and last record)."""
+
+    first: dict[TopicPartition, int]
+    last: dict[TopicPartition, int]
+
+    @classmethod
+    def of(cls, refs: Sequence[RecordRef]) -> Span:
+        first: dict[TopicPartition, int] = {}
+        last: dict[TopicPartition, int] = {}
+        for ref in refs:
+            tp = TopicPartition(ref.topic, ref.partition)
+            first[tp] = min(first.get(tp, ref.offset), ref.offset)
+            last[tp] = max(last.get(tp, ref.offset), ref.offset)
+        return cls(first, last)
+
+    def rewind(self, consumer: OffsetConsumer, *, keep: Span | None = None) -> None:
+        """Seek every partition back to its first record; partitions `keep` already rewound (to
+        earlier offsets) are left where they are."""
+        for tp, offset in self.first.items():
+            if keep is not None and tp in keep.first:
+                continue
+            try:
+                consumer.seek(tp, offset)
+            except IllegalStateError:  # no longer ours: its new owner starts at the commit
+                log.info(
+                    "partition moved before its rewind", partition=f"{tp.topic}:{tp.partition}"
+                )
+
+    def next_offsets(self) -> dict[TopicPartition, int]:
+        return {tp: offset + 1 for tp, offset in self.last.items()}
+
+
+@dataclass(slots=True)
+class _Flight:
+    task: asyncio.Task[Span | None]
+
+
+class CommitPipeline:
+    """The batch between publication and commit, and how it ends."""
+
+    def __init__(self) -> None:
+        self._flight: _Flight | None = None
+        self._failed: Span | None = None  # a failed batch the next handler has not seen yet
+        self.closing = False
+
+    async def drain(self) -> None:
+        """Wait until no batch is in flight (a failure is kept for `settle`)."""
+        flight, self._flight = self._flight, None
+        if flight is not None:
+            failed = await flight.task
+            if failed is not None:
+                self._failed = failed
+
+    async def settle(self) -> Span | None:
+        """`drain`, then the span of a batch whose publication failed (it was rewound), if any:
+        the caller's batch must then be rewound too, neither published nor committed."""
+        await self.drain()
+        failed, self._failed = self._failed, None
+        return failed
+
+    def start(
+        self,
+        consumer: OffsetConsumer,
+        span: Span,
+        pending: Sequence[asyncio.Future[Any]],
+        acknowledged: Callable[[], None],
+    ) -> None:
+        """Wait for `pending` in the background, then commit `span`; `settle` must come first."""
+        if self._flight is not None:
+            raise RuntimeError("settle the batch in flight before starting another")
+        task = asyncio.create_task(
+            self._finish(consumer, span, pending, acknowledged, time.perf_counter()),
+            name="itff-batch-commit",
+        )
+        self._flight = _Flight(task)
+
+    async def close(self) -> None:
+        """From now on every batch is committed before its handler returns; finish the one in
+        flight (called before the subscriber stops, so a clean stop leaves nothing behind)."""
+        self.closing = True
+        await self.drain()
+
+    @staticmethod
+    async def _finish(
+        consumer: OffsetConsumer,
+        span: Span,
+        pending: Sequence[asyncio.Future[Any]],
+        acknowledged: Callable[[], None],
+        sent: float,
+    ) -> Span | None:
+        try:
+            await asyncio.gather(*pending)
+        except Exception:  # any failure means: not published, deliver again
+            metrics.BATCH_FAILURES.inc()
+            log.exception(
+                "publishing a batch failed; it will be redelivered",
+                partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in span.first),
+            )
+            await asyncio.sleep(RETRY_DELAY_SECONDS)
+            span.rewind(consumer)
+            return span
+        metrics.STAGE_PUBLISH.observe(time.perf_counter() - sent)
+        acknowledged()
+        await commit(consumer, span)
+        return None
+
+
+async def commit(consumer: OffsetConsumer, span: Span) -> None:
+    """Commit the batch's offsets. A failed commit (a rebalance under way) loses nothing: the
+    batch is delivered again, its insert is skipped and its stored signals are published again
+    with the same `signal_id`."""
+    started = time.perf_counter()
+    try:
+        await consumer.commit(span.next_offsets())
+    except KafkaError as exc:
+        log.warning("offset commit failed; the batch may be delivered again", error=repr(exc))
+        return
+    metrics.STAGE_COMMIT.observe(time.perf_counter() - started)

@@ -70,22 +70,54 @@ def resolve(
     action: str,
 ) -> Resolution | None:
     """The outcome of a signal made at `bar_time` from a bars frame that holds the later bars."""
-    index = bars.index
-    position = int(index.searchsorted(pd.Timestamp(bar_time)))
-    if position >= len(index) or index[position] != pd.Timestamp(bar_time):
-        return None
-    exit_position = position + horizon
-    if exit_position >= len(index):
-        return None
+    return resolve_all(
+        bars,
+        bar_times=[bar_time],
+        horizons=[horizon],
+        targets=[target],
+        predictions=[prediction],
+        actions=[action],
+    )[0]
+
+
+def resolve_all(
+    bars: pd.DataFrame,
+    *,
+    bar_times: Sequence[datetime],
+    horizons: Sequence[int],
+    targets: Sequence[str],
+    predictions: Sequence[float],
+    actions: Sequence[str],
+) -> list[Resolution | None]:
+    """`resolve` for many signals at once: one search over the bars for all of them (the
+    consumer resolves thousands of signals a second under load)."""
+    if not bar_times:
+        return []
+    index = pd.DatetimeIndex(bars.index)
+    stamps = index.asi8  # ns since the epoch, UTC (the index is time-zone aware)
+    wanted = pd.DatetimeIndex(list(bar_times)).asi8
+    positions = np.searchsorted(stamps, wanted)
+    exits = positions + np.asarray(horizons, dtype=np.int64)
+    count = len(stamps)
+    found = positions < count
+    found[found] = stamps[positions[found]] == wanted[found]
+    found &= exits < count
+    chosen = np.flatnonzero(found)
+    entries, ends = positions[chosen], exits[chosen]
     close = bars["close"].to_numpy(dtype=float)
-    realised = float(np.log(close[exit_position] / close[position]))
-    one_bar = float(close[position + 1] / close[position] - 1.0)
-    return Resolution(
-        exit_time=index[exit_position].to_pydatetime(),
-        realised_return=realised,
-        hit=predicted_up(target, prediction) == (realised > 0),
-        strategy_return=POSITIONS.get(action, 0.0) * one_bar,
-    )
+    realised = np.log(close[ends] / close[entries])
+    one_bar = close[entries + 1] / close[entries] - 1.0
+    exit_times = index[ends].to_pydatetime()
+    resolutions: list[Resolution | None] = [None] * len(wanted)
+    for k, i in enumerate(chosen.tolist()):
+        change = float(realised[k])
+        resolutions[i] = Resolution(
+            exit_time=exit_times[k],
+            realised_return=change,
+            hit=predicted_up(targets[i], predictions[i]) == (change > 0),
+            strategy_return=POSITIONS.get(actions[i], 0.0) * float(one_bar[k]),
+        )
+    return resolutions
 
 
 def model_metrics(rows: pd.DataFrame, *, cost_bps: float) -> dict[str, float | None]:

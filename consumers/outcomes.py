@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 
 import pandas as pd
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.live_metrics import LIVE_COLUMNS, live_metrics, resolve
+from bot.live_metrics import LIVE_COLUMNS, live_metrics, resolve_all
 from bot.observability import get_logger
 from bot.schemas import utcnow
 from consumers import metrics
@@ -33,17 +33,17 @@ from storage.signals import (
 log = get_logger(__name__)
 
 
-def _outcomes(pending: Iterable[PendingSignal], bars: pd.DataFrame) -> list[OutcomeRecord]:
+def _outcomes(pending: Sequence[PendingSignal], bars: pd.DataFrame) -> list[OutcomeRecord]:
+    resolutions = resolve_all(
+        bars,
+        bar_times=[signal.bar_time for signal in pending],
+        horizons=[signal.horizon for signal in pending],
+        targets=[signal.target for signal in pending],
+        predictions=[signal.prediction for signal in pending],
+        actions=[signal.action for signal in pending],
+    )
     found: list[OutcomeRecord] = []
-    for signal in pending:
-        resolution = resolve(
-            bars,
-            bar_time=signal.bar_time,
-            horizon=signal.horizon,
-            target=signal.target,
-            prediction=signal.prediction,
-            action=signal.action,
-        )
+    for signal, resolution in zip(pending, resolutions, strict=True):
         if resolution is not None:
             found.append(
                 OutcomeRecord(

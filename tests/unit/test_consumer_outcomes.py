@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from bot.live_metrics import LIVE_COLUMNS, live_metrics, resolve
+from bot.live_metrics import LIVE_COLUMNS, live_metrics, resolve, resolve_all
 from consumers.outcomes import snapshot_due
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -105,6 +105,39 @@ def test_no_outcome_before_the_horizon_has_passed_or_for_an_unknown_bar(
         action="buy",
     )
     assert outcome is None
+
+
+def test_many_signals_at_once_resolve_as_each_alone() -> None:
+    cases = [  # (bar_time, horizon, target, prediction, action), in no particular order
+        (T0 + timedelta(days=2), 2, "return", 0.05, "hold"),
+        (T0 + timedelta(days=9), 1, "direction", 1.0, "buy"),  # after the last bar
+        (T0, 1, "direction", 1.0, "buy"),
+        (T0 + timedelta(hours=5), 1, "direction", 0.0, "sell"),  # not a bar
+        (T0 + timedelta(days=4), 1, "direction", 1.0, "buy"),  # horizon not passed
+        (T0 + timedelta(days=1), 3, "direction", 0.0, "sell"),
+        (T0 - timedelta(days=1), 1, "direction", 1.0, "buy"),  # before the first bar
+    ]
+    together = resolve_all(
+        bars(),
+        bar_times=[case[0] for case in cases],
+        horizons=[case[1] for case in cases],
+        targets=[case[2] for case in cases],
+        predictions=[case[3] for case in cases],
+        actions=[case[4] for case in cases],
+    )
+    alone = [
+        resolve(bars(), bar_time=t, horizon=h, target=g, prediction=p, action=a)
+        for t, h, g, p, a in cases
+    ]
+    assert together == alone
+    assert [r is not None for r in together] == [True, False, True, False, False, True, False]
+    last = together[5]
+    assert last is not None
+    assert last.realised_return == pytest.approx(math.log(120 / 110))
+    assert last.strategy_return == pytest.approx(-(99 / 110 - 1))
+    assert (
+        resolve_all(bars(), bar_times=[], horizons=[], targets=[], predictions=[], actions=[]) == []
+    )
 
 
 def test_live_metrics_of_a_known_series() -> None:

@@ -38,7 +38,6 @@ from consumers.deadletters import RecordRef
 from consumers.models import ServedModels
 from consumers.reload import Reloader, remote_pull
 from consumers.service import BatchResult, InferenceService
-from consumers.windows import BarWindows
 
 log = get_logger(__name__)
 
@@ -53,18 +52,19 @@ LOGGED_IDS = 50  # alert ids named in a batch's log line
 
 class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     """Partitions move: the batch in flight is settled (acknowledged and committed) while they
-    are still ours, and the windows, which may miss bars another consumer stored, are re-read."""
+    are still ours; what another consumer may have stored meanwhile (bars in the windows, signals
+    the outcome worker bounds its reads by) is read again."""
 
-    def __init__(self, windows: BarWindows, pipeline: CommitPipeline) -> None:
-        self._windows = windows
+    def __init__(self, service: InferenceService, pipeline: CommitPipeline) -> None:
+        self._service = service
         self._pipeline = pipeline
 
     async def on_partitions_revoked(self, revoked: Any) -> None:  # noqa: ARG002
         await self._pipeline.drain()
-        self._windows.invalidate()
+        self._service.rebalanced()
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        self._windows.invalidate()
+        self._service.rebalanced()
         log.info(
             "partitions assigned",
             partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in assigned),
@@ -205,7 +205,7 @@ def add_inference(
         max_records=MAX_RECORDS,
         batch_timeout_ms=BATCH_TIMEOUT_MS,
         fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-        listener=Rebalance(service.windows, pipeline),
+        listener=Rebalance(service, pipeline),
     )
     async def on_alerts(message: KafkaMessage) -> None:
         refs = [

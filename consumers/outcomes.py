@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 
 import pandas as pd
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -63,23 +63,41 @@ async def resolve_outcomes(
     *, session_factory: async_sessionmaker[AsyncSession], symbols: Iterable[str] | None = None
 ) -> int:
     """Resolve every pending signal (of `symbols`, or all) whose exit bar is stored."""
-    chosen = sorted(set(symbols)) if symbols is not None else [None]
+    if symbols is None:
+        resolved, _ = await _resolve(session_factory, {None: None})
+    else:
+        resolved, _ = await _resolve(session_factory, dict.fromkeys(symbols))
+    return resolved
+
+
+async def _resolve(
+    session_factory: async_sessionmaker[AsyncSession],
+    bounds: Mapping[str | None, datetime | None],
+) -> tuple[int, dict[str | None, datetime | None]]:
+    """Resolve the pending signals of each symbol (None: all) from its bound on (None: all of
+    them); returns the outcomes stored and, per symbol, the oldest bar still pending (None when
+    none is)."""
     resolved = 0
+    still: dict[str | None, datetime | None] = {}
     async with session_factory() as session, session.begin():
-        for symbol in chosen:
-            pending = await pending_signals(session=session, symbol=symbol)
+        for symbol in sorted(bounds, key=lambda name: name or ""):
+            pending = await pending_signals(session=session, symbol=symbol, since=bounds[symbol])
             groups: dict[tuple[str, str], list[PendingSignal]] = {}
             for signal in pending:
                 groups.setdefault((signal.symbol, signal.interval), []).append(signal)
+            done: set[str] = set()
             for (name, interval), group in groups.items():
                 start = min(signal.bar_time for signal in group)
                 bars = await bars_between(
                     session=session, symbol=name, interval=interval, start=start
                 )
                 outcomes = await asyncio.to_thread(_outcomes, group, bars)  # off the loop
+                done.update(outcome.signal_id for outcome in outcomes)
                 resolved += await insert_outcomes(session=session, outcomes=outcomes)
+            left = [signal.bar_time for signal in pending if signal.signal_id not in done]
+            still[symbol] = min(left, default=None)
     metrics.OUTCOMES.inc(resolved)
-    return resolved
+    return resolved, still
 
 
 async def snapshot_live_metrics(
@@ -112,12 +130,20 @@ def snapshot_due(
     return min(scheduled, earliest)
 
 
+NOTHING_PENDING = datetime.max.replace(tzinfo=UTC)
+
+
 class OutcomeWorker:
     """Resolves outcomes in the background after batches, and snapshots live metrics.
 
     Off the alert path: a batch only marks its symbols; the worker coalesces the marks and
     resolves at most once every `min_interval_seconds`, so that under load it does not compete
     with every batch for the event loop and the database's write lock.
+
+    Bounded: per symbol the worker knows the oldest bar that may still have a pending signal (the
+    oldest left unresolved, or the oldest bar a batch stored since), and reads pending signals
+    from there on (an index range), not the whole signals table at every step. A symbol it knows
+    nothing of (at start, after a rebalance, `mark` without bars) is read whole once.
 
     Live metrics are snapshotted every `snapshot_every_seconds` and, so that the dashboard's live
     columns follow a replay, soon after new outcomes were resolved: at most once every
@@ -139,12 +165,31 @@ class OutcomeWorker:
         self._fresh = fresh_interval_seconds
         self._min_interval = min_interval_seconds
         self._symbols: set[str] = set()
+        self._known: dict[str, datetime] = {}  # symbol -> oldest bar that may be pending
         self._wake = asyncio.Event()
         self._next_snapshot = 0.0  # loop time; set by `run`
         self._last_snapshot: float | None = None
         self.snapshots = 0  # snapshots started since start (a failed one is logged)
 
     def mark(self, symbols: Iterable[str]) -> None:
+        """Resolve these symbols' pending signals, all of them (their bounds are forgotten)."""
+        chosen = set(symbols)
+        for symbol in chosen:
+            self._known.pop(symbol, None)
+        self._wake_for(chosen)
+
+    def mark_stored(self, oldest: Mapping[str, datetime]) -> None:
+        """A batch stored bars and signals of these symbols, none older than `oldest`."""
+        for symbol, bar_time in oldest.items():
+            if symbol in self._known:
+                self._known[symbol] = min(self._known[symbol], bar_time)
+        self._wake_for(oldest)
+
+    def forget(self) -> None:
+        """Partitions moved: other consumers may have stored signals; read every symbol whole."""
+        self._known.clear()
+
+    def _wake_for(self, symbols: Iterable[str]) -> None:
         self._symbols.update(symbols)
         if self._symbols:
             self._wake.set()
@@ -172,7 +217,18 @@ class OutcomeWorker:
             await self._guarded(lambda: self._resolve(symbols))
 
     async def _resolve(self, symbols: set[str]) -> None:
-        resolved = await resolve_outcomes(session_factory=self._session_factory, symbols=symbols)
+        bounds: dict[str | None, datetime | None] = {s: self._known.get(s) for s in symbols}
+        for symbol in symbols:  # marks made while this step runs lower these bounds
+            self._known[symbol] = NOTHING_PENDING
+        try:
+            resolved, still = await _resolve(self._session_factory, bounds)
+        except BaseException:
+            for symbol in symbols:
+                self._known.pop(symbol, None)
+            raise
+        for name, oldest in still.items():
+            if name is not None and name in self._known:
+                self._known[name] = min(self._known[name], oldest or NOTHING_PENDING)
         if resolved:
             self._next_snapshot = snapshot_due(
                 scheduled=self._next_snapshot,

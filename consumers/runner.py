@@ -65,7 +65,8 @@ async def running_consumer(
     )
     reloader = add_reload(broker, settings, models=models)
     worker = OutcomeWorker(session_factory=session_factory, cost_bps=settings.cost_bps)
-    service.on_stored = worker.mark
+    service.on_stored = worker.mark_stored
+    service.on_rebalanced = worker.forget
     task = asyncio.create_task(worker.run(), name="itff-outcomes") if outcomes else None
     try:
         await broker.start()

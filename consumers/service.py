@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import pandas as pd
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -95,10 +96,18 @@ class InferenceService:
         self._champion_specs = champion_specs
         self._predict = predict
         self.windows = BarWindows(window_size(lookback))
-        self.on_stored: Callable[[Iterable[str]], None] | None = None
+        # after each batch: per symbol stored, its oldest bar (the outcome worker's bound)
+        self.on_stored: Callable[[Mapping[str, datetime]], None] | None = None
+        # partitions moved (windows are re-read; other consumers may have stored signals)
+        self.on_rebalanced: Callable[[], None] | None = None
         self.on_close: Callable[[], Awaitable[None]] | None = None  # the emitter's producer
         # before the subscriber stops: the batch in flight is acknowledged and committed
         self.on_stopping: Callable[[], Awaitable[None]] | None = None
+
+    def rebalanced(self) -> None:
+        self.windows.invalidate()
+        if self.on_rebalanced is not None:
+            self.on_rebalanced()
 
     async def stopping(self) -> None:
         if self.on_stopping is not None:
@@ -131,7 +140,7 @@ class InferenceService:
         for key, outcome in outcomes.items():
             self.windows.put(key, outcome.window)
         if self.on_stored is not None:
-            self.on_stored({symbol for symbol, _ in groups})
+            self.on_stored(_oldest_bars(groups))
         return result
 
     @staticmethod
@@ -234,6 +243,14 @@ class InferenceService:
             stored = signals_for_alerts_sync(session=session, alert_ids=sorted(again))
         metrics.STAGE_WRITE.observe(time.perf_counter() - started)
         return _Written(fresh, inserted, stored)
+
+
+def _oldest_bars(groups: dict[WindowKey, list[Item]]) -> dict[str, datetime]:
+    oldest: dict[str, datetime] = {}
+    for (symbol, _), items in groups.items():
+        first = min(item.alert.bar_time for item in items)
+        oldest[symbol] = min(oldest.get(symbol, first), first)
+    return oldest
 
 
 @dataclass(frozen=True, slots=True)

@@ -129,9 +129,10 @@ def signals_for_alerts_sync(*, session: Session, alert_ids: Sequence[str]) -> li
 
 
 async def pending_signals(
-    *, session: AsyncSession, symbol: str | None = None
+    *, session: AsyncSession, symbol: str | None = None, since: datetime | None = None
 ) -> list[PendingSignal]:
-    """Signals without an outcome yet, oldest bar first (of one symbol, or of all)."""
+    """Signals without an outcome yet, oldest bar first (of one symbol, or of all); with `since`,
+    only those of bars from `since` on (an index range instead of the whole table)."""
     statement = (
         select(
             SignalRow.signal_id,
@@ -150,6 +151,8 @@ async def pending_signals(
     )
     if symbol is not None:
         statement = statement.where(SignalRow.symbol == symbol)
+    if since is not None:
+        statement = statement.where(SignalRow.bar_time >= since)
     return [PendingSignal(*row) for row in (await session.execute(statement)).all()]
 
 

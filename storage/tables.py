@@ -89,6 +89,7 @@ class SignalRow(Base):
     __table_args__ = (
         UniqueConstraint("alert_id", "model_key", name="uq_signals_alert_model"),
         Index("ix_signals_model_bar", "model_key", "bar_time"),
+        Index("ix_signals_symbol_bar", "symbol", "bar_time"),
         Index("ix_signals_emitted", "emitted_at"),
     )
 

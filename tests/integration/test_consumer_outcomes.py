@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from collections.abc import Awaitable, Callable
 
 import pytest
 from sqlalchemy import select
@@ -147,3 +148,50 @@ async def test_the_worker_snapshots_live_metrics_soon_after_new_outcomes(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_the_worker_reads_pending_signals_from_its_bound_and_whole_when_unsure(
+    kafka_settings: Settings, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    """Per symbol the worker reads pending signals from the oldest bar that may be pending on;
+    what it cannot know of (signals older than its bound, stored by another consumer before a
+    rebalance) is found once it forgets its bounds."""
+    settings = kafka_settings
+    await stream_spx(settings, session_factory, [("direction", "logreg")])
+    bars = sample_bars("SPX")
+    last = bars.index[SEED_BARS + STREAM - 1].to_pydatetime()
+    worker = OutcomeWorker(session_factory=session_factory, cost_bps=1.0, min_interval_seconds=0.05)
+    task = asyncio.create_task(worker.run())
+
+    async def outcomes() -> int:
+        async with session_factory() as session:
+            return len((await session.execute(select(Outcome))).scalars().all())
+
+    try:
+        worker.mark_stored({"SPX": last})  # nothing known yet: the whole table is read
+        assert await eventually(lambda: _equals(outcomes, STREAM - 1))
+
+        # five outcomes vanish: pending again, but older than the bound (the last, pending bar)
+        async with session_factory() as session, session.begin():
+            first = (await session.execute(select(Outcome).limit(5))).scalars().all()
+            for outcome in first:
+                await session.delete(outcome)
+        await seed_bars(
+            session_factory, "SPX", bars.iloc[SEED_BARS + STREAM : SEED_BARS + STREAM + 1]
+        )
+        worker.mark_stored({"SPX": bars.index[SEED_BARS + STREAM].to_pydatetime()})
+        assert await eventually(lambda: _equals(outcomes, STREAM - 5))  # only the last bar's
+        await asyncio.sleep(0.2)
+        assert await outcomes() == STREAM - 5
+
+        worker.forget()  # a rebalance: read whole again
+        worker.mark_stored({"SPX": bars.index[SEED_BARS + STREAM].to_pydatetime()})
+        assert await eventually(lambda: _equals(outcomes, STREAM))
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _equals(count: Callable[[], Awaitable[int]], expected: int) -> bool:
+    return await count() == expected

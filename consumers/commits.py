@@ -150,7 +150,10 @@ class CommitPipeline:
             span.rewind(consumer)
             return span
         metrics.STAGE_PUBLISH.observe(time.perf_counter() - sent)
-        acknowledged()
+        try:
+            acknowledged()
+        except Exception:  # metrics and log lines only: never a reason to deliver again
+            log.exception("reporting a published batch failed")
         await commit(consumer, span)
         return None
 
@@ -164,5 +167,8 @@ async def commit(consumer: OffsetConsumer, span: Span) -> None:
         await consumer.commit(span.next_offsets())
     except KafkaError as exc:
         log.warning("offset commit failed; the batch may be delivered again", error=repr(exc))
+        return
+    except Exception:  # never leave the pipeline with an exception the next batch would meet
+        log.exception("offset commit failed; the batch may be delivered again")
         return
     metrics.STAGE_COMMIT.observe(time.perf_counter() - started)

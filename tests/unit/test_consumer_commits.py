@@ -128,6 +128,19 @@ async def test_a_failed_commit_is_logged_and_loses_nothing() -> None:
     assert consumer.calls == []
 
 
+async def test_a_failing_report_still_commits() -> None:
+    consumer, pipeline = Recorder(), CommitPipeline()
+    done = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+
+    def broken() -> None:
+        raise ValueError("a metric went wrong")
+
+    pipeline.start(consumer, Span.of(refs((1, 7))), [done], broken)
+    assert await pipeline.settle() is None
+    assert consumer.calls == [("commit", {P1: 8})]
+
+
 async def test_rewinding_a_partition_that_moved_skips_it() -> None:
     consumer = Recorder(owned={P1})
     Span.of(refs((0, 3), (1, 4))).rewind(consumer)

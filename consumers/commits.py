@@ -94,10 +94,17 @@ class CommitPipeline:
         self.closing = False
 
     async def drain(self) -> None:
-        """Wait until no batch is in flight (a failure is kept for `settle`)."""
-        flight, self._flight = self._flight, None
-        if flight is not None:
-            failed = await flight.task
+        """Wait until no batch is in flight (a failure is kept for `settle`).
+
+        The handler and a rebalance may wait for the same batch: it stays in flight until it is
+        over, so neither goes on before it; and a cancelled waiter never cancels the batch.
+        """
+        flight = self._flight
+        if flight is None:
+            return
+        failed = await asyncio.shield(flight.task)
+        if self._flight is flight:
+            self._flight = None
             if failed is not None:
                 self._failed = failed
 

@@ -118,6 +118,39 @@ async def test_a_rebalance_drains_but_keeps_the_failure_for_the_next_batch() -> 
     assert await pipeline.settle() == span
 
 
+async def test_a_rebalance_and_the_next_batch_wait_for_the_same_batch() -> None:
+    """Neither goes on while the batch is in flight, and the failure reaches the next batch."""
+    consumer, pipeline = Recorder(), CommitPipeline()
+    pending = asyncio.get_running_loop().create_future()
+    span = Span.of(refs((0, 3)))
+    pipeline.start(consumer, span, [pending], lambda: None)
+    revoke = asyncio.create_task(pipeline.drain())
+    handler = asyncio.create_task(pipeline.settle())
+    await asyncio.sleep(0.01)
+    assert not revoke.done()
+    assert not handler.done()
+    pending.set_exception(KafkaTimeoutError())
+    assert await handler == span
+    await revoke
+    assert await pipeline.settle() is None
+    done = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+    pipeline.start(consumer, Span.of(refs((0, 3))), [done], lambda: None)  # nothing in flight
+    assert await pipeline.settle() is None
+
+
+async def test_a_cancelled_waiter_does_not_cancel_the_batch() -> None:
+    consumer, pipeline = Recorder(), CommitPipeline()
+    pending = asyncio.get_running_loop().create_future()
+    pipeline.start(consumer, Span.of(refs((0, 0))), [pending], lambda: None)
+    waiter = asyncio.create_task(pipeline.drain())
+    await asyncio.sleep(0.01)
+    waiter.cancel()
+    pending.set_result(None)
+    await pipeline.close()
+    assert consumer.calls == [("commit", {P0: 1})]
+
+
 async def test_a_failed_commit_is_logged_and_loses_nothing() -> None:
     consumer, pipeline = Recorder(), CommitPipeline()
     consumer.commit_error = CommitFailedError("the group rebalanced")

@@ -56,8 +56,13 @@ class Resolution:
     strategy_return: float
 
 
+def up_threshold(target: str) -> float:
+    """Above it a model calls up: a probability for direction models, a return for the others."""
+    return 0.5 if target == "direction" else 0.0
+
+
 def predicted_up(target: str, prediction: float) -> bool:
-    return prediction > (0.5 if target == "direction" else 0.0)
+    return prediction > up_threshold(target)
 
 
 def resolve(
@@ -126,7 +131,7 @@ def model_metrics(rows: pd.DataFrame, *, cost_bps: float) -> dict[str, float | N
     target = str(rows["target"].iloc[0]) if len(rows) else "direction"
     realised = rows["realised_return"].to_numpy(dtype=float)
     prediction = rows["prediction"].to_numpy(dtype=float)
-    up_call = np.array([predicted_up(target, p) for p in prediction], dtype=float)
+    up_call = (prediction > up_threshold(target)).astype(float)  # predicted_up, vectorised
     out: dict[str, float | None] = dict(metrics.classification_metrics(realised > 0, up_call))
     out["mae"] = metrics.mae(realised, prediction) if target == "return" else None
     out.update(_trading(rows, cost_bps=cost_bps))

@@ -2,9 +2,9 @@
 while batch N+1 is decoded, predicted and stored.
 
 The alerts handler hands each batch over once its bars and signals are stored and its signals and
-dead letters are queued for sending (`InFlight.start`); the next handler call first settles the
-batch in flight (`settle`), then publishes its own. So at most one batch is between publication
-and commit, and the guarantees of a sequential handler hold:
+dead letters are queued for sending (`CommitPipeline.start`); the next handler call first settles
+the batch in flight (`settle`), then publishes its own. So at most one batch is between
+publication and commit, and the guarantees of a sequential handler hold:
 
 - a batch's offsets are committed only after its rows are stored and Kafka acknowledged its
   records, and only after every earlier batch was committed (commits are strictly in order);

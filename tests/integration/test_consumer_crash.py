@@ -14,6 +14,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot import kafka_local
+from bot.kafka_admin import ensure_topics
 from bot.schemas import Alert
 from bot.settings import Settings
 from consumers.runner import running_consumer
@@ -31,6 +33,7 @@ from tests.consumer_support import (
     signals_of,
 )
 from tests.fixtures.env import child_env
+from tests.fixtures.kafka import local_test_broker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 ITFF = Path(sys.executable).with_name("itff")
@@ -171,3 +174,54 @@ async def test_a_consumer_leaving_the_group_mid_stream_loses_and_doubles_nothing
     expected = Counter((a.alert_id, by_symbol[a.symbol]) for a in interleaved)
     assert Counter((r.alert_id, r.model_key) for r in rows) == expected
     assert await count_rows(session_factory, Bar) == len(symbols) * (SEED_BARS + 60)
+
+
+async def test_a_broker_restart_mid_stream_loses_and_doubles_nothing(
+    settings: Settings, session_factory: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    """The broker itself stops while batches are between storage and acknowledgement (the
+    pipelined commit), and comes back: every alert still ends with exactly one signal per model
+    in the database and its signals on the topic."""
+    broker = local_test_broker(tmp_path / "kafka")
+    await kafka_local.start(broker)
+    try:
+        configured = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap})
+        await ensure_topics(configured)
+        bars = sample_bars("SPX")
+        keys = list(publish_champions(configured, "SPX"))
+        await seed_bars(session_factory, "SPX", bars.iloc[:SEED_BARS])
+        stream = alerts_for("SPX", bars.iloc[SEED_BARS : SEED_BARS + 200])
+        async with running_consumer(configured, outcomes=False):
+            # the producer keeps sending through the outage (its sends wait for the broker)
+            producing = asyncio.create_task(trickle(configured, stream))
+
+            async def some_stored() -> bool:
+                return len(await signal_rows(session_factory)) >= 30
+
+            assert await eventually(some_stored, within=120)
+            await asyncio.to_thread(kafka_local.stop, broker)
+            stored_at_stop = len(await signal_rows(session_factory))
+            await asyncio.sleep(2.0)
+            await kafka_local.start(broker)
+            await producing
+
+            async def all_stored() -> bool:
+                return len(await signal_rows(session_factory)) >= len(stream) * len(keys)
+
+            assert await eventually(all_stored, within=180)
+        assert stored_at_stop < len(stream) * len(keys)  # the broker went away mid-stream
+
+        rows = await signal_rows(session_factory)
+        assert_one_signal_per_alert_and_model(
+            [(r.alert_id, r.model_key) for r in rows], stream, keys
+        )
+        values = await read_topic(
+            configured.bootstrap,
+            configured.topics.signals,
+            until=lambda v: len({s.signal_id for s in signals_of(v)}) >= len(stream) * len(keys),
+            within=120,
+        )
+        on_topic = {(s.alert_id, s.model_key) for s in signals_of(values)}
+        assert on_topic == {(a.alert_id, k) for a in stream for k in keys}
+    finally:
+        await asyncio.to_thread(kafka_local.stop, broker)

@@ -26,6 +26,7 @@ import pandas as pd
 from bot import metrics
 from bot.backtest import backtest
 from bot.data.intervals import periods_per_year
+from bot.targets import neutral_score
 
 POSITIONS = {"buy": 1.0, "sell": -1.0, "hold": 0.0}
 WINDOWS: tuple[tuple[str, timedelta | None], ...] = (
@@ -56,13 +57,8 @@ class Resolution:
     strategy_return: float
 
 
-def up_threshold(target: str) -> float:
-    """Above it a model calls up: a probability for direction models, a return for the others."""
-    return 0.5 if target == "direction" else 0.0
-
-
 def predicted_up(target: str, prediction: float) -> bool:
-    return prediction > up_threshold(target)
+    return prediction > neutral_score(target)
 
 
 def resolve(
@@ -131,7 +127,7 @@ def model_metrics(rows: pd.DataFrame, *, cost_bps: float) -> dict[str, float | N
     target = str(rows["target"].iloc[0]) if len(rows) else "direction"
     realised = rows["realised_return"].to_numpy(dtype=float)
     prediction = rows["prediction"].to_numpy(dtype=float)
-    up_call = (prediction > up_threshold(target)).astype(float)  # predicted_up, vectorised
+    up_call = (prediction > neutral_score(target)).astype(float)  # predicted_up, vectorised
     out: dict[str, float | None] = dict(metrics.classification_metrics(realised > 0, up_call))
     out["mae"] = metrics.mae(realised, prediction) if target == "return" else None
     out.update(_trading(rows, cost_bps=cost_bps))

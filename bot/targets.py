@@ -25,6 +25,13 @@ def forward_log_return(close: FloatArray, horizon: int) -> FloatArray:
     return out
 
 
+def neutral_score(target: str) -> float:
+    """The score with no view either way: a 0.5 probability of up for `direction` models, a zero
+    return for `return` models. Above it a model calls up; it is also the walk-forward's neutral
+    threshold."""
+    return 0.5 if target == "direction" else 0.0
+
+
 def make_target(close: FloatArray, *, target: str, horizon: int) -> FloatArray:
     """`direction`: 1.0 if the forward log return over h bars is > 0, else 0.0 (NaN when unknown);
     `return`: the forward log return itself."""

@@ -25,6 +25,7 @@ from bot import backtest, metrics
 from bot.bundle import Thresholds
 from bot.errors import BadInput
 from bot.models import make_pipeline, predict_scores
+from bot.targets import neutral_score
 
 FloatArray = NDArray[np.floating[Any]]
 MIN_FIT_SAMPLES = 100
@@ -118,7 +119,7 @@ def choose_thresholds(
     Candidates are the 10 %, ..., 90 % quantiles of the validation scores and the neutral score
     (0.5 for `direction`, 0 for `return`); ties keep the first, starting with the neutral pair.
     """
-    centre = 0.5 if target == "direction" else 0.0
+    centre = neutral_score(target)
     candidates = np.unique(np.concatenate(([centre], np.quantile(scores, QUANTILES))))
     best, best_value = Thresholds(buy=centre, sell=centre), -np.inf
     pairs = [(centre, centre)] + [(s, b) for s in candidates for b in candidates if s <= b]

@@ -28,7 +28,7 @@ from bot.ood import ood_summary
 from bot.schemas import Alert, Signal, model_key
 from bot.sequences import to_windows
 from bot.settings import Settings
-from bot.targets import make_target
+from bot.targets import make_target, neutral_score
 from storage.bars import upsert_frame
 from storage.tables import Bar, SignalRow
 
@@ -60,7 +60,7 @@ def fit_bundle(
     keep = np.isfinite(windows).all(axis=1) & np.isfinite(y)
     pipeline = make_pipeline(model_type, target, 7).fit(windows[keep], y[keep])
     ood: OodSummary = ood_summary(pipeline[0].transform(windows[keep]))
-    cut = 0.5 if target == "direction" else 0.0
+    cut = neutral_score(target)
     return ModelBundle(
         symbol=symbol,
         target=target,  # type: ignore[arg-type]

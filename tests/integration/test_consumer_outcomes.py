@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.settings import Settings
+from bot.targets import neutral_score
 from consumers.outcomes import OutcomeWorker, resolve_outcomes, snapshot_live_metrics
 from consumers.runner import running_consumer
 from storage.tables import LiveMetricSnapshot, Outcome, SignalRow
@@ -77,7 +78,7 @@ async def test_replayed_series_resolves_every_signal_whose_horizon_passed(
         expected = math.log(close.iloc[position + 1] / close.iloc[position])
         assert outcome.realised_return == pytest.approx(expected)
         assert outcome.exit_time == close.index[position + 1]
-        up = signal.prediction > (0.5 if signal.target == "direction" else 0.0)
+        up = signal.prediction > neutral_score(signal.target)
         assert outcome.hit == (up == (expected > 0))
         side = {"buy": 1.0, "sell": -1.0, "hold": 0.0}[signal.action]
         one_bar = close.iloc[position + 1] / close.iloc[position] - 1

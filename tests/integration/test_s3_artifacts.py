@@ -259,14 +259,7 @@ async def test_base_url_fetch_installs_the_pushed_champions(
 async def test_base_url_fetch_refuses_a_corrupted_object(
     s3_settings: Settings, tmp_path: Path
 ) -> None:
-    registry, key, versions = _published(s3_settings)
-    bucket = ArtifactBucket(make_client(s3_settings), BUCKET, s3_settings.s3_prefix)
-    bucket.push(registry)
-    model = bytearray((registry.root / key / versions[1] / MODEL_FILE).read_bytes())
-    model[len(model) // 2] ^= 0x01
-    make_client(s3_settings).put_object(
-        Bucket=BUCKET, Key=bucket.object_key(key, versions[1], MODEL_FILE), Body=bytes(model)
-    )
+    key, _ = _corrupt_remote_champion(s3_settings)
 
     consumer = ArtifactRegistry(tmp_path / "consumer", signing_key=SIGNING_KEY.encode())
     results = await fetch_many(

@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1.7
 # One image, four roles: `docker run IMAGE webhook|consumer|scheduler|dashboard` (ENTRYPOINT is `itff`).
 # Dependency wheels are built once in the builder stage from requirements-runtime.lock (the runtime
-# part of requirements.lock, kept in sync by tests/unit/test_deploy_docker.py); the runtime stage
+# part of requirements.lock, kept in sync by tests/deploy/test_docker.py); the runtime stage
 # installs them offline, runs as an unprivileged user and holds no secrets: they come from the
 # platform's environment at run time.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 
-.PHONY: install run test test-unit test-integration lint format bench clean system-deps
+.PHONY: install run test test-fast lint lint-imports format bench clean system-deps
 
 install: $(VENV)/.installed ## virtualenv from the lock file, the itff package, the Kafka jars
 
@@ -22,13 +22,16 @@ system-deps: ## Debian packages the tests drive: Chromium (browser tests), promt
 run: install ## the whole bot on this machine: Kafka, receiver, consumer, scheduler, dashboard
 	$(BIN)/itff up
 
-test: install system-deps ## the whole suite: unit, integration (real Kafka), e2e (real browser)
+test: install system-deps lint-imports ## the whole suite: layer contracts, core, real Kafka, real browser
 	$(BIN)/python -m pytest
 
-test-unit: install
-	$(BIN)/python -m pytest tests/unit
+test-fast: install ## the tests that need no broker and no browser (markers `kafka`, `browser`)
+	$(BIN)/python -m pytest -m "not kafka and not browser"
 
-lint: install
+lint-imports: install ## the layer order of bot/ and the edges (pyproject.toml [tool.importlinter])
+	$(BIN)/lint-imports
+
+lint: install lint-imports
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

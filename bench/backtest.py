@@ -1,4 +1,4 @@
-"""Vectorised backtest (bot.backtest) vs the plain loop of the tests, on the same signals.
+"""Vectorised backtest (bot.core.backtesting) vs the plain loop of the tests, on the same signals.
 
 Prints the time of each and the speed ratio; checks that both give the same equity.
 
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.backtest import backtest
+from bot.core import backtest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the loop lives in the tests
-loop_backtest = importlib.import_module("tests.unit.test_backtest").loop_backtest
+loop_backtest = importlib.import_module("tests.core.test_backtest").loop_backtest
 
 
 def signals(bars: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:

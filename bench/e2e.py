@@ -45,18 +45,17 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import sessionmaker
 
 from bot.artifacts import registry_from_settings
-from bot.kafka_admin import admin_client, ensure_topics
-from bot.schemas import Signal, TradingViewMessage
-from bot.settings import Settings, load_settings
+from bot.contracts import Settings, Signal, TradingViewMessage, load_settings
+from bot.kafka import admin_client, ensure_topics
 from consumers.deadletters import RecordRef
-from consumers.models import PredictorModels
+from consumers.served_models import PredictorModels
 from consumers.service import InferenceService
 from storage.db import create_engine, create_session_factory, create_sync_sqlite_engine
 from storage.migrate import upgrade_async
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.consumer_support import fit_bundle, sample_bars, seed_bars
-from tests.fixtures.env import child_env
+from tests.support.consumer import fit_bundle, sample_bars, seed_bars
+from tests.support.env import child_env
 
 ITFF = Path(sys.executable).with_name("itff")
 LINES = (("direction", "logreg"), ("return", "ridge"), ("direction", "ridge"))

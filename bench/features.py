@@ -1,6 +1,6 @@
 """Feature-build latency: `build_features` per call on live windows and on a whole sample file.
 
-The frozen pandas implementation (`tests/unit/features_reference.py`) runs in the same process,
+The frozen pandas implementation (`tests/support/features_reference.py`) runs in the same process,
 interleaved call by call, so the speed-up is a ratio measured under the same load. Wall time and
 CPU time of this thread are both shown (CPU time is the fairer figure on a busy machine). Prints
 figures; asserts nothing.
@@ -23,9 +23,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the reference implementation lives in the tests package
 
+from bot.core import WARMUP_BARS, build_features, build_features_tail  # noqa: E402
 from bot.data import load_bars  # noqa: E402
-from bot.features import WARMUP_BARS, build_features, build_features_tail  # noqa: E402
-from tests.unit.features_reference import reference_features  # noqa: E402
+from tests.support.features_reference import reference_features  # noqa: E402
 
 Call = Callable[[], object]
 

@@ -95,8 +95,8 @@ def serve(kind: str, port: int) -> None:
         app.router.add_post("/webhook", accepted)
         app.router.add_get("/health", accepted)
     else:
-        from bot.observability import configure_logging
-        from bot.settings import load_settings
+        from bot.contracts import load_settings
+        from bot.runtime import configure_logging
         from producers import create_app
         from storage.migrate import upgrade
 
@@ -294,8 +294,8 @@ def line(name: str, run: Run) -> str:
 
 
 async def bench(args: argparse.Namespace) -> None:
-    from bot.kafka_admin import admin_client, ensure_topics
-    from bot.settings import load_settings
+    from bot.contracts import load_settings
+    from bot.kafka import admin_client, ensure_topics
 
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
     prefix = f"bench{uuid.uuid4().hex[:8]}"

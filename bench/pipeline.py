@@ -24,10 +24,9 @@ import numpy as np
 import pandas as pd
 
 from bot.artifacts import ArtifactRegistry
-from bot.kafka_admin import admin_client
-from bot.model_events import ModelEventPublisher
+from bot.contracts import load_settings
+from bot.kafka import ModelEventPublisher, admin_client
 from bot.pipeline import run_pipeline
-from bot.settings import load_settings
 from storage import runs as run_repo
 from storage.db import create_engine, create_session_factory
 from storage.migrate import upgrade_async

@@ -1,7 +1,8 @@
 """Predictor latency: 1 window, per row in batches of 256, and the live path from raw bars.
 
-Trains real pipelines (bot.models) on SPX features, publishes them into a temporary signed registry
-and serves them through `Predictor`, exactly as the consumer does. Prints figures; asserts nothing.
+Trains real pipelines (bot.core.estimators) on SPX features, publishes them into a temporary signed
+registry and serves them through `Predictor`, exactly as the consumer does. Prints figures; asserts
+nothing.
 
     .venv/bin/python bench/predict.py [--lookback 5] [--repeat 2000] [--models logreg,hgb]
                                       [--threads N]   (cap OpenMP/BLAS threads, as OMP_NUM_THREADS)
@@ -20,12 +21,17 @@ import numpy as np
 import pandas as pd
 
 from bot.artifacts import ArtifactRegistry
-from bot.bundle import ModelBundle, Thresholds
-from bot.features import FEATURE_NAMES, WARMUP_BARS, build_features
-from bot.models import make_pipeline
-from bot.ood import ood_summary
-from bot.predictor import Predictor
-from bot.sequences import to_windows
+from bot.core import (
+    FEATURE_NAMES,
+    WARMUP_BARS,
+    ModelBundle,
+    Thresholds,
+    build_features,
+    make_pipeline,
+    ood_summary,
+    to_windows,
+)
+from bot.serving import Predictor
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "SPX_1d.csv"
 BATCH = 256

@@ -2,7 +2,8 @@
 
 Symbols are copies of the real SPX and NDX daily bars (last `--bars` rows) under new names, so
 the work is the real work. Runs the same jobs as `itff train` (walk-forward evaluation, final fit,
-bundle) with joblib worker processes. Prints figures; asserts nothing.
+bundle) with the same executor (`bot.pipeline.run_tasks`, fork-server worker processes). Prints
+figures; asserts nothing.
 
     .venv/bin/python bench/train.py [--symbols 10] [--model-types logreg,ridge,hgb] [--jobs 2]
 """
@@ -14,10 +15,9 @@ import os
 import time
 from pathlib import Path
 
-from bot.cli.train import Job, train_job
+from bot.core import WalkForwardConfig, plan
 from bot.data import load_bars
-from bot.evaluation import combinations, run_parallel
-from bot.walkforward import WalkForwardConfig
+from bot.pipeline import TrainTask, run_tasks
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 
@@ -33,10 +33,22 @@ def main() -> None:
     args = parser.parse_args()
     real = {name: load_bars(f"csv:{SAMPLE}", name).iloc[-args.bars :] for name in ("SPX", "NDX")}
     names = [f"S{i:02d}" for i in range(args.symbols)]
-    combos, notes = combinations(names, args.targets.split(","), args.model_types.split(","))
+    combos, skips = plan(names, args.targets.split(","), args.model_types.split(","))
+    notes = sorted({f"skipped {s.key.split('-', 1)[1]}: {s.reason}" for s in skips})
     config = WalkForwardConfig(refit_every=args.refit_every)
     jobs = [
-        Job(c, real["SPX" if int(c.symbol[1:]) % 2 == 0 else "NDX"], 1, 1, "1D", 42, 1.0, config)
+        TrainTask(
+            symbol=c.symbol,
+            target=c.target,
+            model_type=c.model_type,
+            bars=real["SPX" if int(c.symbol[1:]) % 2 == 0 else "NDX"],
+            lookback=1,
+            horizon=1,
+            interval="1D",
+            seed=42,
+            cost_bps=1.0,
+            config=config,
+        )
         for c in combos
     ]
     print(f"{len(jobs)} trainings ({args.symbols} symbols x {args.targets} x {args.model_types}; "
@@ -45,7 +57,7 @@ def main() -> None:
     started, cpu = time.perf_counter(), time.process_time()
     per_model: dict[str, list[float]] = {}
     worker_cpu = 0.0
-    for outcome in run_parallel(train_job, jobs, n_jobs=args.jobs):
+    for outcome in run_tasks(jobs, args.jobs):
         if outcome.error:
             print(f"  failed {outcome.key}: {outcome.error}")
         per_model.setdefault(outcome.key.split("-", 1)[1], []).append(outcome.cpu_seconds)

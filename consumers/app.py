@@ -28,15 +28,21 @@ from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.observability import get_logger
-from bot.schemas import DeadLetter, ModelEvent, Signal, utcnow
-from bot.settings import Settings
-from bot.topics import DEFAULT_PREFIX, INFERENCE_GROUP
-from consumers import metrics
+from bot.contracts import (
+    DEFAULT_PREFIX,
+    INFERENCE_GROUP,
+    DeadLetter,
+    ModelEvent,
+    Settings,
+    Signal,
+    utcnow,
+)
+from bot.runtime import get_logger
+from consumers import telemetry
 from consumers.commits import RETRY_DELAY_SECONDS, CommitPipeline, OffsetConsumer, Span
 from consumers.deadletters import RecordRef
-from consumers.models import ServedModels
 from consumers.reload import Reloader, remote_pull
+from consumers.served_models import ServedModels
 from consumers.service import BatchResult, InferenceService
 
 log = get_logger(__name__)
@@ -127,7 +133,7 @@ def observe(result: BatchResult) -> None:
     debug = log.is_enabled_for(logging.DEBUG)
     for signal in result.signals:
         received = signal.emitted_at.timestamp() - signal.latency_ms / 1000
-        metrics.END_TO_END_LATENCY.observe(max(0.0, acknowledged - received))
+        telemetry.END_TO_END_LATENCY.observe(max(0.0, acknowledged - received))
         if debug:
             log.debug(
                 "signal",
@@ -139,9 +145,9 @@ def observe(result: BatchResult) -> None:
             )
     for redelivered, signals in (("false", result.signals), ("true", result.redelivered)):
         for action, count in Counter(s.action for s in signals).items():
-            metrics.SIGNALS.labels(action=action, redelivered=redelivered).inc(count)
+            telemetry.SIGNALS.labels(action=action, redelivered=redelivered).inc(count)
     for letter in result.dead_letters:
-        metrics.DEAD_LETTERS.labels(reason=letter.reason).inc()
+        telemetry.DEAD_LETTERS.labels(reason=letter.reason).inc()
         log.warning("dead letter", reason=letter.reason, error=letter.error, offset=letter.offset)
     if result.signals or result.redelivered:
         alert_ids = sorted({s.alert_id for s in (*result.signals, *result.redelivered)})
@@ -174,6 +180,60 @@ def inference_group(settings: Settings) -> str:
     return f"{settings.topic_prefix}-inference"
 
 
+class AlertBatches:
+    """One batch of alerts: processed and stored, its signals sent, then acknowledged and
+    committed by the commit pipeline while the next batch is processed. A failure rewinds the
+    batch (and one held back behind it) so that Kafka delivers it again."""
+
+    def __init__(
+        self, service: InferenceService, emitter: Emitter, pipeline: CommitPipeline
+    ) -> None:
+        self.service, self.emitter, self.pipeline = service, emitter, pipeline
+
+    async def handle(self, message: KafkaMessage) -> None:
+        refs = [
+            RecordRef(record.value or b"", record.topic, record.partition, record.offset)
+            for record in message.raw_message
+        ]
+        telemetry.BATCH_SIZE.observe(len(refs))
+        span, consumer = Span.of(refs), cast("OffsetConsumer", message.consumer)
+        result = await self._process(refs, span, consumer)
+        failed = await self.pipeline.settle()
+        if failed is not None:  # the batch before was not published: both come again
+            span.rewind(consumer, keep=failed)
+            log.warning("batch held back: the one before it is redelivered", records=len(refs))
+            return
+        pending = await self._send(result, span, consumer, records=len(refs))
+        self.pipeline.start(consumer, span, pending, functools.partial(observe, result))
+        if self.pipeline.closing:
+            await self.pipeline.drain()
+
+    async def _process(
+        self, refs: list[RecordRef], span: Span, consumer: OffsetConsumer
+    ) -> BatchResult:
+        try:
+            return await self.service.process(refs)
+        except Exception:
+            failed = await self.pipeline.settle()
+            telemetry.BATCH_FAILURES.inc()
+            log.exception("batch failed; it will be redelivered", records=len(refs))
+            await asyncio.sleep(RETRY_DELAY_SECONDS)
+            span.rewind(consumer, keep=failed)
+            raise
+
+    async def _send(
+        self, result: BatchResult, span: Span, consumer: OffsetConsumer, *, records: int
+    ) -> list[asyncio.Future[Any]]:
+        try:
+            return await self.emitter.send(result)
+        except KafkaError:
+            telemetry.BATCH_FAILURES.inc()
+            log.exception("sending a batch failed; it will be redelivered", records=records)
+            await asyncio.sleep(RETRY_DELAY_SECONDS)
+            span.rewind(consumer)
+            raise
+
+
 def add_inference(
     broker: KafkaBroker,
     settings: Settings,
@@ -195,6 +255,7 @@ def add_inference(
     pipeline = CommitPipeline()
     service.on_stopping = pipeline.close
     service.on_close = emitter.stop
+    batches = AlertBatches(service, emitter, pipeline)
 
     @broker.subscriber(
         settings.topics.alerts,
@@ -208,37 +269,7 @@ def add_inference(
         listener=Rebalance(service, pipeline),
     )
     async def on_alerts(message: KafkaMessage) -> None:
-        refs = [
-            RecordRef(record.value or b"", record.topic, record.partition, record.offset)
-            for record in message.raw_message
-        ]
-        metrics.BATCH_SIZE.observe(len(refs))
-        span, consumer = Span.of(refs), cast("OffsetConsumer", message.consumer)
-        try:
-            result = await service.process(refs)
-        except Exception:
-            failed = await pipeline.settle()
-            metrics.BATCH_FAILURES.inc()
-            log.exception("batch failed; it will be redelivered", records=len(refs))
-            await asyncio.sleep(RETRY_DELAY_SECONDS)
-            span.rewind(consumer, keep=failed)
-            raise
-        failed = await pipeline.settle()
-        if failed is not None:  # the batch before was not published: both come again
-            span.rewind(consumer, keep=failed)
-            log.warning("batch held back: the one before it is redelivered", records=len(refs))
-            return
-        try:
-            pending = await emitter.send(result)
-        except KafkaError:
-            metrics.BATCH_FAILURES.inc()
-            log.exception("sending a batch failed; it will be redelivered", records=len(refs))
-            await asyncio.sleep(RETRY_DELAY_SECONDS)
-            span.rewind(consumer)
-            raise
-        pipeline.start(consumer, span, pending, functools.partial(observe, result))
-        if pipeline.closing:
-            await pipeline.drain()
+        await batches.handle(message)
 
     return service
 

@@ -29,8 +29,8 @@ from typing import Any, Protocol
 from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
 
-from bot.observability import get_logger
-from consumers import metrics
+from bot.runtime import get_logger
+from consumers import telemetry
 from consumers.deadletters import RecordRef
 
 log = get_logger(__name__)
@@ -148,7 +148,7 @@ class CommitPipeline:
         try:
             await asyncio.gather(*pending)
         except Exception:  # any failure means: not published, deliver again
-            metrics.BATCH_FAILURES.inc()
+            telemetry.BATCH_FAILURES.inc()
             log.exception(
                 "publishing a batch failed; it will be redelivered",
                 partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in span.first),
@@ -156,7 +156,7 @@ class CommitPipeline:
             await asyncio.sleep(RETRY_DELAY_SECONDS)
             span.rewind(consumer)
             return span
-        metrics.STAGE_PUBLISH.observe(time.perf_counter() - sent)
+        telemetry.STAGE_PUBLISH.observe(time.perf_counter() - sent)
         try:
             acknowledged()
         except Exception:  # metrics and log lines only: never a reason to deliver again
@@ -178,4 +178,4 @@ async def commit(consumer: OffsetConsumer, span: Span) -> None:
     except Exception:  # never leave the pipeline with an exception the next batch would meet
         log.exception("offset commit failed; the batch may be delivered again")
         return
-    metrics.STAGE_COMMIT.observe(time.perf_counter() - started)
+    telemetry.STAGE_COMMIT.observe(time.perf_counter() - started)

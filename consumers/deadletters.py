@@ -18,7 +18,7 @@ from enum import StrEnum
 
 from pydantic import ValidationError
 
-from bot.schemas import Alert, DeadLetter
+from bot.contracts import Alert, DeadLetter
 
 MAX_ERROR_CHARS = 2000
 

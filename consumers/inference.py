@@ -2,8 +2,8 @@
 
 CPU only (no I/O): the service runs `infer_group` in a worker thread. Every alert is predicted
 point-in-time, on the bars up to and including its own (see `consumers.windows`). The features come
-from `bot.features.build_features`, the same function that built the training rows, computed only
-on the slice each alert needs (`WARMUP_BARS + lookback` bars up to it; the features are causal
+from `bot.core.features.build_features`, the same function that built the training rows, computed
+only on the slice each alert needs (`WARMUP_BARS + lookback` bars up to it; the features are causal
 over a finite window, so the rows equal those of the whole history), and each model gets its
 `lookback` rows per alert, all alerts of a batch in one `predict_windows` call per model.
 """
@@ -21,9 +21,17 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from bot.errors import BadInput, IntegrityError
-from bot.features import FEATURE_NAMES, build_features
-from bot.schemas import Action, Alert, DeadLetter, Signal, Target, utcnow
+from bot.contracts import (
+    Action,
+    Alert,
+    BadInput,
+    DeadLetter,
+    IntegrityError,
+    Signal,
+    Target,
+    utcnow,
+)
+from bot.core import FEATURE_NAMES, build_features
 from consumers.deadletters import Reason, RecordRef, dead_letter
 from consumers.windows import BarKind, apply_run, classify, runs
 
@@ -182,7 +190,9 @@ def _run_model(
 ) -> None:
     columns, missing = _columns(spec.feature_names)
     if missing:
-        error = f"{spec.key} was trained on features {missing} that bot.features does not build"
+        error = (
+            f"{spec.key} was trained on features {missing} that bot.core.features does not build"
+        )
         result.dead_letters.extend(
             dead_letter(items[row.index].ref, Reason.PREDICTION_FAILED, error) for row in rows
         )

@@ -16,18 +16,16 @@ from datetime import UTC, datetime
 import pandas as pd
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.live_metrics import LIVE_COLUMNS, live_metrics, resolve_all
-from bot.observability import get_logger
-from bot.schemas import utcnow
-from consumers import metrics
+from bot.core import resolve_all
+from bot.pipeline import snapshot_live_metrics
+from bot.runtime import get_logger
+from consumers import telemetry
 from storage.bars import bars_between
 from storage.signals import (
     OutcomeRecord,
     PendingSignal,
-    insert_live_metrics,
     insert_outcomes,
     pending_signals,
-    resolved_signals,
 )
 
 log = get_logger(__name__)
@@ -96,28 +94,8 @@ async def _resolve(
                 resolved += await insert_outcomes(session=session, outcomes=outcomes)
             left = [signal.bar_time for signal in pending if signal.signal_id not in done]
             still[symbol] = min(left, default=None)
-    metrics.OUTCOMES.inc(resolved)
+    telemetry.OUTCOMES.inc(resolved)
     return resolved, still
-
-
-async def snapshot_live_metrics(
-    *,
-    session_factory: async_sessionmaker[AsyncSession],
-    cost_bps: float,
-    now: datetime | None = None,
-) -> int:
-    """Write one `live_metrics` row per (model, window: 7d, 30d, all); returns the rows."""
-    computed_at = now or utcnow()
-    async with session_factory() as session:
-        rows = await resolved_signals(session=session)
-    frame = pd.DataFrame(
-        [[getattr(row, name) for name in LIVE_COLUMNS] for row in rows], columns=LIVE_COLUMNS
-    )
-    snapshots = await asyncio.to_thread(live_metrics, frame, now=computed_at, cost_bps=cost_bps)
-    async with session_factory() as session, session.begin():
-        return await insert_live_metrics(
-            session=session, snapshots=snapshots, computed_at=computed_at
-        )
 
 
 def snapshot_due(

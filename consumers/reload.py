@@ -6,7 +6,7 @@ new one after, with no gap. A tampered or unverifiable artifact is refused: the 
 serving, `itff_consumer_model_reloads_total{result="refused"}` counts it and an error line says why.
 
 A consumer that does not share the scheduler's disk (a remote is configured:
-`ITFF_ARTIFACT_BASE_URL` or `ITFF_S3_BUCKET`, see `bot.artifact_pull`) first installs the key's
+`ITFF_ARTIFACT_BASE_URL` or `ITFF_S3_BUCKET`, see `bot.serving.install`) first installs the key's
 remote champion, verified, then reloads it. The scheduler pushes to the remote before it publishes
 the event; should the remote still lag (a failed push, a mirror's cache), the pull is retried until
 the remote's champion is the event's version (for `pull_wait_seconds`); a pull that fails or
@@ -20,20 +20,19 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from bot.artifact_pull import pull_key
-from bot.errors import ItffError, TransientError
-from bot.observability import get_logger
-from bot.remote import FetchResult, RemoteOptions
-from bot.schemas import ModelEvent
-from consumers import metrics
-from consumers.models import ServedModels
+from bot.artifacts import FetchResult, RemoteOptions
+from bot.contracts import ItffError, ModelEvent, TransientError
+from bot.runtime import get_logger
+from bot.serving import pull_key
+from consumers import telemetry
+from consumers.served_models import ServedModels
 
 if TYPE_CHECKING:
-    from bot.settings import Settings
+    from bot.contracts import Settings
 
 log = get_logger(__name__)
 
-# installs one key's remote champion; None without a remote (`bot.artifact_pull.pull_key`)
+# installs one key's remote champion; None without a remote (`bot.serving.install.pull_key`)
 Pull = Callable[[str], Awaitable[FetchResult | None]]
 
 
@@ -113,7 +112,7 @@ class Reloader:
             delay = min(delay * 2, 10.0)
 
     def _refuse(self, key: str, version: str, why: str, exc: ItffError) -> None:
-        metrics.MODEL_RELOADS.labels(result="refused").inc()
+        telemetry.MODEL_RELOADS.labels(result="refused").inc()
         self.refused.append((key, f"{type(exc).__name__}: {exc}"))
         log.error(
             "model reload refused; the previous version keeps serving",
@@ -131,10 +130,10 @@ class Reloader:
         except ItffError as exc:
             self._refuse(key, version, why, exc)
             return None
-        metrics.MODEL_RELOADS.labels(result="ok").inc()
+        telemetry.MODEL_RELOADS.labels(result="ok").inc()
         if previous and previous != served:
             with contextlib.suppress(KeyError):  # a version loaded lazily was never labelled
-                metrics.MODEL_VERSION.remove(key, previous)
+                telemetry.MODEL_VERSION.remove(key, previous)
         publish_version(key, served)
         log.info("model reloaded", model_key=key, version=served, previous=previous, trigger=why)
         if served != version:
@@ -148,4 +147,4 @@ class Reloader:
 
 
 def publish_version(key: str, version: str) -> None:
-    metrics.MODEL_VERSION.labels(model_key=key, version=version).set(1)
+    telemetry.MODEL_VERSION.labels(model_key=key, version=version).set(1)

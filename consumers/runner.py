@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from faststream.kafka import KafkaBroker
 from sqlalchemy.orm import sessionmaker
 
-from bot.artifact_pull import pull_champions
-from bot.observability import get_logger, serve_metrics
-from bot.settings import Settings
+from bot.contracts import Settings
+from bot.runtime import get_logger, serve_metrics
+from bot.serving import pull_champions
 from consumers.app import add_inference, add_reload, create_broker, inference_group
-from consumers.models import PredictorModels
 from consumers.outcomes import OutcomeWorker
 from consumers.reload import Reloader
+from consumers.served_models import PredictorModels
 from consumers.service import InferenceService
 from storage.db import create_engine, create_session_factory, create_sync_sqlite_engine
 from storage.migrate import upgrade_async

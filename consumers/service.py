@@ -29,10 +29,10 @@ import pandas as pd
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.features import WARMUP_BARS
-from bot.observability import get_logger
-from bot.schemas import Alert, DeadLetter, Signal
-from consumers import metrics
+from bot.contracts import Alert, DeadLetter, Signal
+from bot.core import WARMUP_BARS
+from bot.runtime import get_logger
+from consumers import telemetry
 from consumers.deadletters import Reason, RecordRef, dead_letter, decode_alert
 from consumers.inference import GroupResult, Item, ModelSpec, PredictWindows, infer_group
 from consumers.windows import (
@@ -127,7 +127,7 @@ class InferenceService:
         try:
             started = time.perf_counter()
             plan = await self._read(groups)
-            metrics.STAGE_READ.observe(time.perf_counter() - started)
+            telemetry.STAGE_READ.observe(time.perf_counter() - started)
             if self._sync_sessions is None:
                 outcomes = await asyncio.to_thread(self._infer_all, plan)
                 written = await self._write(plan, outcomes)
@@ -206,8 +206,8 @@ class InferenceService:
             outcomes[key] = infer_group(
                 history, items, plan.specs[key], self._predict, size=plan.size
             )
-            metrics.INFERENCE_LATENCY.observe(time.perf_counter() - started)
-        metrics.STAGE_INFER.observe(time.perf_counter() - began)
+            telemetry.INFERENCE_LATENCY.observe(time.perf_counter() - started)
+        telemetry.STAGE_INFER.observe(time.perf_counter() - began)
         return outcomes
 
     def _infer_and_write(self, plan: _Plan) -> tuple[dict[WindowKey, GroupResult], _Written]:
@@ -228,7 +228,7 @@ class InferenceService:
             inserted = await insert_signals(session=session, signals=fresh, horizons=horizons)
             again = {s.alert_id for s in fresh if s.signal_id not in inserted}
             stored = await signals_for_alerts(session=session, alert_ids=sorted(again))
-        metrics.STAGE_WRITE.observe(time.perf_counter() - started)
+        telemetry.STAGE_WRITE.observe(time.perf_counter() - started)
         return _Written(fresh, inserted, stored)
 
     def _write_sync(self, plan: _Plan, outcomes: dict[WindowKey, GroupResult]) -> _Written:
@@ -241,7 +241,7 @@ class InferenceService:
             inserted = insert_signals_sync(session=session, signals=fresh, horizons=horizons)
             again = {s.alert_id for s in fresh if s.signal_id not in inserted}
             stored = signals_for_alerts_sync(session=session, alert_ids=sorted(again))
-        metrics.STAGE_WRITE.observe(time.perf_counter() - started)
+        telemetry.STAGE_WRITE.observe(time.perf_counter() - started)
         return _Written(fresh, inserted, stored)
 
 
@@ -325,4 +325,4 @@ def _route_dead_letters(
             continue
         result.dead_letters.extend(outcome.dead_letters)
         for kind in outcome.kinds:
-            metrics.BARS.labels(kind=kind.value).inc()
+            telemetry.BARS.labels(kind=kind.value).inc()

@@ -29,9 +29,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from bot.data.intervals import parse_interval
-from bot.errors import BadInput
-from bot.schemas import Alert
+from bot.contracts import Alert, BadInput
+from bot.core import parse_interval
 from storage.bars import BAR_FIELDS
 
 WindowKey = tuple[str, str]

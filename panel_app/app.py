@@ -13,9 +13,8 @@ from typing import Any
 
 import panel as pn
 
-from bot.errors import ItffError
-from bot.observability import get_logger
-from bot.schemas import utcnow
+from bot.contracts import ItffError, utcnow
+from bot.runtime import get_logger
 from panel_app.data import DashboardData, load
 from panel_app.queries import WINDOWS, DashboardQueries
 from panel_app.views.equity import EquityView

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from bot.drift import METRICS, Metric, drift
+from bot.core import METRICS, Metric, drift
 
 __all__ = [
     "METRICS",

@@ -19,8 +19,7 @@ from sqlalchemy import Engine, Select, create_engine, event, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.errors import BadInput, TransientError
-from bot.schemas import utcnow
+from bot.contracts import BadInput, TransientError, utcnow
 from storage.db import SQLITE_BUSY_TIMEOUT_MS, sync_url
 from storage.signals import latest_live_metrics_statement
 from storage.tables import (

@@ -1,7 +1,7 @@
 """Time series the charts draw: live equity next to the backtest's, drawdowns, latency percentiles.
 
 Pure functions over the frames `panel_app.queries` returns. Returns are simple per-bar returns and
-equity compounds them from 1, as `bot.metrics.equity_curve` does for the backtest.
+equity compounds them from 1, as `bot.core.scores.equity_curve` does for the backtest.
 """
 
 from __future__ import annotations

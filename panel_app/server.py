@@ -20,10 +20,8 @@ from cachetools import TTLCache
 from panel.auth import BasicAuthProvider, BasicLoginHandler
 from tornado.web import HTTPError, RequestHandler
 
-from bot.errors import ConfigError
-from bot.observability import get_logger
-from bot.schemas import utcnow
-from bot.settings import Settings
+from bot.contracts import ConfigError, Settings, utcnow
+from bot.runtime import get_logger
 from panel_app.app import session
 from panel_app.queries import DashboardQueries
 

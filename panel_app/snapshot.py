@@ -18,9 +18,7 @@ from bokeh.layouts import column
 from bokeh.models.widgets.markups import Div
 from bokeh.resources import INLINE
 
-from bot.errors import ConfigError, TransientError
-from bot.schemas import utcnow
-from bot.settings import Settings
+from bot.contracts import ConfigError, Settings, TransientError, utcnow
 from panel_app.compare import METRICS, SOURCES
 from panel_app.compare import column as metric_column
 from panel_app.data import DashboardData, load

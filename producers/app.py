@@ -15,13 +15,12 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.observability import get_logger
-from bot.settings import Settings
+from bot.contracts import Settings
+from bot.runtime import get_logger
 from producers import api, webhooks
 from producers.auth import SignatureVerifier
 from producers.dedupe import DuplicateWindow
 from producers.delivery import AlertDelivery
-from producers.metrics import ReceiverMetrics
 from producers.network import IpAllowlist, forwarded_middlewares
 from producers.outbox import Outbox
 from producers.prediction import PredictionService
@@ -29,6 +28,7 @@ from producers.publisher import KafkaPublisher, Publisher
 from producers.ratelimit import RateLimits
 from producers.responses import error_middleware
 from producers.state import DELIVERY, GUARDS, METRICS, PREDICTION, SETTINGS, Guards
+from producers.telemetry import ReceiverMetrics
 from storage.db import create_engine, create_session_factory
 
 log = get_logger(__name__)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pydantic import SecretStr
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from bot.errors import ConfigError
+from bot.contracts import ConfigError
 from producers.responses import ApiError
 
 SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")

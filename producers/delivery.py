@@ -10,13 +10,12 @@ import asyncio
 import time
 from typing import Literal
 
-from bot.errors import TransientError
-from bot.observability import get_logger
-from bot.schemas import Alert
+from bot.contracts import Alert, TransientError
+from bot.runtime import get_logger
 from producers.dedupe import DuplicateWindow
-from producers.metrics import ReceiverMetrics
 from producers.outbox import Outbox
 from producers.publisher import Publisher
+from producers.telemetry import ReceiverMetrics
 
 log = get_logger(__name__)
 

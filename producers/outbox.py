@@ -15,10 +15,10 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.errors import ConfigError, TransientError
-from bot.observability import get_logger
-from producers.metrics import ReceiverMetrics
+from bot.contracts import ConfigError, TransientError
+from bot.runtime import get_logger
 from producers.publisher import Publisher
+from producers.telemetry import ReceiverMetrics
 from storage import outbox as repo
 from storage.tables import OutboxEntry
 

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from bot.schemas import Alert, AlertSource, TradingViewMessage, utcnow
+from bot.contracts import Alert, AlertSource, TradingViewMessage, utcnow
 from producers.responses import ApiError
 
 M = TypeVar("M", bound=BaseModel)

@@ -10,10 +10,17 @@ from typing import Annotated, Any, Self
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bot.errors import BadInput, IntegrityError, NotFound
-from bot.observability import get_logger
-from bot.schemas import Price, Symbol, UtcDatetime, Volume
-from bot.settings import Settings
+from bot.contracts import (
+    BadInput,
+    IntegrityError,
+    NotFound,
+    Price,
+    Settings,
+    Symbol,
+    UtcDatetime,
+    Volume,
+)
+from bot.runtime import get_logger
 from producers.responses import ApiError
 
 log = get_logger(__name__)
@@ -81,7 +88,7 @@ class PredictionService:
         with self._lock:
             if self._predictor is None:
                 from bot.artifacts import registry_from_settings
-                from bot.predictor import Predictor
+                from bot.serving import Predictor
 
                 self._predictor = Predictor(registry_from_settings(self._settings))
             return self._predictor

@@ -14,8 +14,8 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from bot.errors import TransientError
-from bot.observability import get_logger
+from bot.contracts import TransientError
+from bot.runtime import get_logger
 
 log = get_logger(__name__)
 

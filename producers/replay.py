@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 from standardwebhooks.webhooks import Webhook
 
-from bot.errors import BadInput, TransientError
+from bot.contracts import BadInput, TransientError
 
 CSV_COLUMNS = ("time", "open", "high", "low", "close", "volume")
 HEALTH_TIMEOUT_S = 3.0

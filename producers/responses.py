@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from bot.observability import get_logger
-from producers.metrics import ReceiverMetrics
+from bot.runtime import get_logger
+from producers.telemetry import ReceiverMetrics
 
 log = get_logger(__name__)
 

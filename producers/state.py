@@ -6,13 +6,13 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from bot.settings import Settings
+from bot.contracts import Settings
 from producers.auth import SignatureVerifier
 from producers.delivery import AlertDelivery
-from producers.metrics import ReceiverMetrics
 from producers.network import IpAllowlist
 from producers.prediction import PredictionService
 from producers.ratelimit import RateLimits
+from producers.telemetry import ReceiverMetrics
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.errors import TransientError
-from bot.observability import get_logger
-from bot.schemas import Alert, AlertSource, TradingViewMessage
+from bot.contracts import Alert, AlertSource, TradingViewMessage, TransientError
+from bot.runtime import get_logger
 from producers import parsing
 from producers.auth import check_passphrase
 from producers.delivery import Outcome

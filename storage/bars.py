@@ -15,7 +15,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from bot.schemas import utcnow
+from bot.contracts import utcnow
 from storage.tables import Bar
 
 BAR_FIELDS = ("open", "high", "low", "close", "volume")

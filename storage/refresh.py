@@ -10,7 +10,7 @@ import pandas as pd
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.schemas import utcnow
+from bot.contracts import utcnow
 from storage.bars import BAR_FIELDS
 from storage.tables import Bar
 

@@ -1,4 +1,4 @@
-"""Deletes for the retention policy (bot/retention.py). Bars are never deleted here."""
+"""Deletes for the retention policy (bot/pipeline/retention.py). Bars are never deleted here."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.schemas import utcnow
+from bot.contracts import utcnow
 from storage.tables import PipelineRun
 
 RUNNING = "running"

@@ -12,7 +12,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from bot.schemas import Signal, utcnow
+from bot.contracts import Signal, utcnow
 from storage.bars import insert_for
 from storage.tables import LiveMetricSnapshot, Outcome, SignalRow
 

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from bot.schemas import utcnow
+from bot.contracts import utcnow
 
 
 class _SqliteDateTime(sqlite.DATETIME):

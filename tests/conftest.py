@@ -1,6 +1,6 @@
 """Fixtures shared by every test: isolated settings (own topics, own database file) and a database.
 
-Service fixtures live in `tests/fixtures/` and are loaded as plugins below.
+Service fixtures live in `tests/support/` and are loaded as plugins below.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.settings import Settings, load_settings
+from bot.contracts import Settings, load_settings
 from storage.db import create_engine, create_session_factory
 from storage.migrate import upgrade_async
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
 
-pytest_plugins: list[str] = ["tests.fixtures.kafka", "tests.fixtures.webhook"]
+pytest_plugins: list[str] = ["tests.support.kafka", "tests.support.webhook"]
 
 
 @pytest.fixture
@@ -49,3 +49,10 @@ async def session_factory(settings: Settings) -> AsyncIterator[async_sessionmake
     engine = create_engine(settings.database_url)
     yield create_session_factory(engine)
     await engine.dispose()
+
+
+@pytest.fixture
+def cli_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands run through typer's CliRunner leave the process's logging alone: their logging
+    set-up would point every later log line at the runner's stream, closed once it returns."""
+    monkeypatch.setattr("bot.runtime.configure_logging", lambda **_kwargs: None)

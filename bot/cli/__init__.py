@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from bot.errors import ConfigError, ItffError
+from bot.contracts import ConfigError, ItffError
 
 app = typer.Typer(
     name="itff",

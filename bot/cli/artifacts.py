@@ -1,4 +1,5 @@
-"""`itff artifacts list | verify | rollback | prune | fetch` and `itff predict`."""
+"""`itff artifacts list | verify | prune | fetch` and `itff predict` (`itff rollback` switches
+champions: bot/cli/pipeline.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import typer
 
 if TYPE_CHECKING:
     from bot.artifacts import ArtifactRegistry, VersionInfo
-    from bot.predictor import Prediction
-    from bot.settings import Settings
+    from bot.contracts import Settings
+    from bot.serving import Prediction
 
 LIST_METRICS = ("accuracy", "roc_auc", "rmse", "sharpe")
 KeyOption = Annotated[str | None, typer.Option("--key", help="only this model key")]
@@ -22,7 +23,7 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="machine-readable output"
 
 def _registry() -> tuple[Settings, ArtifactRegistry]:
     from bot.artifacts import registry_from_settings
-    from bot.settings import load_settings
+    from bot.contracts import load_settings
 
     settings = load_settings()
     return settings, registry_from_settings(settings)
@@ -45,7 +46,7 @@ def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
 
 
 def _metrics_of(registry: ArtifactRegistry, info: VersionInfo) -> dict[str, Any]:
-    from bot.errors import IntegrityError
+    from bot.contracts import IntegrityError
 
     try:
         metrics: dict[str, Any] = registry.meta(info.key, info.version).get("metrics", {})
@@ -125,23 +126,6 @@ def _as_dict(result: Any) -> dict[str, Any]:
     return {name: getattr(result, name) for name in ("key", "version", "ok", "file", "problem")}
 
 
-def rollback(
-    key: Annotated[str, typer.Argument(help="model key, e.g. SPX-direction-logreg")],
-    to: Annotated[
-        str | None, typer.Option("--to", help="version; default the previous champion")
-    ] = None,
-) -> None:
-    """Switch KEY's champion back to the previous (or given) verified version."""
-    from bot.s3 import push_key_logged
-
-    settings, registry = _registry()
-    version = registry.rollback(key, to)
-    typer.echo(f"{key}: champion is now {version}")
-    if push_key_logged(settings, registry, key, event="rolled_back"):
-        typer.echo(f"{key}: pushed to s3://{settings.s3_bucket}/{settings.s3_prefix}")
-    typer.echo("running consumers switch on their next reload; `itff rollback` also tells them now")
-
-
 def prune(
     keep: Annotated[
         int | None,
@@ -167,8 +151,8 @@ def fetch(
     ] = None,
 ) -> None:
     """Install the remote champions (verified) from ITFF_ARTIFACT_BASE_URL or pre-signed URLs."""
-    from bot.errors import BadInput, ConfigError, NotFound
-    from bot.remote import PresignedUrls, fetch_many
+    from bot.artifacts import PresignedUrls, fetch_many
+    from bot.contracts import BadInput, ConfigError, NotFound
 
     settings, registry = _registry()
     if urls_file is not None:
@@ -192,7 +176,7 @@ def fetch(
 
 
 def _report(results: dict[str, Any]) -> None:
-    from bot.remote import describe
+    from bot.artifacts import describe
 
     for name, result in results.items():
         typer.echo(f"{name}: {describe(result)}")
@@ -201,7 +185,7 @@ def _report(results: dict[str, Any]) -> None:
 
 
 def _configured_keys(settings: Settings) -> list[str]:
-    from bot.artifact_pull import configured_keys
+    from bot.serving import configured_keys
 
     return configured_keys(settings)
 
@@ -213,7 +197,7 @@ def predict(
 ) -> None:
     """Each champion's prediction for the last bar of a CSV of bars."""
     from bot.data import load_bars
-    from bot.predictor import Predictor
+    from bot.serving import Predictor
 
     _, registry = _registry()
     bars = load_bars(f"csv:{csv}", symbol.upper())
@@ -245,11 +229,10 @@ def _row(p: Prediction) -> list[str]:
 
 def register(app: typer.Typer) -> None:
     artifacts = typer.Typer(
-        help="Model artifacts: list, verify, rollback, prune, fetch.", no_args_is_help=True
+        help="Model artifacts: list, verify, prune, fetch, push.", no_args_is_help=True
     )
     artifacts.command("list")(list_versions)
     artifacts.command("verify")(verify)
-    artifacts.command("rollback")(rollback)
     artifacts.command("prune")(prune)
     artifacts.command("fetch")(fetch)
     app.add_typer(artifacts, name="artifacts")

@@ -6,9 +6,8 @@ import asyncio
 
 import typer
 
-from bot.observability import configure_logging
-from bot.settings import load_settings
-from bot.threads import single_native_thread
+from bot.contracts import load_settings
+from bot.runtime import configure_logging, single_native_thread
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from bot.settings import load_settings
+from bot.contracts import load_settings
 
 
 def register(app: typer.Typer) -> None:
@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Serve the dashboard: live vs backtest, signals, equity, models, runs, latency."""
-        from bot.observability import configure_logging
+        from bot.runtime import configure_logging
         from panel_app.server import password_of, serve
 
         overrides: dict[str, object] = {"dash_host": host, "dash_port": port}
@@ -56,8 +56,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _day(value: str | None) -> date:
-    from bot.errors import BadInput
-    from bot.schemas import utcnow
+    from bot.contracts import BadInput, utcnow
 
     if value is None:
         return utcnow().date()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from bot.settings import load_settings
+from bot.contracts import load_settings
 
 
 def register(app: typer.Typer) -> None:

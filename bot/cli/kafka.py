@@ -6,7 +6,7 @@ import asyncio
 
 import typer
 
-from bot.settings import Settings, load_settings
+from bot.contracts import Settings, load_settings
 
 
 def _external(settings: Settings) -> bool:
@@ -33,7 +33,7 @@ def _duration(seconds: float | None) -> str:
 
 def fetch_command() -> None:
     """Download the Apache Kafka jars with Maven into ITFF_KAFKA_CACHE_DIR (once)."""
-    from bot import kafka_local
+    from bot.kafka import local as kafka_local
 
     broker = kafka_local.LocalBroker.from_settings(load_settings())
     if kafka_local.fetch(broker):
@@ -44,7 +44,7 @@ def fetch_command() -> None:
 
 def start_command() -> None:
     """Start the local broker in the background (idempotent) and wait until it answers."""
-    from bot import kafka_local
+    from bot.kafka import local as kafka_local
 
     settings = load_settings()
     if _external(settings):
@@ -64,7 +64,7 @@ def stop_command(
     timeout: float = typer.Option(30.0, help="seconds to wait before SIGKILL"),
 ) -> None:
     """Stop the local broker: SIGTERM, then SIGKILL after the timeout."""
-    from bot import kafka_local
+    from bot.kafka import local as kafka_local
 
     settings = load_settings()
     if _external(settings):
@@ -78,7 +78,7 @@ def stop_command(
 
 def status_command() -> None:
     """Running or stopped, pid, port, uptime and memory of the local broker."""
-    from bot import kafka_local
+    from bot.kafka import local as kafka_local
 
     settings = load_settings()
     if not settings.uses_local_kafka:
@@ -101,7 +101,7 @@ def status_command() -> None:
 
 def topics_command() -> None:
     """Create the ITFF topics if missing and list them with their partition counts."""
-    from bot import kafka_admin
+    from bot.kafka import admin as kafka_admin
 
     settings = load_settings()
     asyncio.run(kafka_admin.ensure_topics(settings))

@@ -13,14 +13,13 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from bot.errors import BadInput
-from bot.settings import Settings, load_settings
+from bot.contracts import BadInput, Settings, load_settings
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
     from bot.artifacts import ArtifactRegistry
-    from bot.model_events import ModelEventPublisher
+    from bot.kafka import ModelEventPublisher
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +31,10 @@ class _Context:
 
 
 @asynccontextmanager
-async def _context(settings: Settings) -> AsyncIterator[_Context]:
+async def pipeline_context(settings: Settings) -> AsyncIterator[_Context]:
     """A migrated database, the artifact registry and a model-event publisher."""
     from bot.artifacts import registry_from_settings
-    from bot.model_events import ModelEventPublisher
+    from bot.kafka import ModelEventPublisher
     from storage.db import create_engine, create_session_factory
     from storage.migrate import upgrade_async
 
@@ -51,7 +50,7 @@ async def _context(settings: Settings) -> AsyncIterator[_Context]:
 
 
 def _settings(symbols: str | None = None, source: str | None = None) -> Settings:
-    from bot.observability import configure_logging
+    from bot.runtime import configure_logging
 
     overrides: dict[str, object] = {}
     if symbols:
@@ -73,7 +72,7 @@ def _parse_day(value: str) -> datetime:
 async def _run_once(settings: Settings, holdout_bars: int = 0) -> dict[str, object]:
     from bot.pipeline import run_pipeline
 
-    async with _context(settings) as ctx:
+    async with pipeline_context(settings) as ctx:
         summary = await run_pipeline(
             settings,
             session_factory=ctx.session_factory,
@@ -94,11 +93,11 @@ async def _run_once(settings: Settings, holdout_bars: int = 0) -> dict[str, obje
 
 
 async def _serve_scheduler(settings: Settings) -> None:
-    from bot.observability import serve_metrics
-    from bot.scheduler import ItffScheduler
+    from bot.pipeline import ItffScheduler
+    from bot.runtime import serve_metrics
 
     serve_metrics(settings.scheduler_metrics_port)
-    async with _context(settings) as ctx:
+    async with pipeline_context(settings) as ctx:
         scheduler = ItffScheduler(
             settings,
             session_factory=ctx.session_factory,
@@ -117,7 +116,7 @@ async def _serve_scheduler(settings: Settings) -> None:
 
 
 async def _backfill(settings: Settings, symbol: str, since: datetime) -> dict[str, object]:
-    from bot.pipeline_refresh import backfill
+    from bot.pipeline import backfill
     from storage.db import create_engine, create_session_factory
     from storage.migrate import upgrade_async
 
@@ -138,22 +137,12 @@ async def _backfill(settings: Settings, symbol: str, since: datetime) -> dict[st
 
 
 async def _rollback(settings: Settings, key: str, to: str | None) -> str:
-    from functools import partial
+    from bot.pipeline import ChampionSwitch, bucket_mirror
 
-    from bot.champions import rollback_champion
-    from bot.s3 import push_after_switch
-
-    async with _context(settings) as ctx:
-        return await rollback_champion(
-            session_factory=ctx.session_factory,
-            registry=ctx.registry,
-            events=ctx.events,
-            key=key,
-            to=to,
-            before_event=partial(
-                push_after_switch, settings, ctx.registry, key, event="rolled_back"
-            ),
-        )
+    async with pipeline_context(settings) as ctx:
+        mirror = bucket_mirror(settings, ctx.registry)
+        switch = ChampionSwitch(ctx.session_factory, ctx.registry, ctx.events, mirror)
+        return await switch.rollback(key=key, to=to)
 
 
 async def _recent_runs(settings: Settings, limit: int) -> list[dict[str, object]]:

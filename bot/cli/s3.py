@@ -29,8 +29,8 @@ def push(
 ) -> None:
     """Upload artifact versions to object storage."""
     from bot.artifacts import registry_from_settings
-    from bot.s3 import bucket_from_settings
-    from bot.settings import load_settings
+    from bot.artifacts.s3 import bucket_from_settings
+    from bot.contracts import load_settings
 
     settings = load_settings()
     bucket = bucket_from_settings(settings)

@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bot.errors import BadInput, ItffError
+from bot.contracts import BadInput
 
 if TYPE_CHECKING:
     import pandas as pd
     from rich.progress import Progress
 
     from bot.artifacts import ArtifactRegistry
-    from bot.evaluation import Combination, EvaluationReport
-    from bot.settings import Settings
-    from bot.training import TrainResult
-    from bot.walkforward import WalkForwardConfig
+    from bot.contracts import Settings
+    from bot.core import EvaluationReport, WalkForwardConfig
+    from bot.pipeline import ChampionSwitch, TrainOutcome, TrainTask
 
 ListOption = list[str] | None
 Symbols = Annotated[ListOption, typer.Option("--symbols", help="e.g. SPX,NDX (ITFF_SYMBOLS)")]
@@ -38,63 +36,10 @@ CPUS = os.cpu_count() or 1
 RefitEvery = Annotated[int, typer.Option("--refit-every", min=1, help="refit every k bars")]
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
-    """One combination with its bars and every parameter: picklable for a worker process."""
-
-    combination: Combination
-    bars: pd.DataFrame
-    lookback: int
-    horizon: int
-    interval: str
-    seed: int
-    cost_bps: float
-    config: WalkForwardConfig
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    key: str
-    seconds: float
-    cpu_seconds: float = 0.0
-    value: Any = None  # TrainResult or EvaluationReport
-    error: str | None = None
-
-
 def _split(values: ListOption) -> list[str] | None:
     if not values:
         return None
     return [part.strip() for value in values for part in value.split(",") if part.strip()]
-
-
-def _run(job: Job, train: bool) -> Outcome:
-    from threadpoolctl import threadpool_limits
-
-    from bot.evaluation import evaluate_model
-    from bot.training import train_model
-
-    started, cpu = time.perf_counter(), time.process_time()
-    fn = train_model if train else evaluate_model
-    c = job.combination
-    try:
-        # Parallelism comes from the worker processes: BLAS/OpenMP threads would oversubscribe.
-        with threadpool_limits(limits=1):
-            value = fn(
-                job.bars, symbol=c.symbol, target=c.target, model_type=c.model_type,
-                lookback=job.lookback, horizon=job.horizon, interval=job.interval,
-                seed=job.seed, cost_bps=job.cost_bps, config=job.config,
-            )  # fmt: skip
-    except ItffError as exc:
-        return Outcome(c.key, time.perf_counter() - started, error=str(exc))
-    return Outcome(c.key, time.perf_counter() - started, time.process_time() - cpu, value=value)
-
-
-def train_job(job: Job) -> Outcome:
-    return _run(job, train=True)
-
-
-def evaluate_job(job: Job) -> Outcome:
-    return _run(job, train=False)
 
 
 def _load_all(settings: Settings, source: str, symbols: list[str]) -> dict[str, pd.DataFrame]:
@@ -111,14 +56,13 @@ def _load_all(settings: Settings, source: str, symbols: list[str]) -> dict[str, 
 
 def _check_length(n_bars: int, settings: Settings, config: WalkForwardConfig) -> None:
     """Refuse too short a history here, in one line, before any worker starts."""
-    from bot.features import WARMUP_BARS
-    from bot.walkforward import make_folds
+    from bot.core import WARMUP_BARS, make_folds
 
     n_samples = n_bars - WARMUP_BARS - settings.lookback + 1 - settings.horizon
     make_folds(max(n_samples, 0), horizon=settings.horizon, config=config)
 
 
-def _jobs(
+def _tasks(
     settings: Settings,
     *,
     symbols: Symbols,
@@ -126,23 +70,27 @@ def _jobs(
     model_types: ModelTypes,
     source: str | None,
     config: WalkForwardConfig,
-) -> list[Job]:
-    from bot.evaluation import combinations
+    final_fit: bool,
+) -> list[TrainTask]:
+    from bot.core import plan
+    from bot.pipeline import TrainTask
 
     wanted = [s.upper() for s in (_split(symbols) or settings.symbols)]
-    combos, notes = combinations(
+    combos, skips = plan(
         wanted, _split(targets) or settings.targets, _split(model_types) or settings.model_types
     )
-    for note in notes:
-        typer.echo(f"note       {note}", err=True)
+    for skip in skips:
+        typer.echo(f"note       skipped {skip.key}: {skip.reason}", err=True)
     if not combos:
         raise BadInput("nothing to do: no model type fits the chosen targets")
     bars = _load_all(settings, source or settings.data_source, wanted)
     for frame in bars.values():
         _check_length(len(frame), settings, config)
     return [
-        Job(
-            combination=c,
+        TrainTask(
+            symbol=c.symbol,
+            target=c.target,
+            model_type=c.model_type,
             bars=bars[c.symbol],
             lookback=settings.lookback,
             horizon=settings.horizon,
@@ -150,6 +98,7 @@ def _jobs(
             seed=settings.seed,
             cost_bps=settings.cost_bps,
             config=config,
+            final_fit=final_fit,
         )
         for c in combos
     ]
@@ -165,20 +114,18 @@ def _progress() -> Progress:
     )  # fmt: skip
 
 
-def _execute(
-    jobs: list[Job], fn: Callable[[Job], Outcome], n_jobs: int, label: str
-) -> Iterator[Outcome]:
-    from bot.evaluation import run_parallel
+def _execute(tasks: list[TrainTask], n_jobs: int, label: str) -> Iterator[TrainOutcome]:
+    from bot.pipeline import run_tasks
 
     with _progress() as progress:
-        task = progress.add_task(label, total=len(jobs))
-        for outcome in run_parallel(fn, jobs, n_jobs=min(n_jobs, len(jobs))):
+        task = progress.add_task(label, total=len(tasks))
+        for outcome in run_tasks(tasks, n_jobs):
             progress.update(task, advance=1, description=f"{label} {outcome.key}")
             yield outcome
 
 
 def _config(min_train: int, refit_every: int) -> WalkForwardConfig:
-    from bot.walkforward import WalkForwardConfig
+    from bot.core import WalkForwardConfig
 
     return WalkForwardConfig(min_train=min_train, refit_every=refit_every)
 
@@ -234,17 +181,53 @@ def evaluation_rows(reports: list[EvaluationReport]) -> list[list[str]]:
     return rows
 
 
-def _publish(registry: ArtifactRegistry, result: TrainResult, *, promote: bool) -> tuple[str, bool]:
-    published = registry.publish(result.bundle)
-    should = promote or registry.champion(published.key) is None
+async def _publish_all(
+    settings: Settings, outcomes: Iterator[TrainOutcome], *, promote: bool
+) -> tuple[list[list[str]], list[TrainOutcome]]:
+    """Publish each trained line as it completes; promote it through the champion switch when
+    asked to or when its key has no champion yet (recorded, mirrored and announced)."""
+    from bot.cli.pipeline import pipeline_context
+    from bot.pipeline import ChampionSwitch, bucket_mirror
+
+    rows, failed = [], []
+    async with pipeline_context(settings) as ctx:
+        switch = ChampionSwitch(
+            ctx.session_factory, ctx.registry, ctx.events, bucket_mirror(settings, ctx.registry)
+        )
+        for outcome in outcomes:
+            if outcome.bundle is None:
+                failed.append(outcome)
+                continue
+            version, promoted = await _publish(switch, outcome, promote=promote)
+            rows.append(_train_row(outcome, version, promoted))
+    return rows, failed
+
+
+async def _publish(
+    switch: ChampionSwitch, outcome: TrainOutcome, *, promote: bool
+) -> tuple[str, bool]:
+    from bot.pipeline import record_version
+
+    registry: ArtifactRegistry = switch.registry
+    published = await asyncio.to_thread(registry.publish, outcome.bundle)  # type: ignore[arg-type]
+    previous, _ = await record_version(
+        session_factory=switch.session_factory, registry=registry, outcome=outcome,
+        sha256=published.sha256, run_id=None,
+    )  # fmt: skip
+    should = promote or previous is None
     if should:
-        registry.promote(published.key, published.version)
+        await switch.promote(
+            key=published.key, version=published.version, sha256=published.sha256,
+            previous=previous, reason="itff train" + (" --promote" if promote else ": first model"),
+            metrics=outcome.metrics,
+        )  # fmt: skip
     return published.version, should
 
 
-def _train_row(outcome: Outcome, version: str, promoted: bool) -> list[str]:
-    m = outcome.value.report.metrics
-    baseline = outcome.value.report.baselines["buy_and_hold"]
+def _train_row(outcome: TrainOutcome, version: str, promoted: bool) -> list[str]:
+    assert outcome.report is not None
+    m = outcome.report.metrics
+    baseline = outcome.report.baselines["buy_and_hold"]
     return [
         outcome.key, version, _accuracy(m), _fmt(m.get("sharpe"), ".2f"),
         _fmt(baseline.get("sharpe"), ".2f"), "yes" if promoted else "no",
@@ -252,75 +235,73 @@ def _train_row(outcome: Outcome, version: str, promoted: bool) -> list[str]:
     ]  # fmt: skip
 
 
-def _failures(failed: list[Outcome]) -> None:
+def _failures(failed: list[TrainOutcome]) -> None:
     for outcome in failed:
         typer.secho(f"failed     {outcome.key}: {outcome.error}", err=True, fg="red")
     if failed:
         raise typer.Exit(1)
 
 
+def train(
+    *,
+    symbols: Symbols = None,
+    targets: Targets = None,
+    model_types: ModelTypes = None,
+    source: Source = None,
+    promote: Annotated[
+        bool, typer.Option(help="make each new version the champion (default: only if none)")
+    ] = False,
+    jobs: Jobs = CPUS,
+    min_train: MinTrain = 1000,
+    refit_every: RefitEvery = 250,
+) -> None:
+    """Train, evaluate walk-forward, publish to ITFF_ARTIFACT_DIR and promote new lines."""
+    from bot.contracts import load_settings
+
+    settings = load_settings()
+    config = _config(min_train, refit_every)
+    work = _tasks(settings, symbols=symbols, targets=targets, model_types=model_types,
+                  source=source, config=config, final_fit=True)  # fmt: skip
+    outcomes = _execute(work, jobs, "training")
+    rows, failed = asyncio.run(_publish_all(settings, outcomes, promote=promote))
+    columns = ("model", "version", "accuracy [95% CI]", "Sharpe", "B&H Sharpe", "champion",
+               "time")  # fmt: skip
+    if rows:
+        _print_table(f"trained into {settings.artifact_dir}", columns, sorted(rows))
+    _failures(failed)
+
+
+def evaluate(
+    *,
+    symbols: Symbols = None,
+    targets: Targets = None,
+    model_types: ModelTypes = None,
+    source: Source = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    jobs: Jobs = CPUS,
+    min_train: MinTrain = 1000,
+    refit_every: RefitEvery = 250,
+) -> None:
+    """Walk-forward out-of-sample metrics of every model beside the baselines."""
+    from bot.contracts import load_settings
+
+    settings = load_settings()
+    config = _config(min_train, refit_every)
+    work = _tasks(settings, symbols=symbols, targets=targets, model_types=model_types,
+                  source=source, config=config, final_fit=False)  # fmt: skip
+    outcomes = list(_execute(work, jobs, "evaluating"))
+    reports = [o.report for o in outcomes if o.report is not None]
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in reports], indent=2))
+    elif reports:
+        _print_table(
+            "out-of-sample walk-forward metrics (costs included), baselines on the same bars",
+            EVAL_COLUMNS,
+            evaluation_rows(reports),
+        )
+    _failures([o for o in outcomes if o.error is not None])
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("train")
-    def train(
-        *,
-        symbols: Symbols = None,
-        targets: Targets = None,
-        model_types: ModelTypes = None,
-        source: Source = None,
-        promote: Annotated[
-            bool, typer.Option(help="make each new version the champion (default: only if none)")
-        ] = False,
-        jobs: Jobs = CPUS,
-        min_train: MinTrain = 1000,
-        refit_every: RefitEvery = 250,
-    ) -> None:
-        """Train, evaluate walk-forward, publish to ITFF_ARTIFACT_DIR and promote new lines."""
-        from bot.artifacts import registry_from_settings
-        from bot.settings import load_settings
-
-        settings = load_settings()
-        registry = registry_from_settings(settings)
-        work = _jobs(settings, symbols=symbols, targets=targets, model_types=model_types,
-                     source=source, config=_config(min_train, refit_every))  # fmt: skip
-        rows, failed = [], []
-        for outcome in _execute(work, train_job, jobs, "training"):
-            if outcome.error is not None:
-                failed.append(outcome)
-                continue
-            version, promoted = _publish(registry, outcome.value, promote=promote)
-            rows.append(_train_row(outcome, version, promoted))
-        columns = ("model", "version", "accuracy [95% CI]", "Sharpe", "B&H Sharpe", "champion",
-                   "time")  # fmt: skip
-        if rows:
-            _print_table(f"trained into {settings.artifact_dir}", columns, sorted(rows))
-        _failures(failed)
-
-    @app.command("evaluate")
-    def evaluate(
-        *,
-        symbols: Symbols = None,
-        targets: Targets = None,
-        model_types: ModelTypes = None,
-        source: Source = None,
-        as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
-        jobs: Jobs = CPUS,
-        min_train: MinTrain = 1000,
-        refit_every: RefitEvery = 250,
-    ) -> None:
-        """Walk-forward out-of-sample metrics of every model beside the baselines."""
-        from bot.settings import load_settings
-
-        settings = load_settings()
-        work = _jobs(settings, symbols=symbols, targets=targets, model_types=model_types,
-                     source=source, config=_config(min_train, refit_every))  # fmt: skip
-        outcomes = list(_execute(work, evaluate_job, jobs, "evaluating"))
-        reports = [o.value for o in outcomes if o.error is None]
-        if as_json:
-            typer.echo(json.dumps([r.to_dict() for r in reports], indent=2))
-        elif reports:
-            _print_table(
-                "out-of-sample walk-forward metrics (costs included), baselines on the same bars",
-                EVAL_COLUMNS,
-                evaluation_rows(reports),
-            )
-        _failures([o for o in outcomes if o.error is not None])
+    app.command("train")(train)
+    app.command("evaluate")(evaluate)

@@ -15,8 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bot.errors import TransientError
-from bot.settings import Settings, load_settings
+from bot.contracts import Settings, TransientError, load_settings
 
 # Runs the `itff` entry point of this very interpreter, whatever PATH holds.
 ITFF = (sys.executable, "-c", "import sys; from bot.cli import main; sys.argv[0] = 'itff'; main()")
@@ -76,7 +75,7 @@ def registered(path: Sequence[str]) -> bool:
 
 def _kafka(settings: Settings) -> bool:
     """Make sure a broker answers; True when this call started the local one."""
-    from bot import kafka_local
+    from bot.kafka import local as kafka_local
 
     if not settings.uses_local_kafka:
         if not asyncio.run(kafka_local.broker_answers(settings.bootstrap, wait_seconds=10.0)):
@@ -94,7 +93,7 @@ def _kafka(settings: Settings) -> bool:
 
 
 def _prepare(settings: Settings) -> None:
-    from bot.kafka_admin import describe_topics, ensure_topics
+    from bot.kafka import describe_topics, ensure_topics
     from storage.migrate import upgrade
 
     asyncio.run(ensure_topics(settings))
@@ -127,7 +126,7 @@ def _train_first_model(settings: Settings) -> None:
 
 
 def _services(settings: Settings, skip: Sequence[str]) -> list[Any]:
-    from bot.supervisor import ServiceSpec
+    from bot.runtime import ServiceSpec
 
     specs = []
     for service in SERVICES:
@@ -144,7 +143,7 @@ def _services(settings: Settings, skip: Sequence[str]) -> list[Any]:
 
 
 def _supervise(specs: list[Any]) -> int:
-    from bot.supervisor import Supervisor, supervise
+    from bot.runtime import Supervisor, supervise
 
     if not specs:
         typer.secho("no service to run", fg="red", err=True)
@@ -162,8 +161,8 @@ def up_command(
     ] = True,
 ) -> None:
     """Start Kafka, create the topics, migrate the database, and run every service until Ctrl-C."""
-    from bot import kafka_local
-    from bot.observability import configure_logging
+    from bot.kafka import local as kafka_local
+    from bot.runtime import configure_logging
 
     skip = skip or []
     settings = load_settings()

@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bot.errors import BadInput
-from bot.settings import Settings, load_settings
+from bot.contracts import BadInput, Settings, load_settings
 
 if TYPE_CHECKING:
     from producers.replay import ReplaySummary, Shot
@@ -25,10 +24,10 @@ def webhook(
     port: int | None = typer.Option(None, help="Listen port (ITFF_WEBHOOK_PORT)"),
 ) -> None:
     """Run the webhook receiver until Ctrl-C (graceful shutdown, outbox drainer awaited)."""
-    from bot.threads import single_native_thread
+    from bot.runtime import single_native_thread
 
     single_native_thread()
-    from bot.observability import configure_logging
+    from bot.runtime import configure_logging
     from producers import create_app
     from producers.server import serve
     from storage.migrate import upgrade

@@ -23,8 +23,8 @@ from typing import Any
 import aiohttp
 import pandas as pd
 
-from bot.data.intervals import binance_interval, parse_interval
-from bot.errors import BadInput, TransientError
+from bot.contracts import BadInput, TransientError
+from bot.core import binance_interval, parse_interval
 
 KLINES_PATH = "/api/v3/klines"
 PAGE_LIMIT = 1000

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bot.errors import BadInput, NotFound
+from bot.contracts import BadInput, NotFound
 
 TIME_COLUMNS = ("time", "timestamp", "date", "datetime", "open_time")
 SUFFIXES = (".csv", ".parquet", ".pq")

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bot.data.intervals import parse_interval
-from bot.errors import BadInput
+from bot.contracts import BadInput
+from bot.core import parse_interval
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 BAR_COLUMNS = (*PRICE_COLUMNS, "volume")

@@ -13,9 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bot.core import make_dataset, make_pipeline, predict_scores, supported_model_types
 from bot.data import load_bars
-from bot.models import make_pipeline, predict_scores, supported_model_types
-from bot.sequences import make_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).with_name("golden.json")

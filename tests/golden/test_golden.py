@@ -43,8 +43,7 @@ def test_fixed_data_and_seed_give_the_stored_predictions(bars, key):
 
 def test_predictions_from_the_stored_windows_themselves(bars):
     """The stored windows, not rebuilt ones, through the same fit: the sequence is the input."""
-    from bot.models import make_pipeline, predict_scores
-    from bot.sequences import make_dataset
+    from bot.core import make_dataset, make_pipeline, predict_scores
     from tests.golden.make_golden import HORIZON, LOOKBACK, SEED, TRAIN_BARS
 
     train = make_dataset(bars.iloc[:TRAIN_BARS], lookback=LOOKBACK, horizon=HORIZON,

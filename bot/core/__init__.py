@@ -1,0 +1,84 @@
+"""The forecasting core: pure functions over DataFrames and arrays (numpy, pandas, scikit-learn)."""
+
+from bot.core.backtesting import backtest, positions_from_scores, strategy_returns, trade_returns
+from bot.core.bundle import ModelBundle, OodSummary, Thresholds
+from bot.core.drift_rule import GAUGE_WINDOW, METRICS, MIN_SIGNALS, Metric, drift, gauge_values
+from bot.core.estimators import (
+    MODEL_TYPES,
+    make_pipeline,
+    predict_scores,
+    supported_model_types,
+    supports,
+)
+from bot.core.evaluation import EvaluationReport, evaluate_model
+from bot.core.features import (
+    FEATURE_NAMES,
+    WARMUP_BARS,
+    _rolling_mean_std,
+    build_features,
+    build_features_tail,
+)
+from bot.core.intervals import binance_interval, parse_interval, periods_per_year
+from bot.core.live_scores import LIVE_COLUMNS, live_metrics, resolve, resolve_all
+from bot.core.ood import ood_distances, ood_summary
+from bot.core.planning import COST_ORDER, Combination, plan
+from bot.core.promotion import RECENT_PREFIX, PromotionRule, decide
+from bot.core.sequences import make_dataset, to_windows, window_names
+from bot.core.targets import make_target, neutral_score
+from bot.core.training import TrainResult, new_version, train_model
+from bot.core.walkforward import WalkForwardConfig, choose_thresholds, make_folds, run_walk_forward
+
+__all__ = [
+    "COST_ORDER",
+    "FEATURE_NAMES",
+    "GAUGE_WINDOW",
+    "LIVE_COLUMNS",
+    "METRICS",
+    "MIN_SIGNALS",
+    "MODEL_TYPES",
+    "RECENT_PREFIX",
+    "WARMUP_BARS",
+    "Combination",
+    "EvaluationReport",
+    "Metric",
+    "ModelBundle",
+    "OodSummary",
+    "PromotionRule",
+    "Thresholds",
+    "TrainResult",
+    "WalkForwardConfig",
+    "_rolling_mean_std",
+    "backtest",
+    "binance_interval",
+    "build_features",
+    "build_features_tail",
+    "choose_thresholds",
+    "decide",
+    "drift",
+    "evaluate_model",
+    "gauge_values",
+    "live_metrics",
+    "make_dataset",
+    "make_folds",
+    "make_pipeline",
+    "make_target",
+    "neutral_score",
+    "new_version",
+    "ood_distances",
+    "ood_summary",
+    "parse_interval",
+    "periods_per_year",
+    "plan",
+    "positions_from_scores",
+    "predict_scores",
+    "resolve",
+    "resolve_all",
+    "run_walk_forward",
+    "strategy_returns",
+    "supported_model_types",
+    "supports",
+    "to_windows",
+    "trade_returns",
+    "train_model",
+    "window_names",
+]

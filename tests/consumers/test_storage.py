@@ -1,0 +1,105 @@
+"""The consumer's repositories on a real migrated SQLite file: every write is idempotent."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.contracts import Signal
+from storage.bars import BarRecord, count_bars, recent_bars, upsert_bars
+from storage.signals import (
+    OutcomeRecord,
+    insert_outcomes,
+    insert_signals,
+    pending_signals,
+    signals_for_alerts,
+)
+from storage.tables import Bar, Outcome
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def bar(day: int, close: float = 100.0) -> BarRecord:
+    return BarRecord("SPX", "1D", T0 + timedelta(days=day), close, close + 1, close - 1, close, 5.0)
+
+
+def signal(alert_id: str, key: str = "SPX-direction-logreg", version: str = "v1") -> Signal:
+    return Signal(
+        signal_id=f"{alert_id}-{key}",
+        alert_id=alert_id,
+        symbol="SPX",
+        interval="1D",
+        bar_time=T0,
+        model_key=key,
+        model_version=version,
+        target="direction",
+        prediction=1.0,
+        probability=0.6,
+        action="buy",
+        ood=False,
+        latency_ms=3.0,
+    )
+
+
+async def test_the_same_bar_twice_leaves_one_row_with_the_later_values(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    async with session_factory() as session, session.begin():
+        await upsert_bars(session=session, bars=[bar(0), bar(1), bar(1, close=150.0)])
+    async with session_factory() as session, session.begin():
+        await upsert_bars(session=session, bars=[bar(1, close=160.0), bar(2)])
+    async with session_factory() as session:
+        assert await count_bars(session=session, symbol="SPX", interval="1D") == 3
+        frame = await recent_bars(session=session, symbol="SPX", interval="1D", limit=2)
+        total = (await session.execute(select(func.count()).select_from(Bar))).scalar_one()
+    assert total == 3
+    assert list(frame.index) == [T0 + timedelta(days=1), T0 + timedelta(days=2)]
+    assert frame["close"].tolist() == [160.0, 100.0]
+    assert str(frame.index.tz) == "UTC"
+    assert frame.index.name == "time"
+
+
+async def test_a_signal_is_stored_once_per_alert_and_model(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    first = [signal("a1"), signal("a1", key="SPX-return-ridge"), signal("a2")]
+    async with session_factory() as session, session.begin():
+        inserted = await insert_signals(session=session, signals=first, horizons={})
+    assert inserted == {s.signal_id for s in first}
+    again = [signal("a1", version="v2").model_copy(update={"signal_id": "other"}), signal("a3")]
+    async with session_factory() as session, session.begin():
+        inserted = await insert_signals(session=session, signals=again, horizons={})
+    assert inserted == {"a3-SPX-direction-logreg"}
+    async with session_factory() as session:
+        stored = await signals_for_alerts(session=session, alert_ids=["a1", "a1", "a3"])
+    assert sorted((s.alert_id, s.model_key, s.model_version) for s in stored) == [
+        ("a1", "SPX-direction-logreg", "v1"),
+        ("a1", "SPX-return-ridge", "v1"),
+        ("a3", "SPX-direction-logreg", "v1"),
+    ]
+
+
+async def test_an_outcome_is_stored_once_and_leaves_the_pending_list(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    async with session_factory() as session, session.begin():
+        await insert_signals(session=session, signals=[signal("a1"), signal("a2")], horizons={})
+    outcome = OutcomeRecord(
+        "a1-SPX-direction-logreg",
+        "SPX-direction-logreg",
+        T0,
+        T0,
+        0.01,
+        hit=True,
+        strategy_return=0.01,
+    )
+    for _ in range(2):
+        async with session_factory() as session, session.begin():
+            await insert_outcomes(session=session, outcomes=[outcome])
+    async with session_factory() as session:
+        pending = await pending_signals(session=session, symbol="SPX")
+        count = (await session.execute(select(func.count()).select_from(Outcome))).scalar_one()
+    assert count == 1
+    assert [p.signal_id for p in pending] == ["a2-SPX-direction-logreg"]

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bot.contracts import ConfigError
+from bot.core import PromotionRule, decide
+
+RULE = PromotionRule(min_improvement=0.0, sharpe_margin=0.25)
+
+
+def _decide(target: str, challenger: dict, champion: dict | None, rule: PromotionRule = RULE):
+    return decide(
+        key=f"SPX-{target}-ridge",
+        version="v2",
+        target=target,
+        challenger=challenger,
+        champion=champion,
+        champion_version=None if champion is None else "v1",
+        rule=rule,
+    )
+
+
+def test_first_model_of_a_key_is_promoted() -> None:
+    decision = _decide("direction", {"accuracy": 0.40}, None)
+    assert decision.promote
+    assert "first model" in decision.reason
+
+
+def test_better_direction_challenger_is_promoted_and_worse_is_not() -> None:
+    champion = {"recent_accuracy": 0.52, "recent_sharpe": 0.5}
+    better = _decide("direction", {"recent_accuracy": 0.55, "recent_sharpe": 0.6}, champion)
+    worse = _decide("direction", {"recent_accuracy": 0.51, "recent_sharpe": 0.9}, champion)
+    assert better.promote
+    assert (better.challenger_value, better.champion_value) == (0.55, 0.52)
+    assert not worse.promote
+    assert "does not beat" in worse.reason
+
+
+def test_return_models_are_judged_on_mae_lower_is_better() -> None:
+    champion = {"recent_mae": 0.010}
+    assert _decide("return", {"recent_mae": 0.009}, champion).promote
+    rejected = _decide("return", {"recent_mae": 0.011}, champion)
+    assert not rejected.promote
+    assert rejected.metric == "mae"
+
+
+def test_a_tie_is_not_an_improvement() -> None:
+    assert not _decide("direction", {"accuracy": 0.53}, {"accuracy": 0.53}).promote
+
+
+def test_min_improvement_is_required() -> None:
+    rule = PromotionRule(min_improvement=0.02)
+    champion = {"recent_accuracy": 0.50}
+    assert not _decide("direction", {"recent_accuracy": 0.515}, champion, rule).promote
+    assert _decide("direction", {"recent_accuracy": 0.53}, champion, rule).promote
+
+
+def test_sharpe_may_not_drop_by_more_than_the_margin() -> None:
+    champion = {"recent_accuracy": 0.52, "recent_sharpe": 1.0}
+    within = _decide("direction", {"recent_accuracy": 0.55, "recent_sharpe": 0.80}, champion)
+    beyond = _decide("direction", {"recent_accuracy": 0.55, "recent_sharpe": 0.70}, champion)
+    assert within.promote
+    assert not beyond.promote
+    assert "Sharpe" in beyond.reason
+
+
+def test_recent_window_wins_over_overall_metric() -> None:
+    champion = {"accuracy": 0.60, "recent_accuracy": 0.50}
+    assert _decide("direction", {"accuracy": 0.55, "recent_accuracy": 0.52}, champion).promote
+
+
+def test_missing_or_non_finite_metrics() -> None:
+    assert not _decide("direction", {"accuracy": math.nan}, {"accuracy": 0.5}).promote
+    assert not _decide("direction", {}, {"accuracy": 0.5}).promote
+    assert _decide("direction", {"accuracy": 0.5}, {"accuracy": None}).promote
+
+
+def test_unknown_target_and_bad_rule_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="no promotion metric"):
+        _decide("volatility", {"accuracy": 0.5}, None)
+    with pytest.raises(ConfigError, match="min_improvement"):
+        PromotionRule(min_improvement=-0.1)
+
+
+def test_decision_record_is_json_ready() -> None:
+    record = _decide("return", {"mae": 0.01}, {"mae": 0.02}).as_record()
+    assert record["decision"] == "promoted"
+    assert record["champion_version"] == "v1"

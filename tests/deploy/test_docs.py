@@ -1,0 +1,69 @@
+"""The operator documents: every relative link resolves (file and section), and every `itff ...`
+command they tell the operator to run exists in the CLI."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.test_docker import cli_commands
+from tests.deploy.test_monitoring import slug
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCUMENTS = [
+    ROOT / "docs" / "deployment.md",
+    ROOT / "docs" / "metrics.md",
+    ROOT / "docs" / "live-validation.md",
+    ROOT / "docs" / "threat-model.md",
+    ROOT / "docs" / "release.md",
+    ROOT / "deploy" / "rollback_checklist.md",
+    ROOT / "CHANGELOG.md",
+    *sorted((ROOT / "docs" / "runbooks").glob("*.md")),
+]
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+COMMAND = re.compile(r"`(?:docker compose exec \w+ )?itff ([a-z][a-z-]*)(?: ([a-z][a-z-]*))?")
+
+
+def ids(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=ids)
+def test_relative_links_resolve(document: Path) -> None:
+    text = document.read_text()
+    for target in LINK.findall(text):
+        if target.startswith(("http://", "https://", "mailto:")):
+            continue
+        path, _, anchor = target.partition("#")
+        resolved = (document.parent / path).resolve() if path else document
+        assert resolved.exists(), f"{ids(document)}: link to {target} points nowhere"
+        if anchor and resolved.suffix == ".md":
+            headings = re.findall(r"^#+\s+(.*)$", resolved.read_text(), re.MULTILINE)
+            assert anchor in {slug(h) for h in headings}, f"{ids(document)}: no #{anchor}"
+
+
+def commands() -> list[tuple[str, ...]]:
+    found: set[tuple[str, ...]] = set()
+    for document in DOCUMENTS:
+        for group, sub in COMMAND.findall(document.read_text()):
+            found.add((group, sub) if sub else (group,))
+    return sorted(found)
+
+
+@pytest.mark.parametrize("command", commands(), ids=" ".join)
+def test_documented_commands_exist(command: tuple[str, ...]) -> None:
+    tree = cli_commands()
+    group_has_subcommands = any(len(path) == 2 and path[0] == command[0] for path in tree)
+    wanted = command if group_has_subcommands else command[:1]
+    assert wanted in tree, f"`itff {' '.join(wanted)}` is not a command of the CLI"
+
+
+def test_readme_deployment_section_links_resolve() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("<!-- deploy:start -->", 1)[1].split("<!-- deploy:end -->", 1)[0]
+    targets = LINK.findall(section)
+    assert len(targets) >= 5
+    for target in targets:
+        assert (ROOT / target.partition("#")[0]).exists(), f"README links to missing {target}"

@@ -1,0 +1,134 @@
+"""Dashboard protection (loopback rule, credentials, throttling), server options and the views."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.contracts import ConfigError, Settings
+from panel_app.app import Dashboard
+from panel_app.queries import DashboardQueries
+from panel_app.server import (
+    MAX_FAILED_LOGINS,
+    DashboardAuth,
+    HealthHandler,
+    _Credentials,
+    is_loopback,
+    password_of,
+    server_options,
+)
+from tests.support.dashboard import A_KEY, N_SIGNALS, seed_dashboard
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost"])
+def test_loopback_hosts(host: str) -> None:
+    assert is_loopback(host)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.0.0.5", "dashboard.example.com"])
+def test_public_hosts(host: str) -> None:
+    assert not is_loopback(host)
+
+
+def test_a_public_address_without_password_is_refused(settings: Settings) -> None:
+    public = settings.model_copy(update={"dash_host": "0.0.0.0", "dash_password": None})
+    with pytest.raises(ConfigError, match="ITFF_DASH_PASSWORD"):
+        password_of(public)
+
+
+def test_loopback_without_password_is_allowed(settings: Settings) -> None:
+    assert password_of(settings.model_copy(update={"dash_password": None})) is None
+
+
+def test_a_public_address_with_password_is_allowed(settings: Settings) -> None:
+    public = settings.model_copy(
+        update={"dash_host": "0.0.0.0", "dash_password": SecretStr("s3cret-s3cret")}
+    )
+    assert password_of(public) == "s3cret-s3cret"
+
+
+def test_credentials_need_both_name_and_password() -> None:
+    credentials = _Credentials("trader", "s3cret")
+    assert credentials.check("1.2.3.4", "trader", "s3cret")
+    assert not credentials.check("1.2.3.4", "trader", "wrong")
+    assert not credentials.check("1.2.3.4", "other", "s3cret")
+    assert not credentials.check("1.2.3.4", "trader", "")
+
+
+def test_repeated_failures_block_the_client_only() -> None:
+    credentials = _Credentials("trader", "s3cret")
+    for _ in range(MAX_FAILED_LOGINS):
+        assert not credentials.check("6.6.6.6", "trader", "guess")
+    assert credentials.blocked("6.6.6.6")
+    assert not credentials.blocked("1.2.3.4")
+
+
+async def test_server_options_protect_and_expose_health(settings: Settings) -> None:
+    # async: Panel's auth provider touches Tornado's IOLoop, which must be the test's own loop
+    queries = DashboardQueries.from_url(settings.database_url)
+    try:
+        open_options = server_options(settings, queries)
+        assert "auth_provider" not in open_options
+        locked = settings.model_copy(update={"dash_password": SecretStr("s3cret-s3cret")})
+        options = server_options(locked, queries)
+    finally:
+        queries.close()
+    assert isinstance(options["auth_provider"], DashboardAuth)
+    assert options["cookie_secret"]
+    assert options["extra_patterns"][0][:2] == (r"/health", HealthHandler)
+    assert "localhost:5006" in options["websocket_origin"]
+    assert options["address"] == "127.0.0.1"
+
+
+def test_the_cli_refuses_a_public_dashboard_without_password(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.cli import main
+
+    monkeypatch.setenv("ITFF_DASH_HOST", "0.0.0.0")
+    monkeypatch.setattr(sys, "argv", ["itff", "dashboard"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    assert "without a password" in capsys.readouterr().err
+
+
+async def test_views_show_empty_states_then_data(
+    settings: Settings, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    queries = DashboardQueries.from_url(settings.database_url, ttl_seconds=0.001)
+    dashboard = Dashboard(queries, drift_margin=0.05, refresh_seconds=5)
+    try:
+        await dashboard.refresh()
+        assert dashboard.overview.empty.visible
+        assert "itff train" in dashboard.overview.empty.object
+        assert dashboard.signals.no_signals.visible
+        assert "itff replay" in dashboard.signals.no_signals.object
+        assert dashboard.pipeline.empty.visible
+        assert dashboard.latency.empty.visible
+
+        await seed_dashboard(session_factory)
+        queries._cache.clear()
+        await dashboard.refresh()
+    finally:
+        queries.close()
+    assert not dashboard.overview.empty.visible
+    assert dashboard.overview.table.value["model_key"].tolist()[1] == A_KEY
+    assert len(dashboard.signals.table.value) == 2 * N_SIGNALS
+    assert dashboard.equity.model.options[1] == A_KEY
+    assert "drifting: SPX-direction-logreg" in dashboard.overview.drift_note.object
+    assert not dashboard.problem.visible
+
+
+async def test_an_unreadable_database_shows_a_banner(settings: Settings) -> None:
+    queries = DashboardQueries.from_url(settings.database_url)
+    dashboard = Dashboard(queries, drift_margin=0.05, refresh_seconds=5)
+    try:
+        await dashboard.refresh()
+    finally:
+        queries.close()
+    assert dashboard.problem.visible
+    assert "itff db upgrade" in dashboard.problem.object

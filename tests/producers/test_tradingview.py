@@ -1,0 +1,214 @@
+"""`POST /webhook/tradingview`: payload variants, passphrase, stale bars, duplicates, JSON errors.
+
+Kafka is deliberately down here (see tests/support/webhook.py), so accepted alerts are answered
+`queued: true` from the real SQLite outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import math
+
+from sqlalchemy import select
+
+from storage.db import create_engine, create_session_factory
+from storage.tables import OutboxEntry
+from tests.support.webhook import PASSPHRASE, MakeReceiver, dumps, tv_message
+
+URL = "/webhook/tradingview"
+
+
+async def _outbox(database_url: str) -> list[OutboxEntry]:
+    engine = create_engine(database_url)
+    try:
+        async with create_session_factory(engine)() as session:
+            return list(await session.scalars(select(OutboxEntry).order_by(OutboxEntry.id)))
+    finally:
+        await engine.dispose()
+
+
+async def test_json_alert_is_accepted_into_the_outbox_without_the_passphrase(
+    receiver: MakeReceiver, settings
+) -> None:
+    client = await receiver()
+    response = await client.post(URL, json=tv_message())
+    assert response.status == 202
+    body = await response.json()
+    assert body["status"] == "accepted"
+    assert body["queued"] is True
+    entries = await _outbox(settings.database_url)
+    assert [e.alert_id for e in entries] == [body["alert_id"]]
+    payload = json.loads(entries[0].payload)
+    assert payload["symbol"] == "SPX"
+    assert payload["source"] == "tradingview"
+    assert payload["action"] == "buy"
+    assert entries[0].key == b"SPX"
+    assert PASSPHRASE.encode() not in entries[0].payload
+
+
+async def test_text_plain_body_holding_json_is_accepted(receiver: MakeReceiver) -> None:
+    client = await receiver()
+    response = await client.post(
+        URL, data=dumps(tv_message()), headers={"Content-Type": "text/plain; charset=utf-8"}
+    )
+    assert response.status == 202
+
+
+async def test_indicator_alert_without_action_and_extra_fields_is_accepted(
+    receiver: MakeReceiver, settings
+) -> None:
+    client = await receiver()
+    response = await client.post(URL, json=tv_message(action=..., plot_0=1.5))
+    assert response.status == 202
+    payload = json.loads((await _outbox(settings.database_url))[0].payload)
+    assert payload["action"] is None
+    assert payload["extra"] == {"plot_0": 1.5}
+
+
+async def test_missing_fields_are_named(receiver: MakeReceiver) -> None:
+    client = await receiver()
+    response = await client.post(URL, json=tv_message(close=..., ticker=...))
+    assert response.status == 422
+    body = await response.json()
+    assert body["error"] == "validation"
+    assert {e["field"] for e in body["detail"]} == {"close", "ticker"}
+
+
+async def test_nan_price_is_refused_naming_the_field(receiver: MakeReceiver) -> None:
+    client = await receiver()
+    text = dumps(tv_message(close=math.nan))
+    assert "NaN" in text
+    response = await client.post(URL, data=text, headers={"Content-Type": "application/json"})
+    assert response.status == 422
+    detail = (await response.json())["detail"]
+    assert detail == [
+        {"field": "close", "message": "Value error, must be a finite number greater than 0"}
+    ]
+
+
+async def test_negative_price_is_refused(receiver: MakeReceiver) -> None:
+    client = await receiver()
+    response = await client.post(URL, json=tv_message(low=-1.0))
+    assert response.status == 422
+    assert [e["field"] for e in (await response.json())["detail"]] == ["low"]
+
+
+async def test_inconsistent_bar_is_refused(receiver: MakeReceiver) -> None:
+    client = await receiver()
+    response = await client.post(URL, json=tv_message(high=90.0))
+    assert response.status == 422
+    assert "inconsistent bar" in (await response.json())["detail"][0]["message"]
+
+
+async def test_wrong_or_missing_passphrase_is_401(receiver: MakeReceiver, settings) -> None:
+    client = await receiver()
+    wrong = await client.post(URL, json=tv_message(passphrase="nope"))
+    missing = await client.post(URL, json=tv_message(passphrase=...))
+    assert (wrong.status, missing.status) == (401, 401)
+    assert "wrong passphrase" in (await wrong.json())["detail"]
+    assert "missing" in (await missing.json())["detail"]
+    assert await _outbox(settings.database_url) == []
+
+
+async def test_wrong_passphrase_wins_over_bad_fields(receiver: MakeReceiver) -> None:
+    client = await receiver()
+    response = await client.post(URL, json=tv_message(passphrase="nope", close="x"))
+    assert response.status == 401
+
+
+async def test_body_that_is_not_json_or_not_an_object_is_400(receiver: MakeReceiver) -> None:
+    client = await receiver()
+    garbage = await client.post(URL, data="close={{close}}", headers={"Content-Type": "text/plain"})
+    array = await client.post(URL, json=[tv_message()])
+    assert (garbage.status, array.status) == (400, 400)
+    assert (await garbage.json())["error"] == "not_json"
+    assert "line 1 column 1" in (await garbage.json())["detail"]
+    assert (await array.json())["error"] == "not_object"
+
+
+async def test_unsupported_content_type_is_415(receiver: MakeReceiver) -> None:
+    client = await receiver()
+    response = await client.post(
+        URL, data=dumps(tv_message()), headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert response.status == 415
+    assert "application/json" in (await response.json())["detail"]
+
+
+async def test_ten_megabyte_body_is_413_json(receiver: MakeReceiver, settings) -> None:
+    client = await receiver()
+    huge = io.BytesIO(dumps(tv_message(note="x" * (10 * 1024 * 1024))).encode())
+    response = await client.post(URL, data=huge, headers={"Content-Type": "application/json"})
+    assert response.status == 413
+    body = await response.json()
+    assert body["error"] == "payload_too_large"
+    assert str(settings.max_body_bytes) in body["detail"]
+
+
+async def test_stale_bar_is_refused_when_a_window_is_set(receiver: MakeReceiver) -> None:
+    client = await receiver(stale_after_seconds=3600)
+    response = await client.post(URL, json=tv_message(time="2020-01-02T00:00:00Z"))
+    assert response.status == 422
+    body = await response.json()
+    assert body["error"] == "stale"
+    assert "ITFF_STALE_AFTER_SECONDS=3600" in body["detail"]
+
+
+async def test_old_bars_are_accepted_when_no_window_is_set(receiver: MakeReceiver) -> None:
+    client = await receiver()
+    response = await client.post(URL, json=tv_message(time="2020-01-02T00:00:00Z"))
+    assert response.status == 202
+
+
+async def test_retry_of_the_same_alert_is_a_duplicate_and_queued_once(
+    receiver: MakeReceiver, settings
+) -> None:
+    client = await receiver()
+    first = await client.post(URL, json=tv_message())
+    second = await client.post(URL, json=tv_message())
+    assert first.status == 202
+    assert second.status == 200
+    assert await second.json() == {
+        "alert_id": (await first.json())["alert_id"],
+        "status": "duplicate",
+    }
+    assert len(await _outbox(settings.database_url)) == 1
+
+
+async def test_a_different_bar_is_not_a_duplicate(receiver: MakeReceiver) -> None:
+    client = await receiver()
+    first = await client.post(URL, json=tv_message())
+    other = await client.post(URL, json=tv_message(time="2026-11-26T00:00:00Z"))
+    assert (first.status, other.status) == (202, 202)
+
+
+async def test_replay_source_is_kept_and_other_sources_refused(
+    receiver: MakeReceiver, settings
+) -> None:
+    client = await receiver()
+    replay = await client.post(URL, json=tv_message(source="replay"))
+    forged = await client.post(URL, json=tv_message(source="signed"))
+    assert (replay.status, forged.status) == (202, 422)
+    payload = json.loads((await _outbox(settings.database_url))[0].payload)
+    assert payload["source"] == "replay"
+
+
+async def test_unknown_route_and_wrong_method_answer_json(receiver: MakeReceiver) -> None:
+    client = await receiver()
+    missing = await client.get("/nope")
+    wrong_method = await client.get(URL)
+    assert (missing.status, wrong_method.status) == (404, 405)
+    assert (await missing.json())["error"] == "not_found"
+    assert (await wrong_method.json())["error"] == "method_not_allowed"
+    assert wrong_method.headers["Allow"] == "POST"
+
+
+async def test_concurrent_copies_of_one_alert_are_accepted_once(
+    receiver: MakeReceiver, settings
+) -> None:
+    client = await receiver()
+    responses = await asyncio.gather(*(client.post(URL, json=tv_message()) for _ in range(8)))
+    assert sorted(r.status for r in responses) == [200] * 7 + [202]
+    assert len(await _outbox(settings.database_url)) == 1

@@ -1,0 +1,216 @@
+"""Helpers of the consumer tests: real models on the sample data, bars, alerts, Kafka I/O.
+
+Models are fitted for real (`bot.core.estimators.make_pipeline`) on a slice of the sample bars, with
+the project's features, windows, targets and OOD summary, and published to the test's own registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.artifacts import ArtifactRegistry, registry_from_settings
+from bot.contracts import Alert, Settings, Signal, model_key
+from bot.core import (
+    FEATURE_NAMES,
+    ModelBundle,
+    OodSummary,
+    Thresholds,
+    build_features,
+    make_pipeline,
+    make_target,
+    neutral_score,
+    ood_summary,
+    to_windows,
+)
+from storage.bars import upsert_frame
+from storage.tables import Bar, SignalRow
+
+SAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / "sample"
+SEED_BARS = 300  # bars stored before the stream: warm-up (103) + lookback, with room
+
+
+def sample_bars(symbol: str) -> pd.DataFrame:
+    frame = pd.read_csv(SAMPLE_DIR / f"{symbol}_1d.csv")
+    frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    return frame.set_index("time").astype("float64")
+
+
+def fit_bundle(
+    bars: pd.DataFrame,
+    *,
+    symbol: str,
+    target: str,
+    model_type: str,
+    version: str,
+    lookback: int = 2,
+    horizon: int = 1,
+) -> ModelBundle:
+    """A real fitted model on `bars` (features, windows, target, scaler, OOD summary)."""
+    features = build_features(bars).to_numpy(dtype=float)
+    y_all = make_target(bars["close"].to_numpy(float), target=target, horizon=horizon)
+    windows = to_windows(features, lookback)
+    y = y_all[lookback - 1 :]
+    keep = np.isfinite(windows).all(axis=1) & np.isfinite(y)
+    pipeline = make_pipeline(model_type, target, 7).fit(windows[keep], y[keep])
+    ood: OodSummary = ood_summary(pipeline[0].transform(windows[keep]))
+    cut = neutral_score(target)
+    return ModelBundle(
+        symbol=symbol,
+        target=target,  # type: ignore[arg-type]
+        model_type=model_type,
+        version=version,
+        pipeline=pipeline,
+        feature_names=FEATURE_NAMES,
+        lookback=lookback,
+        horizon=horizon,
+        interval="1D",
+        thresholds=Thresholds(buy=cut, sell=cut),
+        train_start=bars.index[0].to_pydatetime(),
+        train_end=bars.index[-1].to_pydatetime(),
+        ood=ood,
+    )
+
+
+MODEL_LINES = (("direction", "logreg"), ("return", "ridge"), ("direction", "ridge"))
+
+
+def publish_champions(
+    settings: Settings,
+    symbol: str,
+    *,
+    lines: Iterable[tuple[str, str]] = MODEL_LINES,
+    train: pd.DataFrame | None = None,
+    version: str = "v1",
+) -> dict[str, str]:
+    """Fit, publish and promote one model per (target, model type); {key: version}."""
+    registry = registry_from_settings(settings)
+    bars = train if train is not None else sample_bars(symbol).iloc[:800]
+    out: dict[str, str] = {}
+    for target, model_type in lines:
+        bundle = fit_bundle(
+            bars, symbol=symbol, target=target, model_type=model_type, version=version
+        )
+        published = registry.publish(bundle)
+        registry.promote(published.key, published.version)
+        out[published.key] = published.version
+    return out
+
+
+def registry(settings: Settings) -> ArtifactRegistry:
+    return registry_from_settings(settings)
+
+
+async def seed_bars(
+    session_factory: async_sessionmaker[AsyncSession], symbol: str, bars: pd.DataFrame
+) -> None:
+    async with session_factory() as session, session.begin():
+        await upsert_frame(session=session, symbol=symbol, interval="1D", frame=bars, source="test")
+
+
+def alerts_for(symbol: str, bars: pd.DataFrame, *, prefix: str | None = None) -> list[Alert]:
+    """One alert per bar, ids unique to the test run."""
+    tag = prefix or uuid.uuid4().hex[:8]
+    return [
+        Alert(
+            alert_id=f"{tag}-{symbol}-{time:%Y%m%d}",
+            source="replay",
+            symbol=symbol,
+            interval="1D",
+            bar_time=time.to_pydatetime(),
+            open=row.open,
+            high=row.high,
+            low=row.low,
+            close=row.close,
+            volume=row.volume,
+        )
+        for time, row in bars.iterrows()
+    ]
+
+
+async def produce(bootstrap: str, topic: str, values: Iterable[tuple[bytes | None, bytes]]) -> None:
+    """Plain aiokafka, idempotent, acks=all: the records are on the broker when this returns."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value=value, key=key) for key, value in values]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def produce_alerts(bootstrap: str, topic: str, alerts: Iterable[Alert]) -> None:
+    await produce(
+        bootstrap, topic, ((a.symbol.encode(), a.model_dump_json().encode()) for a in alerts)
+    )
+
+
+async def read_topic(
+    bootstrap: str, topic: str, *, until: Callable[[list[bytes]], bool], within: float = 60.0
+) -> list[bytes]:
+    """Every value on `topic` from the beginning, read with a plain aiokafka consumer (no group)
+    until `until(values)` holds or `within` seconds passed."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    values: list[bytes] = []
+    deadline = time.monotonic() + within
+    try:
+        while not until(values) and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=200)
+            values.extend(r.value for records in batches.values() for r in records if r.value)
+    finally:
+        await consumer.stop()
+    return values
+
+
+def signals_of(values: Iterable[bytes]) -> list[Signal]:
+    return [Signal.model_validate_json(value) for value in values]
+
+
+def dead_letters_of(values: Iterable[bytes]) -> list[dict[str, object]]:
+    return [json.loads(value) for value in values]
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], *, within: float = 60.0) -> bool:
+    """Poll `check` until it holds; a deadline for a condition, not a timing assertion."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await check():
+            return True
+        await asyncio.sleep(0.2)
+    return await check()
+
+
+async def count_rows(session_factory: async_sessionmaker[AsyncSession], table: type) -> int:
+    async with session_factory() as session:
+        return int((await session.execute(select(func.count()).select_from(table))).scalar_one())
+
+
+async def signal_rows(session_factory: async_sessionmaker[AsyncSession]) -> list[SignalRow]:
+    async with session_factory() as session:
+        return list((await session.execute(select(SignalRow))).scalars())
+
+
+async def bar_count(session_factory: async_sessionmaker[AsyncSession]) -> int:
+    return await count_rows(session_factory, Bar)
+
+
+def keys(symbol: str, lines: Iterable[tuple[str, str]] = MODEL_LINES) -> list[str]:
+    return [model_key(symbol, target, model_type) for target, model_type in lines]
+
+
+def utc(text: str) -> datetime:
+    return pd.Timestamp(text, tz="UTC").to_pydatetime()

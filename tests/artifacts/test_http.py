@@ -12,10 +12,16 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bot.artifacts import Signer, make_manifest
-from bot.artifacts import ArtifactRegistry
+from bot.artifacts import (
+    ArtifactRegistry,
+    FetchResult,
+    PresignedUrls,
+    RemoteOptions,
+    Signer,
+    fetch_many,
+    make_manifest,
+)
 from bot.contracts import BadInput, ConfigError, IntegrityError, NotFound, TransientError
-from bot.artifacts import FetchResult, PresignedUrls, RemoteOptions, fetch_many
 from tests.support.bundles import make_bundle, training_inputs
 
 KEY = "SPX-direction-logreg"

@@ -16,11 +16,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 import bot.artifacts.registry as artifacts_module
-from bot.artifacts import Signer, make_manifest
-from bot.artifacts import meta_of
-from bot.artifacts import ArtifactRegistry, registry_from_settings
-from bot.contracts import BadInput, ConfigError, IntegrityError, NotFound
-from bot.contracts import Settings
+from bot.artifacts import ArtifactRegistry, Signer, make_manifest, meta_of, registry_from_settings
+from bot.contracts import BadInput, ConfigError, IntegrityError, NotFound, Settings
 from tests.support.bundles import SideEffect, make_bundle, training_inputs
 
 KEY = "SPX-direction-logreg"
@@ -410,16 +407,6 @@ def test_cli_list_shows_statuses_digests_and_metrics(cli_registry: ArtifactRegis
     code, output = run_cli("artifacts", "list")
     assert "champion" in output
     assert "accuracy=0.610" in output
-
-
-@pytest.fixture
-def on_broker(
-    kafka_settings: Settings, monkeypatch: pytest.MonkeyPatch, cli_in_process: None
-) -> Settings:
-    """`itff rollback` announces on the models topic: the test's broker and topics."""
-    monkeypatch.setenv("ITFF_KAFKA_BOOTSTRAP", kafka_settings.bootstrap)
-    monkeypatch.setenv("ITFF_TOPIC_PREFIX", kafka_settings.topic_prefix)
-    return kafka_settings
 
 
 @pytest.mark.kafka

@@ -1,6 +1,7 @@
 """`itff artifacts push` against a real S3 API (moto's server mode on a loopback port).
 
-Upload, list, pre-signed download, then the consumer's fetch paths: `bot.artifacts.http.fetch_many` from
+Upload, list, pre-signed download, then the consumer's fetch paths: `bot.artifacts.http.fetch_many`
+from
 `ITFF_ARTIFACT_BASE_URL` over the bucket, and files fetched through pre-signed URLs, both installed
 by the registry only when they verify against their signed manifest.
 """
@@ -25,20 +26,27 @@ from moto.server import ThreadedMotoServer
 from prometheus_client import REGISTRY
 from typer.testing import CliRunner
 
-from bot.artifacts import ARTIFACT_FILES, CHAMPION_FILE, MANIFEST_FILE, MODEL_FILE
-from bot.serving import pull_champions, pull_key
-from bot.artifacts import ArtifactRegistry, registry_from_settings
+from bot.artifacts import (
+    ARTIFACT_FILES,
+    CHAMPION_FILE,
+    MANIFEST_FILE,
+    MODEL_FILE,
+    ArtifactRegistry,
+    FetchResult,
+    RemoteOptions,
+    fetch_many,
+    registry_from_settings,
+)
+from bot.artifacts.s3 import INDEX_FILE, ArtifactBucket, make_client, push_if_configured
 from bot.cli import COMMAND_MODULES
-from bot.contracts import IntegrityError
+from bot.contracts import IntegrityError, Settings, load_settings
 from bot.kafka import ModelEventPublisher
 from bot.pipeline import run_pipeline
-from bot.artifacts import FetchResult, RemoteOptions, fetch_many
-from bot.artifacts.s3 import INDEX_FILE, ArtifactBucket, make_client, push_if_configured
-from bot.contracts import Settings, load_settings
+from bot.serving import pull_champions, pull_key
 from storage import model_versions as model_repo
+from tests.support.bundles import make_bundle
 from tests.support.env import child_env
 from tests.support.pipeline import write_sample_slice
-from tests.support.bundles import make_bundle
 
 SIGNING_KEY = "s3-test-signing-key-0123456789abcdef"
 BUCKET = "itff-artifacts"
@@ -285,19 +293,8 @@ def _pushes(result: str) -> float:
     return REGISTRY.get_sample_value("itff_artifact_pushes_total", {"result": result}) or 0.0
 
 
-@pytest.fixture
-def rollback_env(
-    s3_settings: Settings, kafka_settings: Settings, monkeypatch, cli_in_process
-) -> Settings:
-    """`itff rollback` in this process: the S3 settings plus the test's broker and topics."""
-    monkeypatch.setenv("ITFF_KAFKA_BOOTSTRAP", kafka_settings.bootstrap)
-    monkeypatch.setenv("ITFF_TOPIC_PREFIX", kafka_settings.topic_prefix)
-    return s3_settings
-
-
 @pytest.mark.kafka
-def test_rollback_moves_the_bucket_champion(rollback_env: Settings) -> None:
-    s3_settings = rollback_env
+def test_rollback_moves_the_bucket_champion(s3_settings: Settings, on_broker: Settings) -> None:
     registry, key, versions = _published(s3_settings)
     bucket = ArtifactBucket(make_client(s3_settings), BUCKET, s3_settings.s3_prefix)
     bucket.push(registry)
@@ -315,9 +312,9 @@ def test_rollback_moves_the_bucket_champion(rollback_env: Settings) -> None:
 
 @pytest.mark.kafka
 def test_a_failed_push_never_undoes_the_rollback(
-    rollback_env: Settings, monkeypatch: pytest.MonkeyPatch
+    s3_settings: Settings, on_broker: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    registry, key, versions = _published(rollback_env)
+    registry, key, versions = _published(s3_settings)
     monkeypatch.setenv("ITFF_S3_BUCKET", "no-such-bucket")  # every request answers NoSuchBucket
     before = _pushes("failed")
 

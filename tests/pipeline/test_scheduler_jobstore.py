@@ -14,7 +14,6 @@ from pathlib import Path
 
 from bot.pipeline import LIVE, PIPELINE, RETRY, VERIFY, ItffScheduler, migrate_job_refs
 from storage.migrate import upgrade_async
-from tests.pipeline.test_scheduler_pipeline import Collect, _scheduler
 
 OLD_STORE = Path(__file__).parent / "data" / "jobs-before-issue-13.sqlite"
 RETENTION = "retention"
@@ -49,13 +48,15 @@ def test_migration_rewrites_moved_references_once(settings, tmp_path) -> None:
     assert migrate_job_refs(f"sqlite:///{tmp_path / 'empty.db'}") == 0  # no job table yet
 
 
-async def test_the_scheduler_starts_on_an_old_store_and_keeps_every_job(settings, tmp_path) -> None:
+async def test_the_scheduler_starts_on_an_old_store_and_keeps_every_job(
+    settings, tmp_path, make_scheduler_on
+) -> None:
     _path, configured = _old_store(settings, tmp_path)
     await upgrade_async(configured.database_url)
     from storage.db import create_engine, create_session_factory
 
     engine = create_engine(configured.database_url)
-    scheduler: ItffScheduler = _scheduler(configured, create_session_factory(engine), Collect())
+    scheduler: ItffScheduler = make_scheduler_on(configured, create_session_factory(engine))
     await scheduler.start()
     try:
         jobs = {job.id: job for job in scheduler.scheduler.get_jobs()}

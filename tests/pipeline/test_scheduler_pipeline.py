@@ -16,19 +16,6 @@ from storage.tables import PipelineRun
 from tests.support.pipeline import write_sample_slice
 
 
-class Collect:
-    """A real event sink for runs without a broker: keeps what the pipeline publishes."""
-
-    def __init__(self) -> None:
-        self.events: list[object] = []
-
-    async def start(self) -> None:
-        """Nothing to connect to."""
-
-    async def publish(self, event: object) -> None:
-        self.events.append(event)
-
-
 def _small(settings, tmp_path, **update):
     folder = write_sample_slice(tmp_path / "bars", {"SPX": "SPX"}, bars=1400)
     return settings.model_copy(
@@ -36,13 +23,6 @@ def _small(settings, tmp_path, **update):
             "symbols": ["SPX"], "targets": ["direction"], "model_types": ["logreg"],
             "data_source": f"csv:{folder}", "pipeline_workers": 1, **update,
         }
-    )  # fmt: skip
-
-
-def _scheduler(settings, session_factory, events=None) -> ItffScheduler:
-    return ItffScheduler(
-        settings, session_factory=session_factory, registry=ArtifactRegistry(settings.artifact_dir),
-        events=events or Collect(), name=f"sched-{settings.topic_prefix}",
     )  # fmt: skip
 
 
@@ -69,10 +49,10 @@ async def _wait_for(scheduler: ItffScheduler, job_id: str, count: int = 1) -> li
 
 
 async def test_scheduler_fires_the_pipeline_on_a_short_schedule(
-    settings, session_factory, tmp_path
+    settings, session_factory, tmp_path, make_scheduler_on
 ) -> None:
     fast = _small(settings, tmp_path, retrain_cron="*/2 * * * * *")  # every 2 seconds
-    scheduler = _scheduler(fast, session_factory)
+    scheduler = make_scheduler_on(fast, session_factory)
     try:
         await _wait_for(scheduler, PIPELINE)
     finally:
@@ -85,7 +65,7 @@ async def test_scheduler_fires_the_pipeline_on_a_short_schedule(
 
 
 async def test_a_run_missed_during_downtime_executes_once(
-    settings, session_factory, tmp_path
+    settings, session_factory, tmp_path, make_scheduler_on
 ) -> None:
     every_minute = _small(settings, tmp_path, retrain_cron="* * * * *")
     # The process that went down: its stored job was due five minutes ago (five missed runs).
@@ -96,7 +76,7 @@ async def test_a_run_missed_during_downtime_executes_once(
     before.shutdown(wait=False)
 
     submitted: list[object] = []
-    scheduler = _scheduler(every_minute, session_factory)
+    scheduler = make_scheduler_on(every_minute, session_factory)
     scheduler.add_listener(
         lambda event: submitted.append(event) if event.job_id == PIPELINE else None,
         EVENT_JOB_SUBMITTED,
@@ -112,7 +92,7 @@ async def test_a_run_missed_during_downtime_executes_once(
 
 
 async def test_a_failed_run_is_retried_by_policy_then_given_up(
-    settings, session_factory, tmp_path
+    settings, session_factory, tmp_path, make_scheduler_on
 ) -> None:
     from bot.pipeline import pipeline_job
 
@@ -120,7 +100,7 @@ async def test_a_failed_run_is_retried_by_policy_then_given_up(
         settings, tmp_path, data_source=f"csv:{tmp_path / 'no-such-folder'}",
         pipeline_retry_minutes=0.01, pipeline_max_retries=1,
     )  # fmt: skip
-    scheduler = _scheduler(broken, session_factory)
+    scheduler = make_scheduler_on(broken, session_factory)
     retried = asyncio.Event()
     scheduler.add_listener(
         lambda event: retried.set() if event.job_id == RETRY else None, EVENT_JOB_EXECUTED

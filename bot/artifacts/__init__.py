@@ -1,0 +1,39 @@
+"""Model artifacts: the verified registry, its on-disk format and manifest, HTTP and S3
+transports."""
+
+from bot.artifacts.format import (
+    ARTIFACT_FILES,
+    CHAMPION_FILE,
+    MANIFEST_FILE,
+    MODEL_FILE,
+    ArtifactIntegrityError,
+    Signer,
+    make_manifest,
+    read_manifest,
+)
+from bot.artifacts.http import FetchResult, PresignedUrls, RemoteOptions, describe, fetch_many
+from bot.artifacts.meta import meta_of, pickle_pipeline
+from bot.artifacts.registry import ArtifactRegistry, registry_from_settings
+from bot.artifacts.versions import VerificationResult, VersionInfo
+
+__all__ = [
+    "ARTIFACT_FILES",
+    "CHAMPION_FILE",
+    "MANIFEST_FILE",
+    "MODEL_FILE",
+    "ArtifactIntegrityError",
+    "ArtifactRegistry",
+    "FetchResult",
+    "PresignedUrls",
+    "RemoteOptions",
+    "Signer",
+    "VerificationResult",
+    "VersionInfo",
+    "describe",
+    "fetch_many",
+    "make_manifest",
+    "meta_of",
+    "pickle_pipeline",
+    "read_manifest",
+    "registry_from_settings",
+]

@@ -12,11 +12,11 @@ from typing import Protocol
 
 from bot.artifacts import registry_from_settings
 from bot.contracts import ItffError, Settings
+from bot.contracts.bars import canonical_interval
 from bot.core import ModelBundle
 from bot.runtime import get_logger
 from bot.serving import Prediction, Predictor
 from consumers.inference import FloatArray, ModelSpec, PredictionLike
-from consumers.windows import canonical_interval
 
 log = get_logger(__name__)
 

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.contracts import Alert, DeadLetter, Signal
+from bot.contracts.bars import canonical_interval
 from bot.core import WARMUP_BARS
 from bot.runtime import get_logger
 from consumers import telemetry
@@ -38,7 +39,6 @@ from consumers.inference import GroupResult, Item, ModelSpec, PredictWindows, in
 from consumers.windows import (
     BarWindows,
     WindowKey,
-    canonical_interval,
     covered_after,
     with_history,
 )

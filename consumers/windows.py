@@ -23,40 +23,18 @@ import functools
 import time
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from bot.contracts import Alert, BadInput
-from bot.core import parse_interval
+from bot.contracts import Alert
 from storage.bars import BAR_FIELDS
 
 WindowKey = tuple[str, str]
-_UNITS: tuple[tuple[Literal["W", "D", "h", "min", "s"], str], ...] = (
-    ("W", "W"),
-    ("D", "D"),
-    ("h", "h"),
-    ("min", "m"),
-    ("s", "s"),
-)
 
 
 @functools.lru_cache(maxsize=256)
-def canonical_interval(interval: str) -> str:
-    """`D`, `1d`, `1D` -> `1D`; `60` -> `1h`; an unknown spelling is kept as it is."""
-    try:
-        length = parse_interval(interval)
-    except BadInput:
-        return interval
-    for unit, code in _UNITS:
-        step = pd.Timedelta(1, unit=unit)
-        if length % step == pd.Timedelta(0):
-            return f"{length // step}{code}"
-    return interval
-
-
 class BarKind(StrEnum):
     NEW = "new"
     DUPLICATE = "duplicate"

@@ -2,7 +2,8 @@
 
 Login uses Panel's basic-auth pages with our own check: the username and password of
 `ITFF_DASH_USERNAME` / `ITFF_DASH_PASSWORD`, compared in constant time, with failed logins
-throttled per client address. `/health` answers without authentication for platform checks.
+throttled per client address (behind `ITFF_TRUSTED_PROXIES`, the forwarded one). `/health`
+answers without authentication for platform checks.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tornado.web import HTTPError, RequestHandler
 
 from bot.contracts import ConfigError, Settings, utcnow
 from bot.runtime import get_logger
+from bot.runtime.forwarding import Network, client_address, networks
 from panel_app.app import session
 from panel_app.queries import DashboardQueries
 
@@ -79,21 +81,29 @@ class _Credentials:
 
 class _LoginHandler(BasicLoginHandler):
     credentials: _Credentials
+    trusted_proxies: tuple[Network, ...] = ()
+
+    def _client(self) -> str:
+        """The address failed logins count against: behind `ITFF_TRUSTED_PROXIES`, the client's
+        (so a flood through the proxy does not lock every trader out), never a spoofed one."""
+        forwarded = self.request.headers.get("X-Forwarded-For")
+        return client_address(self.request.remote_ip or "?", forwarded, self.trusted_proxies)
 
     def post(self) -> None:
-        if self.credentials.blocked(self.request.remote_ip or "?"):
+        if self.credentials.blocked(self._client()):
             raise HTTPError(429, reason="Too many failed logins; wait five minutes")
         super().post()
 
     def _validate(self, username: str, password: str) -> bool:
-        return self.credentials.check(self.request.remote_ip or "?", username, password)
+        return self.credentials.check(self._client(), username, password)
 
 
 class DashboardAuth(BasicAuthProvider):
     """Panel's login and logout pages, validating against the settings' single user."""
 
-    def __init__(self, username: str, password: str) -> None:
+    def __init__(self, username: str, password: str, trusted_proxies: list[str]) -> None:
         self._credentials = _Credentials(username, password)
+        self._trusted = networks(trusted_proxies)
         self._handler: type[RequestHandler] | None = None
         super().__init__()  # Bokeh reads `login_handler` in here
 
@@ -105,6 +115,7 @@ class DashboardAuth(BasicAuthProvider):
                 (_LoginHandler,),
                 {
                     "credentials": self._credentials,
+                    "trusted_proxies": self._trusted,
                     "_login_endpoint": self._login_endpoint,
                     "_login_template": self._login_template,
                 },
@@ -150,7 +161,9 @@ def server_options(settings: Settings, queries: DashboardQueries) -> dict[str, A
         "extra_patterns": [(r"/health", HealthHandler, {"queries": queries})],
     }
     if password is not None:
-        options["auth_provider"] = DashboardAuth(settings.dash_username, password)
+        options["auth_provider"] = DashboardAuth(
+            settings.dash_username, password, settings.trusted_proxies
+        )
         options["cookie_secret"] = secrets.token_urlsafe(32)
     else:
         log.warning("dashboard has no password; it listens on loopback only")

@@ -14,11 +14,17 @@ READY_PING_TIMEOUT_S = 1.0
 
 
 async def predict(request: web.Request) -> web.Response:
-    await request.app[GUARDS].limits.hit("api", client_of(request))
-    check_api_token(request.headers.get("X-API-Token"), request.app[SETTINGS].api_token)
+    settings, limits = request.app[SETTINGS], request.app[GUARDS].limits
+    async with limits.unauthenticated(client_of(request)):
+        check_api_token(request.headers.get("X-API-Token"), settings.api_token)
+    await limits.hit("api", "token", who="the API token")
     parsing.check_content_type(request)
     document = parsing.parse_object(await request.read())
     payload = parsing.validate(PredictRequest, document)
+    if payload.bars is not None:
+        for index, bar in enumerate(payload.bars):  # bars of the configured interval
+            field = f"bars.{index}.time"
+            parsing.check_time(bar.time, settings.interval, settings.bar_bounds, field=field)
     predictions = await request.app[PREDICTION].predict(payload)
     return web.json_response({"symbol": payload.symbol, "predictions": predictions})
 

@@ -21,11 +21,12 @@ from producers import api, webhooks
 from producers.auth import SignatureVerifier
 from producers.dedupe import DuplicateWindow
 from producers.delivery import AlertDelivery
+from producers.history import HistoryGuard
 from producers.network import IpAllowlist, forwarded_middlewares
 from producers.outbox import Outbox
 from producers.prediction import PredictionService
 from producers.publisher import KafkaPublisher, Publisher
-from producers.ratelimit import RateLimits
+from producers.ratelimit import AUTH_FAILURE, RateLimits
 from producers.responses import error_middleware
 from producers.state import DELIVERY, GUARDS, METRICS, PREDICTION, SETTINGS, Guards
 from producers.telemetry import ReceiverMetrics
@@ -53,8 +54,9 @@ def create_app(
     engine = create_engine(settings.database_url)
     sink = publisher or KafkaPublisher(settings.bootstrap)
     dedupe = DuplicateWindow(ttl_seconds=settings.dedupe_ttl_seconds)
+    sessions = create_session_factory(engine)
     outbox = Outbox(
-        sessions=create_session_factory(engine),
+        sessions=sessions,
         publisher=sink,
         metrics=metrics,
         on_delivered=dedupe.remember,
@@ -64,9 +66,16 @@ def create_app(
     app[ENGINE] = engine
     app[DRAINER] = {}
     app[GUARDS] = Guards(
-        limits=RateLimits({"webhook": settings.webhook_rate_limit, "api": settings.api_rate_limit}),
+        limits=RateLimits(
+            {
+                "webhook": settings.webhook_rate_limit,
+                "api": settings.api_rate_limit,
+                AUTH_FAILURE: settings.auth_failure_rate_limit,
+            }
+        ),
         allowlist=IpAllowlist(enabled=settings.ip_allowlist_enabled, allowed=settings.ip_allowlist),
         verifier=SignatureVerifier(settings.webhook_secrets),
+        history=HistoryGuard(sessions, window=settings.revision_window_bars),
     )
     app[DELIVERY] = AlertDelivery(
         publisher=sink,

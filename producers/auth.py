@@ -8,8 +8,10 @@ configured secret so a secret can be rotated without downtime.
 from __future__ import annotations
 
 import binascii
+import hashlib
 import hmac
 from collections.abc import Mapping
+from typing import NamedTuple
 
 from pydantic import SecretStr
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -28,7 +30,10 @@ _LIBRARY_REASONS = {
 
 
 def _equal(given: str, expected: str) -> bool:
-    return hmac.compare_digest(given.encode(), expected.encode())
+    """Constant-time; any text compares (a header aiohttp decoded with surrogate escapes too)."""
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
 
 
 def check_passphrase(given: SecretStr | None, expected: SecretStr) -> None:
@@ -47,12 +52,22 @@ def check_api_token(given: str | None, expected: SecretStr) -> None:
         raise ApiError(401, "unauthorized", "wrong X-API-Token: use ITFF_API_TOKEN's value")
 
 
+def _fingerprint(secret: str) -> str:
+    """The name of a signing secret in limits and logs: never the secret itself."""
+    return "secret-" + hashlib.sha256(secret.encode()).hexdigest()[:8]
+
+
+class Verified(NamedTuple):
+    webhook_id: str
+    credential: str  # the matching secret's fingerprint: the key of its rate limit
+
+
 class SignatureVerifier:
     """Standard Webhooks verification against every configured `whsec_...` secret."""
 
     def __init__(self, secrets: list[str]) -> None:
         try:
-            self._webhooks = [Webhook(secret) for secret in secrets]
+            self._webhooks = [(Webhook(secret), _fingerprint(secret)) for secret in secrets]
         except (binascii.Error, ValueError) as exc:
             raise ConfigError(
                 "ITFF_WEBHOOK_SECRET: each secret must be 'whsec_' + base64 bytes"
@@ -62,8 +77,9 @@ class SignatureVerifier:
     def configured(self) -> bool:
         return bool(self._webhooks)
 
-    def verify(self, body: bytes, headers: Mapping[str, str]) -> str:
-        """The verified `webhook-id`, or `ApiError` 401 saying what was wrong."""
+    def verify(self, body: bytes, headers: Mapping[str, str]) -> Verified:
+        """The verified `webhook-id` and the secret that matched (checked on the raw body,
+        before any JSON is built), or `ApiError` 401 saying what was wrong."""
         if not self._webhooks:
             raise ApiError(
                 401, "unauthorized", "signed webhooks are disabled: set ITFF_WEBHOOK_SECRET"
@@ -73,10 +89,10 @@ class SignatureVerifier:
         if missing:
             raise ApiError(401, "unauthorized", f"missing header(s): {', '.join(missing)}")
         reason = "no webhook-signature matches"
-        for webhook in self._webhooks:
+        for webhook, credential in self._webhooks:
             reason = self._try(webhook, body, wanted)
             if not reason:
-                return wanted["webhook-id"]
+                return Verified(wanted["webhook-id"], credential)
         raise ApiError(401, "unauthorized", reason)
 
     @staticmethod

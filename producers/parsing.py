@@ -6,20 +6,32 @@ before validation, so it can appear neither in an error nor in a log line.
 
 from __future__ import annotations
 
-import json
-from datetime import datetime, timedelta
+import re
+from datetime import datetime
 from typing import Any, TypeVar
 
+import orjson
 from aiohttp import web
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from bot.contracts import Alert, AlertSource, TradingViewMessage, utcnow
+from bot.contracts.bars import BarTimeBounds
 from producers.responses import ApiError
 
 M = TypeVar("M", bound=BaseModel)
 
 JSON_TYPES = frozenset({"application/json", "text/plain"})
 REPLAY_SOURCE = "replay"
+MAX_DEPTH = 16
+# a JSON string (kept as it is) or a bare NaN token (read as null)
+_NAN_OUTSIDE_STRINGS = re.compile(rb'"(?:[^"\\\\]|\\\\.)*"|\bNaN\b')
+_LIMITS = {
+    "depth limit": "the JSON nests deeper than 1024 levels (the parser's limit)",
+    "infinity when parsed as double": "a number is beyond the range of a 64-bit float "
+    "(about 1.8e308)",
+    "surrogate": "a string holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text",
+    "not valid UTF-8": "the body is not UTF-8 text",
+}
 
 
 def check_content_type(request: web.Request) -> None:
@@ -34,22 +46,64 @@ def check_content_type(request: web.Request) -> None:
 
 
 def parse_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, within the parser's limits; `ApiError` 400 naming what failed.
+
+    orjson refuses invalid UTF-8, lone surrogates, numbers beyond a double and nesting deeper
+    than 1024; `check_depth` holds values to `MAX_DEPTH`. TradingView writes `NaN` (not JSON) for
+    a value a symbol does not have, such as an index's volume: only then, the bare `NaN` tokens
+    outside strings are read as `null` and the body is parsed again.
+    """
     try:
-        document = json.loads(body)
-    except UnicodeDecodeError as exc:
-        raise ApiError(400, "not_json", "the body is not UTF-8 text") from exc
-    except json.JSONDecodeError as exc:
-        raise ApiError(
-            400,
-            "not_json",
-            f"the body is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
-            "check the alert message in TradingView: numbers unquoted, strings quoted",
-        ) from exc
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        document = _parse_with_nan(body, exc)
     if not isinstance(document, dict):
         raise ApiError(
             400, "not_object", f"the body must be a JSON object, got {type(document).__name__}"
         )
+    check_depth(document)
     return document
+
+
+def _parse_with_nan(body: bytes, first: orjson.JSONDecodeError) -> Any:
+    if b"NaN" not in body:
+        raise _not_json(first)
+    try:
+        return orjson.loads(_NAN_OUTSIDE_STRINGS.sub(_null_for_nan, body))
+    except orjson.JSONDecodeError as exc:
+        raise _not_json(exc) from exc
+
+
+def _null_for_nan(match: re.Match[bytes]) -> bytes:
+    return b"null" if match.group(0) == b"NaN" else match.group(0)
+
+
+def _not_json(exc: orjson.JSONDecodeError) -> ApiError:
+    reason = str(exc.msg)
+    for fragment, limit in _LIMITS.items():
+        if fragment in reason:
+            return ApiError(400, "limit_exceeded", f"{limit} (at character {exc.pos})")
+    return ApiError(
+        400,
+        "not_json",
+        f"the body is not JSON ({reason} at line {exc.lineno} column {exc.colno}); check the "
+        "alert message in TradingView: numbers unquoted, strings quoted",
+    )
+
+
+def check_depth(document: dict[str, Any]) -> None:
+    """`ApiError` 400 when a value nests deeper than `MAX_DEPTH` (an alert's values are flat)."""
+    pending: list[tuple[Any, int]] = [
+        (value, 2) for value in document.values() if isinstance(value, dict | list)
+    ]
+    while pending:
+        value, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise ApiError(
+                400, "limit_exceeded", f"the JSON nests deeper than {MAX_DEPTH} levels (the limit)"
+            )
+        children = value.values() if isinstance(value, dict) else value
+        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
 
 
 def field_errors(
@@ -96,23 +150,24 @@ def take_source(document: dict[str, Any], default: AlertSource) -> AlertSource:
 
 
 def to_alert(
-    message: TradingViewMessage, *, source: AlertSource, alert_id: str | None = None
+    message: TradingViewMessage, *, source: AlertSource, webhook_id: str | None = None
 ) -> Alert:
     try:
-        return message.to_alert(source=source, alert_id=alert_id)
+        return message.to_alert(source=source, webhook_id=webhook_id)
     except ValidationError as exc:
-        rename = {"alert_id": "webhook-id", "extra": "extra fields"}
+        rename = {"webhook_id": "webhook-id", "extra": "extra fields"}
         raise ApiError(422, "validation", field_errors(exc, rename=rename)) from exc
 
 
-def check_fresh(bar_time: datetime, stale_after_seconds: int) -> None:
-    if stale_after_seconds <= 0:
-        return
-    oldest = utcnow() - timedelta(seconds=stale_after_seconds)
-    if bar_time < oldest:
-        raise ApiError(
-            422,
-            "stale",
-            f"bar time {bar_time.isoformat()} is older than ITFF_STALE_AFTER_SECONDS="
-            f"{stale_after_seconds}; the alert is refused as stale",
-        )
+def check_bar_time(alert: Alert, bounds: BarTimeBounds) -> None:
+    """`ApiError` 422 when the alert's bar time is outside the plausible range."""
+    check_time(alert.bar_time, alert.interval, bounds, field="time")
+
+
+def check_time(
+    bar_time: datetime, interval: str, bounds: BarTimeBounds, *, field: str = "time"
+) -> None:
+    """`ApiError` 422 naming the allowed range when `bar_time` is outside it at this moment."""
+    problem = bounds.violation(bar_time, interval, utcnow())
+    if problem is not None:
+        raise ApiError(422, "out_of_range", [{"field": field, "message": problem}])

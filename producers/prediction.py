@@ -37,7 +37,7 @@ class PredictBar(BaseModel):
     high: Price
     low: Price
     close: Price
-    volume: Volume
+    volume: Volume = None
 
 
 class PredictRequest(BaseModel):

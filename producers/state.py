@@ -9,6 +9,7 @@ from aiohttp import web
 from bot.contracts import Settings
 from producers.auth import SignatureVerifier
 from producers.delivery import AlertDelivery
+from producers.history import HistoryGuard
 from producers.network import IpAllowlist
 from producers.prediction import PredictionService
 from producers.ratelimit import RateLimits
@@ -20,6 +21,7 @@ class Guards:
     limits: RateLimits
     allowlist: IpAllowlist
     verifier: SignatureVerifier
+    history: HistoryGuard
 
 
 SETTINGS = web.AppKey("settings", Settings)

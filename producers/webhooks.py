@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
 
 from aiohttp import web
 
@@ -50,19 +49,18 @@ def _rejected(request: web.Request, status: int, reason: str) -> None:
     log.info("alert rejected", status=status, reason=reason, client=client_of(request))
 
 
-async def _read_document(request: web.Request) -> tuple[bytes, dict[str, Any]]:
-    parsing.check_content_type(request)
-    body = await request.read()
-    return body, parsing.parse_object(body)
-
-
 @counted("tradingview")
 async def tradingview(request: web.Request) -> web.Response:
+    """Authenticated by the passphrase inside the JSON: the body is parsed (within the parser's
+    limits) before the check, as the scheme requires; every failure up to the check counts
+    against the address's failure budget, an accepted alert against the passphrase's limit."""
     settings, guards = request.app[SETTINGS], request.app[GUARDS]
     guards.allowlist.check(request)
-    await guards.limits.hit("webhook", client_of(request))
-    _, document = await _read_document(request)
-    check_passphrase(parsing.take_passphrase(document), settings.tradingview_passphrase)
+    async with guards.limits.unauthenticated(client_of(request)):
+        parsing.check_content_type(request)
+        document = parsing.parse_object(await request.read())
+        check_passphrase(parsing.take_passphrase(document), settings.tradingview_passphrase)
+    await guards.limits.hit("webhook", "passphrase", who="the TradingView passphrase")
     source = parsing.take_source(document, "tradingview")
     message = parsing.validate(TradingViewMessage, document)
     return await _accept(request, parsing.to_alert(message, source=source))
@@ -70,18 +68,26 @@ async def tradingview(request: web.Request) -> web.Response:
 
 @counted("signed")
 async def signed(request: web.Request) -> web.Response:
+    """Authenticated by the signature over the raw body, before any JSON is built. The alert's
+    id is the verified `webhook-id` in its own namespace (`signed:`), so a signed
+    client can never claim the deterministic id of a TradingView alert."""
     guards = request.app[GUARDS]
-    await guards.limits.hit("webhook", client_of(request))
-    body, document = await _read_document(request)
-    webhook_id = guards.verifier.verify(body, request.headers)
+    async with guards.limits.unauthenticated(client_of(request)):
+        parsing.check_content_type(request)
+        body = await request.read()
+        verified = guards.verifier.verify(body, request.headers)
+    await guards.limits.hit("webhook", verified.credential, who=f"signing {verified.credential}")
+    document = parsing.parse_object(body)
     document.pop("passphrase", None)
     source = parsing.take_source(document, "signed")
     message = parsing.validate(TradingViewMessage, document)
-    return await _accept(request, parsing.to_alert(message, source=source, alert_id=webhook_id))
+    alert = parsing.to_alert(message, source=source, webhook_id=verified.webhook_id)
+    return await _accept(request, alert)
 
 
 async def _accept(request: web.Request, alert: Alert) -> web.Response:
-    parsing.check_fresh(alert.bar_time, request.app[SETTINGS].stale_after_seconds)
+    parsing.check_bar_time(alert, request.app[SETTINGS].bar_bounds)
+    await request.app[GUARDS].history.check(alert)
     try:
         outcome = await request.app[DELIVERY].accept(alert)
     except TransientError as exc:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from sqlalchemy import func, or_, select
@@ -16,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from bot.contracts import utcnow
-from storage.tables import Bar
+from storage.tables import Bar, BarRevision
 
 BAR_FIELDS = ("open", "high", "low", "close", "volume")
 
@@ -32,7 +33,7 @@ class BarRecord:
     high: float
     low: float
     close: float
-    volume: float
+    volume: float | None
     source: str = "unknown"
 
     @property
@@ -53,6 +54,11 @@ def insert_for(dialect: str, table: Any) -> Any:
 def _last_per_key(bars: Iterable[BarRecord]) -> list[BarRecord]:
     """One row per key, the last one winning (a later message for the same bar replaces it)."""
     return list({bar.key: bar for bar in bars}.values())
+
+
+def _volume(value: float) -> float | None:
+    """NaN in a frame is a missing volume, stored as NULL."""
+    return None if math.isnan(value) else value
 
 
 @functools.cache
@@ -111,7 +117,7 @@ async def upsert_frame(
     """Upsert a bars frame (UTC `DatetimeIndex` named `time`, OHLCV columns)."""
     values = frame[list(BAR_FIELDS)].to_numpy(dtype=float)
     records = [
-        BarRecord(symbol, interval, time.to_pydatetime(), o, h, low, c, v, source=source)
+        BarRecord(symbol, interval, time.to_pydatetime(), o, h, low, c, _volume(v), source=source)
         for time, (o, h, low, c, v) in zip(frame.index, values.tolist(), strict=True)
     ]
     return await upsert_bars(session=session, bars=records)
@@ -182,5 +188,105 @@ def bars_frame(rows: Sequence[Any]) -> pd.DataFrame:
     """Rows of (time, open, high, low, close, volume) as the project's bars frame."""
     index = pd.DatetimeIndex([row[0] for row in rows], name="time")
     index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
-    data = {name: [float(row[i + 1]) for row in rows] for i, name in enumerate(BAR_FIELDS)}
+    data = {name: [row[i + 1] for row in rows] for i, name in enumerate(BAR_FIELDS)}
     return pd.DataFrame(data, index=index, columns=list(BAR_FIELDS), dtype="float64")
+
+
+# --- revisions: a stored bar changes only while it is among the last few of its interval ---
+
+BarKey = tuple[str, str, datetime]
+BarValues = tuple[float, float, float, float, float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBar:
+    """A stored bar as a revision sees it: its values, who wrote them, and how many stored bars
+    of its symbol and interval come after it (counted up to the revision window)."""
+
+    ohlcv: BarValues
+    source: str
+    later: int
+
+
+def values_of(bar: BarRecord) -> BarValues:
+    return (bar.open, bar.high, bar.low, bar.close, bar.volume)
+
+
+async def stored_bar(*, session: AsyncSession, key: BarKey, window: int) -> StoredBar | None:
+    """The stored bar at `key` with the count of later bars (at most `window`), or None."""
+    symbol, interval, time = key
+    row = (
+        await session.execute(
+            select(*(getattr(Bar, name) for name in BAR_FIELDS), Bar.source).where(
+                Bar.symbol == symbol, Bar.interval == interval, Bar.time == time
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    later = (
+        select(Bar.time)
+        .where(Bar.symbol == symbol, Bar.interval == interval, Bar.time > time)
+        .limit(window)
+        .subquery()
+    )
+    count = int(await session.scalar(select(func.count()).select_from(later)) or 0)
+    return StoredBar(ohlcv=tuple(row[:5]), source=row[5], later=count)
+
+
+Verdict = Literal["new", "same", "revision", "refused"]
+
+
+def verdict(bar: BarRecord, stored: StoredBar | None, window: int) -> Verdict:
+    """What an incoming bar is to what is stored: `new`; `same` (a resend, nothing to do); a
+    `revision` (different values, while fewer than `window` bars came after it: applied and
+    recorded); or `refused` (different values for an older bar: history is not rewritten)."""
+    if stored is None:
+        return "new"
+    if stored.ohlcv == values_of(bar):
+        return "same"
+    return "revision" if stored.later < window else "refused"
+
+
+def revision_rows(revisions: Sequence[tuple[BarRecord, StoredBar]]) -> list[dict[str, Any]]:
+    """`bar_revisions` rows: the replaced values of each revised bar."""
+    now = utcnow()
+    return [
+        {
+            "symbol": bar.symbol,
+            "interval": bar.interval,
+            "time": bar.time,
+            **dict(zip(BAR_FIELDS, stored.ohlcv, strict=True)),
+            "source": stored.source,
+            "revised_by": bar.source,
+            "revised_at": now,
+        }
+        for bar, stored in revisions
+    ]
+
+
+async def record_revisions(
+    *, session: AsyncSession, revisions: Sequence[tuple[BarRecord, StoredBar]]
+) -> int:
+    rows = revision_rows(revisions)
+    if rows:
+        await session.execute(insert_for(session.get_bind().dialect.name, BarRevision), rows)
+    return len(rows)
+
+
+def record_revisions_sync(
+    *, session: Session, revisions: Sequence[tuple[BarRecord, StoredBar]]
+) -> int:
+    rows = revision_rows(revisions)
+    if rows:
+        session.execute(insert_for(session.get_bind().dialect.name, BarRevision), rows)
+    return len(rows)
+
+
+async def revisions_of(*, session: AsyncSession, symbol: str, interval: str) -> list[BarRevision]:
+    statement = (
+        select(BarRevision)
+        .where(BarRevision.symbol == symbol, BarRevision.interval == interval)
+        .order_by(BarRevision.id)
+    )
+    return list(await session.scalars(statement))

@@ -79,9 +79,29 @@ class Bar(Base):
     high: Mapped[float] = mapped_column(Float)
     low: Mapped[float] = mapped_column(Float)
     close: Mapped[float] = mapped_column(Float)
-    volume: Mapped[float] = mapped_column(Float)
+    volume: Mapped[float | None] = mapped_column(Float)  # NULL: the symbol has none (an index)
     source: Mapped[str] = mapped_column(String(32), default="unknown")
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BarRevision(Base):
+    """The values a revision replaced: a stored bar is never overwritten silently."""
+
+    __tablename__ = "bar_revisions"
+    __table_args__ = (Index("ix_bar_revisions_bar", "symbol", "interval", "time"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    symbol: Mapped[str] = mapped_column(String(40))
+    interval: Mapped[str] = mapped_column(String(16))
+    time: Mapped[datetime]
+    open: Mapped[float] = mapped_column(Float)
+    high: Mapped[float] = mapped_column(Float)
+    low: Mapped[float] = mapped_column(Float)
+    close: Mapped[float] = mapped_column(Float)
+    volume: Mapped[float | None] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(32))  # who wrote the replaced values
+    revised_by: Mapped[str] = mapped_column(String(32))  # the source of the revision
+    revised_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class SignalRow(Base):

@@ -26,6 +26,8 @@ from pydantic import (
     model_validator,
 )
 
+from bot.contracts.bars import MAX_EPOCH_DIGITS, from_epoch, interval_length, representable
+
 SCHEMA_VERSION: Literal[1] = 1
 MAX_EXTRA_FIELDS = 32
 MAX_EXTRA_BYTES = 4096
@@ -41,17 +43,23 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
-
-
 def _parse_time(value: Any) -> Any:
     """Accept ISO-8601 strings (TradingView's `{{time}}`) and epoch seconds or milliseconds."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = value / 1000 if value > 1e11 else value  # noqa: PLR2004 - ms vs s cut-off
-        return datetime.fromtimestamp(seconds, UTC)
-    if isinstance(value, str) and value.strip().isdigit():
-        return _parse_time(int(value.strip()))
+        return from_epoch(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit() and text.isascii():
+            if len(text) > MAX_EPOCH_DIGITS:
+                raise ValueError(f"time has more than {MAX_EPOCH_DIGITS} digits")
+            return from_epoch(int(text))
+    return value
+
+
+def _price_given(value: Any) -> Any:
+    """A price that is missing or `NaN` (read as null) gets the message of a bad number."""
+    if value is None:
+        raise ValueError("must be a finite number greater than 0")
     return value
 
 
@@ -61,25 +69,56 @@ def _finite_positive(value: float) -> float:
     return value
 
 
-def _finite_non_negative(value: float) -> float:
+def _finite_non_negative(value: float | None) -> float | None:
+    if value is None:
+        return None
     if not math.isfinite(value) or value < 0:
-        raise ValueError("must be a finite number of at least 0")
+        raise ValueError("must be a finite number of at least 0, or null when there is none")
     return value
 
 
-UtcDatetime = Annotated[AwareDatetime, BeforeValidator(_parse_time), AfterValidator(_to_utc)]
-Price = Annotated[float, AfterValidator(_finite_positive)]
-Volume = Annotated[float, AfterValidator(_finite_non_negative)]
+def _nan_is_missing(value: Any) -> Any:
+    """TradingView sends `NaN` for the volume of a symbol without one (indices): missing."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, str) and value.strip().lower() in {"nan", ""}:
+        return None
+    return value
+
+
+def _known_interval(value: str) -> str:
+    interval_length(value)
+    return value
+
+
+UtcDatetime = Annotated[AwareDatetime, BeforeValidator(_parse_time), AfterValidator(representable)]
+Price = Annotated[float, BeforeValidator(_price_given), AfterValidator(_finite_positive)]
+# missing for symbols without volume (indices): stored as NULL, a neutral volume feature
+Volume = Annotated[
+    float | None, BeforeValidator(_nan_is_missing), AfterValidator(_finite_non_negative)
+]
 Symbol = Annotated[str, Field(pattern=SYMBOL_PATTERN), AfterValidator(str.upper)]
-Interval = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[0-9A-Za-z]+$")]
-AlertId = Annotated[str, Field(min_length=8, max_length=128)]
+Interval = Annotated[
+    str,
+    Field(min_length=1, max_length=16, pattern=r"^[0-9A-Za-z]+$"),
+    AfterValidator(_known_interval),
+]
+AlertId = Annotated[str, Field(min_length=8, max_length=128, pattern=r"^[\x21-\x7e]+$")]
+# a signed alert's id is its verified `webhook-id` in a namespace of its own: TradingView's ids
+# are 32 hex digits, so a signed client can never claim the id of a TradingView alert
+SIGNED_ID_PREFIX = "signed:"
+WebhookId = Annotated[
+    str, Field(min_length=8, max_length=128 - len(SIGNED_ID_PREFIX), pattern=r"^[\x21-\x7e]+$")
+]
 
 
 def make_alert_id(
     *, source: str, symbol: str, interval: str, bar_time: datetime, action: str | None
 ) -> str:
     """Deterministic id of an unsigned alert: the same bar and action always hash the same."""
-    raw = "|".join((source, symbol.upper(), interval, _to_utc(bar_time).isoformat(), action or ""))
+    raw = "|".join(
+        (source, symbol.upper(), interval, bar_time.astimezone(UTC).isoformat(), action or "")
+    )
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
@@ -99,7 +138,7 @@ class _Bar(BaseModel):
     high: Price
     low: Price
     close: Price
-    volume: Volume
+    volume: Volume = None
 
     @model_validator(mode="after")
     def _ohlc_consistent(self) -> Self:
@@ -134,7 +173,7 @@ class Alert(_Bar):
 class _Given(BaseModel):
     """What a caller may add in `TradingViewMessage.to_alert`, with `Alert`'s checks."""
 
-    alert_id: AlertId | None = None
+    webhook_id: WebhookId | None = None
     received_at: UtcDatetime | None = None
 
 
@@ -167,18 +206,21 @@ class TradingViewMessage(_Bar):
         self,
         *,
         source: AlertSource,
-        alert_id: str | None = None,
+        webhook_id: str | None = None,
         received_at: datetime | None = None,
     ) -> Alert:
-        """The wire `Alert`; the passphrase never leaves this object.
+        """The wire `Alert`; the passphrase never leaves this object. With a verified
+        `webhook_id` the alert's id is `signed:<webhook_id>`, else the deterministic hash.
 
         Built without validating again what this message already validated: its fields have the
         types and checks of `Alert`'s (a test holds the two models together), so only what the
-        caller adds, `alert_id` and `received_at`, is checked here.
+        caller adds, `webhook_id` and `received_at`, is checked here.
         """
-        if alert_id or received_at:
-            given = _Given(alert_id=alert_id or None, received_at=received_at)
+        alert_id = None
+        if webhook_id or received_at:
+            given = _Given(webhook_id=webhook_id or None, received_at=received_at)
             received_at = given.received_at
+            alert_id = given.webhook_id and SIGNED_ID_PREFIX + given.webhook_id
         return Alert.model_construct(
             alert_id=alert_id
             or make_alert_id(

@@ -7,12 +7,14 @@ environment. Invalid or placeholder configuration fails at start-up with one cle
 from __future__ import annotations
 
 import ipaddress
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.contracts.bars import BarTimeBounds
 from bot.contracts.errors import ConfigError
 from bot.contracts.topics import DEFAULT_PREFIX, Topics
 
@@ -94,8 +96,13 @@ class Settings(BaseSettings):
     api_token: SecretStr = SecretStr(DEV_PLACEHOLDER)
     api_rate_limit: str = Field(default="60/minute", pattern=RATE_LIMIT_PATTERN)
     webhook_rate_limit: str = Field(default="6000/minute", pattern=RATE_LIMIT_PATTERN)
+    auth_failure_rate_limit: str = Field(default="30/minute", pattern=RATE_LIMIT_PATTERN)
     max_body_bytes: int = Field(default=65536, ge=1024)
-    stale_after_seconds: int = Field(default=0, ge=0)
+    # bar-time bounds (bot.contracts.bars): None is one interval plus 5 minutes
+    max_future_skew_seconds: int | None = Field(default=None, ge=0, le=366 * 86400)
+    max_bar_age_days: int = Field(default=10950, ge=1, le=146000)
+    # a stored bar may be revised while it is among the last N bars of its interval
+    revision_window_bars: int = Field(default=3, ge=0, le=1000)
     dedupe_ttl_seconds: int = Field(default=86400, ge=1)
     publish_timeout_seconds: float = Field(default=1.0, gt=0, le=2.5)
     ip_allowlist_enabled: bool = False
@@ -217,6 +224,14 @@ class Settings(BaseSettings):
     @property
     def uses_local_kafka(self) -> bool:
         return self.kafka_bootstrap is None
+
+    @property
+    def bar_bounds(self) -> BarTimeBounds:
+        skew = self.max_future_skew_seconds
+        return BarTimeBounds(
+            max_age=timedelta(days=self.max_bar_age_days),
+            max_future_skew=None if skew is None else timedelta(seconds=skew),
+        )
 
     @property
     def webhook_secrets(self) -> list[str]:

@@ -24,7 +24,7 @@ Definitions (c = close, o = open, h = high, l = low, v = volume, r = 1-bar log r
 | `bb_pctb_20` | Bollinger %b: (c - (SMA20 - 2 SD20)) / (4 SD20) |
 | `bb_width_20` | 4 SD20 / SMA20 |
 | `atr_14` | truncated Wilder average of the true range / c_t |
-| `volume_z_20` | z-score of log(1 + v) over the last 20 bars (0 when the window is constant) |
+| `volume_z_20` | z-score of log(1 + v) over 20 bars (0: a constant window, or one without volume) |
 | `range_ratio` | (h - l) / c |
 | `body_ratio` | (c - o) / (h - l), 0 for a bar with h = l |
 | `upper_wick`, `lower_wick` | (h - max(o, c)) / (h - l), (min(o, c) - l) / (h - l); 0 if h = l |
@@ -243,7 +243,13 @@ def _volume_z(volume: FloatArray) -> FloatArray:
     mean, sd = _rolling_mean_std(log_volume, 20, ddof=1)
     # A constant window (sd ~ 0 up to rounding) carries no information: z = 0.
     sd = np.where(sd < 1e-12, 0.0, sd)  # noqa: PLR2004 - float round-off of a constant window
-    return _safe_ratio(log_volume - mean, sd)
+    z = _safe_ratio(log_volume - mean, sd)
+    missing = np.isnan(volume)
+    if missing.any():  # no volume in the window (an index, a gap in the data): neutral, z = 0
+        seen = np.cumsum(missing)
+        in_window = seen - np.concatenate((np.zeros(20, dtype=seen.dtype), seen[:-20]))[: len(seen)]
+        z = np.where(in_window > 0, 0.0, z)
+    return z
 
 
 def _candle(o: FloatArray, h: FloatArray, lo: FloatArray, c: FloatArray) -> dict[str, FloatArray]:

@@ -2,45 +2,22 @@
 
 from __future__ import annotations
 
-import re
-from typing import Literal
-
 import pandas as pd
 
 from bot.contracts import BadInput
+from bot.contracts.bars import interval_length
 
-Unit = Literal["s", "min", "h", "D", "W"]
-
-_PATTERN = re.compile(r"^\s*(\d*)\s*([smhdwSMHDW]?)\s*$")
-_UNITS: dict[str, Unit] = {
-    "s": "s",
-    "S": "s",
-    "m": "min",
-    "h": "h",
-    "H": "h",
-    "d": "D",
-    "D": "D",
-    "w": "W",
-    "W": "W",
-}
 TRADING_DAYS_PER_YEAR = 252
 WEEKS_PER_YEAR = 52
 CRYPTO_MINUTES_PER_YEAR = 365 * 24 * 60
 
 
 def parse_interval(interval: str) -> pd.Timedelta:
-    """The length of one bar. A bare number is minutes (TradingView); `M` alone is not allowed."""
-    match = _PATTERN.match(interval)
-    if not match or (not match.group(1) and not match.group(2)) or match.group(2) == "M":
-        raise BadInput(
-            f"unknown interval {interval!r}; use a number and a unit such as 1D, 4h, 15m, 1W "
-            "(or TradingView's D, W, 60)"
-        )
-    count = int(match.group(1) or 1)
-    unit = _UNITS[match.group(2) or "m"]
-    if count < 1:
-        raise BadInput(f"interval {interval!r} must be at least one unit long")
-    return pd.Timedelta(count, unit=unit)
+    """The length of one bar (`bot.contracts.bars.interval_length`, the one parser)."""
+    try:
+        return pd.Timedelta(interval_length(interval))
+    except ValueError as exc:
+        raise BadInput(str(exc)) from exc
 
 
 def is_daily_or_longer(interval: str) -> bool:
@@ -64,15 +41,9 @@ def periods_per_year(interval: str) -> float:
 def binance_interval(interval: str) -> str:
     """Binance's spelling of an interval (`1d`, `4h`, `15m`, `1w`)."""
     length = parse_interval(interval)
-    codes: tuple[tuple[Unit, str], ...] = (
-        ("W", "w"),
-        ("D", "d"),
-        ("h", "h"),
-        ("min", "m"),
-        ("s", "s"),
-    )
+    codes = (("1W", "w"), ("1D", "d"), ("1h", "h"), ("1min", "m"), ("1s", "s"))
     for unit, code in codes:
-        step = pd.Timedelta(1, unit=unit)
+        step = pd.Timedelta(unit)
         if length % step == pd.Timedelta(0):
             return f"{length // step}{code}"
     raise BadInput(f"interval {interval!r} has no Binance equivalent")

@@ -2,12 +2,16 @@
 
 The rule, applied in this order:
 
-1. Rows whose time cannot be parsed are bad. Times are UTC (naive times are taken as UTC).
+1. Rows whose time cannot be parsed, or lies outside the representable range or more than the
+   future bound ahead of `now` (`bot.contracts.bars`: one interval plus 5 minutes), are bad.
+   Times are UTC (naive times are taken as UTC).
 2. Unsorted rows are sorted by time (reported as `unsorted`).
 3. Exact duplicate times keep the last row (the latest correction); the others are dropped
    and counted.
 4. Rows with a non-finite or non-positive price, `high < max(open, close)`,
-   `low > min(open, close)`, or a negative or non-finite volume are bad: dropped and reported.
+   `low > min(open, close)`, or a negative or infinite volume are bad: dropped and reported.
+   A missing volume (an empty cell, `NaN`, or no volume column at all, as for an index) is kept
+   as missing: the features treat it as neutral.
 5. If bad rows (1 and 4) exceed `max_bad_fraction` of the input (default 5 %), the load fails
    with `BadInput`: that data needs repair, not silent cleaning.
 6. Gaps are reported, never filled: for intraday and weekly bars a step longer than the interval;
@@ -19,18 +23,21 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from bot.contracts import BadInput
+from bot.contracts import BadInput, utcnow
+from bot.contracts.bars import EARLIEST, LATEST, BarTimeBounds
 from bot.core import parse_interval
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 BAR_COLUMNS = (*PRICE_COLUMNS, "volume")
 MAX_EXAMPLES = 5
 DEFAULT_MAX_BAD_FRACTION = 0.05
+FUTURE_BOUNDS = BarTimeBounds(max_age=timedelta(0))  # loaders: only the future bound applies
 
 
 @dataclass(slots=True)
@@ -94,7 +101,7 @@ def _row_problems(frame: pd.DataFrame) -> dict[str, np.ndarray[Any, np.dtype[np.
             "non-finite or non-positive price": bad_price,
             "high below max(open, close)": ~bad_price & (h < np.maximum(o, c)),
             "low above min(open, close)": ~bad_price & (lo > np.minimum(o, c)),
-            "negative or non-finite volume": ~np.isfinite(volume) | (volume < 0),
+            "negative or infinite volume": np.isinf(volume) | (volume < 0),
         }
 
 
@@ -111,6 +118,8 @@ def _gap_mask(index: pd.DatetimeIndex, interval: str) -> np.ndarray[Any, np.dtyp
 
 
 def _numeric(frame: pd.DataFrame) -> pd.DataFrame:
+    if "volume" not in frame.columns:  # symbols without volume (indices)
+        frame = frame.assign(volume=np.nan)
     missing = [name for name in BAR_COLUMNS if name not in frame.columns]
     if missing:
         raise BadInput(
@@ -126,14 +135,25 @@ def validate_bars(
     symbol: str,
     interval: str = "1D",
     max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
+    now: datetime | None = None,
 ) -> tuple[pd.DataFrame, AnomalyReport]:
     """Apply the rule of the module docstring to a frame with a time index or `time` column."""
     frame = raw.set_index("time") if "time" in raw.columns else raw
     report = AnomalyReport(symbol=symbol, rows_in=len(frame))
     frame = _numeric(frame)
     frame.index = _times(frame.index)
-    bad_time = np.asarray(frame.index.isna())
-    report.note("unparseable time", [str(i) for i in np.flatnonzero(bad_time)[:MAX_EXAMPLES]])
+    newest = pd.Timestamp(min(LATEST, (now or utcnow()) + FUTURE_BOUNDS.future_skew(interval)))
+    with np.errstate(invalid="ignore"):
+        bad_time = np.asarray(
+            frame.index.isna() | (frame.index < pd.Timestamp(EARLIEST)) | (frame.index > newest)
+        )
+    report.note(
+        "unparseable or out-of-range time",
+        [
+            str(raw.index[i]) if "time" not in raw.columns else str(raw["time"].iloc[i])
+            for i in np.flatnonzero(bad_time)[:MAX_EXAMPLES]
+        ],
+    )
     frame = frame[~bad_time]
     if not frame.index.is_monotonic_increasing:
         report.unsorted = True
@@ -144,7 +164,7 @@ def validate_bars(
     frame = frame[~duplicated]
     problems = _row_problems(frame)
     bad = np.zeros(len(frame), dtype=bool)
-    counts = {"unparseable time": int(bad_time.sum())} if bad_time.any() else {}
+    counts = {"unparseable or out-of-range time": int(bad_time.sum())} if bad_time.any() else {}
     for reason, mask in problems.items():
         if mask.any():
             counts[reason] = int(mask.sum())

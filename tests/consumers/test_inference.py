@@ -8,6 +8,7 @@ import json
 
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.contracts import Alert, Settings
@@ -163,3 +164,34 @@ async def test_each_dead_letter_reason_keeps_the_original_bytes_and_the_consumer
 
 def encoded(alerts: list[Alert]) -> list[tuple[bytes, bytes]]:
     return [(a.symbol.encode(), a.model_dump_json().encode()) for a in alerts]
+
+
+async def test_index_alerts_without_volume_get_signals_and_store_a_missing_volume(
+    kafka_settings: Settings, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    """TradingView sends `"volume": NaN` for indices: stored as NULL, a neutral feature."""
+    settings = kafka_settings
+    bars = sample_bars("NDX")
+    published = publish_champions(settings, "NDX")
+    await seed_bars(session_factory, "NDX", bars.iloc[:SEED_BARS])
+    stream = [
+        alert.model_copy(update={"volume": None})
+        for alert in alerts_for("NDX", bars.iloc[SEED_BARS : SEED_BARS + 5])
+    ]
+    expected = len(stream) * len(published)
+    async with running_consumer(settings):
+        await produce_alerts(settings.bootstrap, settings.topics.alerts, stream)
+        values = await read_topic(
+            settings.bootstrap, settings.topics.signals, until=lambda v: len(v) >= expected
+        )
+    assert {(s.alert_id, s.model_key) for s in signals_of(values)} == {
+        (a.alert_id, k) for a in stream for k in published
+    }
+    async with session_factory() as session:
+        volumes = (
+            await session.scalars(
+                select(Bar.volume).where(Bar.symbol == "NDX").order_by(Bar.time.desc()).limit(6)
+            )
+        ).all()
+    assert volumes[:5] == [None] * 5
+    assert volumes[5] is not None

@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 
 from bot.contracts import Alert
+from bot.contracts.bars import canonical_interval
 from consumers.deadletters import Reason, RecordRef, decode_alert
 from consumers.windows import (
     BarKind,
     BarWindows,
     alert_bars,
-    canonical_interval,
     classify,
     covered_after,
     runs,

@@ -148,7 +148,8 @@ def test_edge_inputs_keep_their_zeros_and_missing_values(edge_cases, ndx):
     assert (constant[["vol_5", "vol_20", "vol_ratio", "bb_pctb_20", "bb_width_20"]] == 0).all()
     assert constant["close_sma_50"] == 0
     assert ragged.iloc[250:260].isna().any(axis=1).all()  # the missing close reaches later rows
-    assert ragged.iloc[260]["volume_z_20"] != ragged.iloc[260]["volume_z_20"]  # NaN
+    assert (ragged.iloc[260:280]["volume_z_20"] == 0).all()  # a missing volume is neutral
+    assert ragged.iloc[280]["volume_z_20"] != 0
 
 
 @pytest.mark.parametrize("symbol", ["SPX", "NDX"])

@@ -76,7 +76,7 @@ def test_unsorted_rows_are_sorted_and_duplicates_keep_the_last():
         ("close", np.inf, "non-finite or non-positive price"),
         ("high", 50.0, "high below max(open, close)"),
         ("low", 500.0, "low above min(open, close)"),
-        ("volume", -5.0, "negative or non-finite volume"),
+        ("volume", -5.0, "negative or infinite volume"),
     ],
 )
 def test_bad_rows_are_dropped_and_reported(column, value, reason):
@@ -147,14 +147,14 @@ def test_unparseable_times_are_bad_rows(tmp_path):
     raw.to_csv(tmp_path / "T.csv", index=False)
     loaded = load_bars_report(f"csv:{tmp_path / 'T.csv'}", "T")
     assert len(loaded.bars) == 39
-    assert loaded.report.bad_rows == {"unparseable time": 1}
+    assert loaded.report.bad_rows == {"unparseable or out-of-range time": 1}
 
 
 def test_anomaly_report_of_a_loaded_frame_never_drops():
     raw = _bars(20).set_index("time")
     raw.iloc[3, raw.columns.get_loc("volume")] = -1
     report = anomaly_report(raw, interval="1D", symbol="X")
-    assert report.bad_rows == {"negative or non-finite volume": 1}
+    assert report.bad_rows == {"negative or infinite volume": 1}
     assert report.as_dict()["n_bad"] == 1
 
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -97,6 +98,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         ITFF_DASH_PASSWORD=PASSWORD,
         ITFF_DASH_REFRESH_SECONDS="2",
         ITFF_LOG_JSON="false",
+        ITFF_TRUSTED_PROXIES="127.0.0.1",  # the tests below post as a proxy would
     )
     log = workdir / "dashboard.log"
     itff = Path(sys.executable).parent / "itff"
@@ -175,6 +177,28 @@ def test_health_answers_without_login(served: Served) -> None:
         body = json.loads(response.read())
     assert body["status"] == "ok"
     assert body["database"] == "ok"
+
+
+def _post_login(url: str, client: str, password: str) -> int:
+    form = urllib.parse.urlencode({"username": USERNAME, "password": password}).encode()
+    request = urllib.request.Request(
+        f"{url}/login", data=form, headers={"X-Forwarded-For": f"203.0.113.9, {client}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def test_failed_logins_behind_the_proxy_block_that_client_only(served: Served) -> None:
+    """Every request comes from the proxy (127.0.0.1): the throttle counts the forwarded client,
+    so one client's guesses do not lock every trader out; the left hop (forgeable) is ignored."""
+    guesses = [_post_login(served.url, "198.51.100.7", f"guess-{n}") for n in range(12)]
+    assert 429 not in guesses[:10]
+    assert guesses[10:] == [429, 429]
+    assert _post_login(served.url, "198.51.100.8", "wrong-again") != 429
+    assert _post_login(served.url, "198.51.100.8", PASSWORD) != 429
 
 
 def test_the_dashboard_needs_a_login(served: Served, page: Page) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from tests.support.webhook import MakeReceiver, tv_message
+import json
+
+from pydantic import SecretStr
+
+from tests.support.webhook import MakeReceiver, new_secret, signed_headers, tv_message
 
 URL = "/webhook/tradingview"
 TRADINGVIEW_IP = "52.89.214.238"
@@ -78,22 +82,66 @@ async def test_webhook_rate_limit_answers_429_with_retry_after(receiver: MakeRec
     assert "2/minute" in body["detail"]
 
 
-async def test_rate_limit_is_per_client_address(receiver: MakeReceiver) -> None:
-    client = await receiver(webhook_rate_limit="1/minute", trusted_proxies=["127.0.0.1"])
-    first = await client.post(URL, json=tv_message(), headers={"X-Forwarded-For": "198.51.100.1"})
-    other = await client.post(URL, json=tv_message(), headers={"X-Forwarded-For": "198.51.100.2"})
-    again = await client.post(URL, json=tv_message(), headers={"X-Forwarded-For": "198.51.100.1"})
-    assert (first.status, other.status, again.status) == (202, 200, 429)
+async def test_a_flood_of_bad_passphrases_is_429_for_the_flooder_and_never_starves_alerts(
+    receiver: MakeReceiver,
+) -> None:
+    """Behind a proxy every client shares the proxy's address: the junk of one must not use up
+    the budget of the genuine alerts, even those from the same forwarded address."""
+    client = await receiver(
+        webhook_rate_limit="3/minute",
+        auth_failure_rate_limit="5/minute",
+        trusted_proxies=["127.0.0.1"],
+    )
+    flooder = {"X-Forwarded-For": TRADINGVIEW_IP}
+    junk = [
+        (await client.post(URL, json=tv_message(passphrase=f"guess-{n}"), headers=flooder)).status
+        for n in range(20)
+    ]
+    assert junk == [401] * 5 + [429] * 15
+    limited = await client.post(URL, data=b"{not json", headers=flooder)
+    assert limited.status == 429
+    assert (
+        "failed (unauthenticated) requests from 52.89.214.238" in (await limited.json())["detail"]
+    )
+    genuine = [
+        await client.post(URL, json=tv_message(time=f"2026-11-2{day}T00:00:00Z"), headers=flooder)
+        for day in (1, 2, 3)
+    ]
+    assert [r.status for r in genuine] == [202, 202, 202]
+    over = await client.post(URL, json=tv_message(time="2026-11-24T00:00:00Z"))
+    assert over.status == 429  # the passphrase's own limit, whoever sends it
+    assert "the TradingView passphrase" in (await over.json())["detail"]
 
 
-async def test_predict_has_its_own_rate_limit(receiver: MakeReceiver) -> None:
-    client = await receiver(api_rate_limit="1/minute")
-    headers = {"X-API-Token": "wrong"}
-    first = await client.post("/predict", json={"symbol": "SPX"}, headers=headers)
-    second = await client.post("/predict", json={"symbol": "SPX"}, headers=headers)
+async def test_authenticated_alerts_are_limited_per_credential_not_per_address(
+    receiver: MakeReceiver, webhook_secret: str
+) -> None:
+    second = new_secret()
+    client = await receiver(
+        webhook_rate_limit="1/minute", webhook_secret=SecretStr(f"{webhook_secret} {second}")
+    )
+    statuses = []
+    for secret in (webhook_secret, second, webhook_secret):
+        body = json.dumps(tv_message(passphrase=..., time=f"2026-11-2{len(statuses)}T00:00:00Z"))
+        response = await client.post("/webhook", data=body, headers=signed_headers(body, secret))
+        statuses.append(response.status)
+    assert statuses == [202, 202, 429]  # each secret has its budget; one address sent all three
+
+
+async def test_predict_wrong_tokens_are_throttled_and_the_right_token_still_served(
+    receiver: MakeReceiver,
+) -> None:
+    client = await receiver(api_rate_limit="2/minute", auth_failure_rate_limit="2/minute")
+    wrong = [
+        (await client.post("/predict", json={"symbol": "SPX"}, headers={"X-API-Token": "x"})).status
+        for _ in range(4)
+    ]
+    assert wrong == [401, 401, 429, 429]
+    token = {"X-API-Token": "test-api-token-0123456789"}
+    served = [(await client.post("/predict", json={}, headers=token)).status for _ in range(3)]
+    assert served == [422, 422, 429]  # authenticated: counted against the token's own limit
     webhook = await client.post(URL, json=tv_message())
-    assert (first.status, second.status, webhook.status) == (401, 429, 202)
-    assert "Retry-After" in second.headers
+    assert webhook.status == 202
 
 
 async def test_health_is_up_and_readiness_reports_kafka_down_and_outbox_depth(

@@ -23,7 +23,7 @@ def _body() -> str:
     return dumps(tv_message(passphrase=...))
 
 
-async def test_valid_signature_is_accepted_and_webhook_id_is_the_alert_id(
+async def test_valid_signature_is_accepted_and_the_alert_id_is_the_namespaced_webhook_id(
     receiver: MakeReceiver, webhook_secret: str
 ) -> None:
     client = await receiver()
@@ -31,7 +31,7 @@ async def test_valid_signature_is_accepted_and_webhook_id_is_the_alert_id(
     headers = signed_headers(body, webhook_secret, msg_id="msg_2f1c9a0b7d")
     response = await client.post(URL, data=body, headers=headers)
     assert response.status == 202
-    assert (await response.json())["alert_id"] == "msg_2f1c9a0b7d"
+    assert (await response.json())["alert_id"] == "signed:msg_2f1c9a0b7d"
 
 
 async def test_tampered_body_is_401(receiver: MakeReceiver, webhook_secret: str) -> None:
@@ -130,7 +130,7 @@ async def test_replayed_signed_request_is_a_duplicate(
     first = await client.post(URL, data=body, headers=headers)
     again = await client.post(URL, data=body, headers=headers)
     assert (first.status, again.status) == (202, 200)
-    assert await again.json() == {"alert_id": "msg_replayed_0001", "status": "duplicate"}
+    assert await again.json() == {"alert_id": "signed:msg_replayed_0001", "status": "duplicate"}
 
 
 async def test_signed_endpoint_disabled_without_a_secret(receiver: MakeReceiver) -> None:

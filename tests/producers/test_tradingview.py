@@ -1,4 +1,4 @@
-"""`POST /webhook/tradingview`: payload variants, passphrase, stale bars, duplicates, JSON errors.
+"""`POST /webhook/tradingview`: payloads, passphrase, bar-time bounds, duplicates, JSON errors.
 
 Kafka is deliberately down here (see tests/support/webhook.py), so accepted alerts are answered
 `queued: true` from the real SQLite outbox.
@@ -10,7 +10,10 @@ import asyncio
 import io
 import json
 import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from storage.db import create_engine, create_session_factory
@@ -147,18 +150,58 @@ async def test_ten_megabyte_body_is_413_json(receiver: MakeReceiver, settings) -
     assert str(settings.max_body_bytes) in body["detail"]
 
 
-async def test_stale_bar_is_refused_when_a_window_is_set(receiver: MakeReceiver) -> None:
-    client = await receiver(stale_after_seconds=3600)
-    response = await client.post(URL, json=tv_message(time="2020-01-02T00:00:00Z"))
+@pytest.mark.parametrize(
+    ("time", "side"),
+    [
+        ("2020-01-02T00:00:00Z", "older than allowed"),
+        (f"{datetime.now(UTC).year + 3}-01-02T00:00:00Z", "ahead of"),
+    ],
+)
+async def test_a_bar_outside_the_plausible_range_is_422_naming_the_range(
+    receiver: MakeReceiver, time: str, side: str
+) -> None:
+    client = await receiver(max_bar_age_days=365)
+    response = await client.post(URL, json=tv_message(time=time))
     assert response.status == 422
     body = await response.json()
-    assert body["error"] == "stale"
-    assert "ITFF_STALE_AFTER_SECONDS=3600" in body["detail"]
+    assert body["error"] == "out_of_range"
+    [problem] = body["detail"]
+    assert problem["field"] == "time"
+    assert side in problem["message"]
+    assert "the allowed range is" in problem["message"]
+    assert "ITFF_MAX_BAR_AGE_DAYS" in problem["message"]
 
 
-async def test_old_bars_are_accepted_when_no_window_is_set(receiver: MakeReceiver) -> None:
+async def test_the_future_bound_is_one_interval_plus_five_minutes_by_default(
+    receiver: MakeReceiver,
+) -> None:
     client = await receiver()
-    response = await client.post(URL, json=tv_message(time="2020-01-02T00:00:00Z"))
+    now = datetime.now(UTC).replace(microsecond=0)
+    inside = now + timedelta(hours=1, minutes=4)
+    outside = now + timedelta(hours=1, minutes=6)
+    statuses = [
+        (await client.post(URL, json=tv_message(interval="60", time=t.isoformat()))).status
+        for t in (inside, outside)
+    ]
+    assert statuses == [202, 422]
+    skewed = await receiver(max_future_skew_seconds=0)
+    response = await skewed.post(URL, json=tv_message(interval="60", time=inside.isoformat()))
+    assert response.status == 422
+
+
+@pytest.mark.parametrize(
+    "time", [1e20, 10**13 * 1000, "9999-12-31T00:00:00Z", "1e20", "99999999999999999999999"]
+)
+async def test_unrepresentable_times_are_422_not_500(receiver: MakeReceiver, time: Any) -> None:
+    client = await receiver()
+    response = await client.post(URL, json=tv_message(time=time))
+    assert response.status == 422
+    assert [e["field"] for e in (await response.json())["detail"]] == ["time"]
+
+
+async def test_old_bars_within_the_horizon_are_accepted(receiver: MakeReceiver) -> None:
+    client = await receiver()
+    response = await client.post(URL, json=tv_message(time="2000-01-03T00:00:00Z"))
     assert response.status == 202
 
 

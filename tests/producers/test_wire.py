@@ -96,13 +96,13 @@ async def _outbox_payloads(database_url: str) -> list[bytes]:
 def test_to_alert_publishes_the_same_bytes_as_before() -> None:
     message = TradingViewMessage.model_validate({"passphrase": "secret-value-123", **SAMPLE})
     by_hash = message.to_alert(source="tradingview", received_at=RECEIVED)
-    signed = message.to_alert(source="signed", alert_id="msg_abcdef12", received_at=RECEIVED)
+    signed = message.to_alert(source="signed", webhook_id="msg_abcdef12", received_at=RECEIVED)
     replay = TradingViewMessage.model_validate(REPLAY_SAMPLE).to_alert(
         source="replay", received_at=RECEIVED
     )
     stamp = "2026-11-29T16:00:00.123456Z"
     assert by_hash.model_dump_json() == SAMPLE_WIRE % (SAMPLE_ID, "tradingview", stamp)
-    assert signed.model_dump_json() == SAMPLE_WIRE % ("msg_abcdef12", "signed", stamp)
+    assert signed.model_dump_json() == SAMPLE_WIRE % ("signed:msg_abcdef12", "signed", stamp)
     assert replay.model_dump_json() == REPLAY_WIRE
 
 
@@ -134,8 +134,8 @@ def test_fields_copied_from_the_message_have_the_checks_of_the_alert() -> None:
 
 def test_what_the_caller_adds_is_still_checked() -> None:
     message = TradingViewMessage.model_validate(SAMPLE)
-    with pytest.raises(ValidationError, match="alert_id"):
-        message.to_alert(source="signed", alert_id="short")
+    with pytest.raises(ValidationError, match="webhook_id"):
+        message.to_alert(source="signed", webhook_id="short")
     with pytest.raises(ValidationError, match="received_at"):
         message.to_alert(source="signed", received_at=datetime(2026, 11, 29))  # noqa: DTZ001
     paris = datetime(2026, 11, 29, 17, tzinfo=timezone(timedelta(hours=1)))
@@ -157,7 +157,7 @@ async def test_the_receiver_publishes_the_same_bytes_as_before(
     by_hash, signed = await _outbox_payloads(settings.database_url)
     for payload, alert_id, source in (
         (by_hash, SAMPLE_ID, "tradingview"),
-        (signed, "msg_abcdef12", "signed"),
+        (signed, "signed:msg_abcdef12", "signed"),
     ):
         stamp = _received(payload)
         age = datetime.now(UTC) - datetime.fromisoformat(stamp)

@@ -137,7 +137,10 @@ def _volume_z(volume: pd.Series) -> FloatArray:
     sd = log_volume.rolling(20).std().to_numpy()
     # A constant window (sd ~ 0 up to rounding) carries no information: z = 0.
     sd = np.where(sd < 1e-12, 0.0, sd)
-    return _safe_ratio(log_volume.to_numpy() - mean, sd)
+    z = _safe_ratio(log_volume.to_numpy() - mean, sd)
+    # a window without some volume (an index, a gap) is neutral: z = 0
+    lacking = volume.isna().rolling(20, min_periods=1).sum().to_numpy() > 0
+    return np.where(lacking, 0.0, z)
 
 
 def _candle(bars: pd.DataFrame) -> dict[str, FloatArray]:

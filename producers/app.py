@@ -27,7 +27,7 @@ from producers.outbox import Outbox
 from producers.prediction import PredictionService
 from producers.publisher import KafkaPublisher, Publisher
 from producers.ratelimit import AUTH_FAILURE, RateLimits
-from producers.responses import error_middleware
+from producers.responses import error_middleware, quiet_malformed_http
 from producers.state import DELIVERY, GUARDS, METRICS, PREDICTION, SETTINGS, Guards
 from producers.telemetry import ReceiverMetrics
 from storage.db import create_engine, create_session_factory
@@ -44,6 +44,7 @@ def create_app(
     """The webhook receiver: `POST /webhook/tradingview`, `POST /webhook`, `POST /predict`,
     `GET /health`, `GET /ready`, `GET /metrics`."""
     metrics = ReceiverMetrics()
+    quiet_malformed_http()
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         middlewares=[

@@ -6,12 +6,14 @@ client gets `500 {"error": "internal", "detail": ...}`.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from bot.runtime import get_logger
 from producers.telemetry import ReceiverMetrics
@@ -67,6 +69,28 @@ class ApiError(Exception):
         return json_answer(
             {"error": self.error, "detail": self.detail}, status=self.status, headers=self.headers
         )
+
+
+class MalformedHttpFilter(logging.Filter):
+    """aiohttp's HTTP parser answers a malformed request (a control byte in a header, a broken
+    request line) with a plain-text 400 before any handler runs, and logs it at ERROR with a
+    traceback: junk from the internet would fill the error log. Such records are kept, at INFO,
+    as one line naming the problem."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, BadHttpMessage):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg = f"malformed HTTP request refused with 400: {error.message}"
+            record.args, record.exc_info, record.exc_text = (), None, None
+        return True
+
+
+def quiet_malformed_http() -> None:
+    """Install `MalformedHttpFilter` on aiohttp's server logger (once per process)."""
+    logger = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedHttpFilter) for f in logger.filters):
+        logger.addFilter(MalformedHttpFilter())
 
 
 def _from_http_exception(exc: web.HTTPException, max_body_bytes: int) -> ApiError:

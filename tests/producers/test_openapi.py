@@ -4,6 +4,7 @@ code produced by a real request, and every response body valid against its docum
 from __future__ import annotations
 
 import io
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,9 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 from sqlalchemy import text
 
-from bot.artifacts import registry_from_settings
 from bot.contracts import Settings
-from storage.db import create_engine
-from tests.support.bundles import make_bundle
+from storage.bars import BarRecord, upsert_bars
+from storage.db import create_engine, create_session_factory
 from tests.support.webhook import MakeReceiver, dumps, signed_headers, tv_message
 
 pytestmark = pytest.mark.kafka
@@ -55,14 +55,6 @@ async def check(response: ClientResponse, path: str, method: str = "post") -> in
     return response.status
 
 
-@pytest.fixture
-def predict_model(settings: Settings) -> str:
-    registry = registry_from_settings(settings)
-    published = registry.publish(make_bundle())
-    registry.promote(published.key, published.version)
-    return published.version
-
-
 def _own_db(settings: Settings, name: str) -> str:
     return settings.database_url.replace("itff.db", f"{name}.db")
 
@@ -92,6 +84,23 @@ async def test_spec_is_valid_and_lists_exactly_the_app_routes(
     assert routes == documented
 
 
+OLD = [f"2026-09-{day:02d}T00:00:00Z" for day in range(1, 11)]
+
+
+async def _store_old_bars(settings: Settings) -> None:
+    """Ten stored daily bars of SPX: changing the first two is rewriting history (409)."""
+    engine = create_engine(settings.database_url)
+    try:
+        async with create_session_factory(engine)() as session, session.begin():
+            bars = [
+                BarRecord("SPX", "1D", datetime.fromisoformat(t), 100.0, 110.0, 95.0, 105.0, 1e3)
+                for t in OLD
+            ]
+            await upsert_bars(session=session, bars=bars)
+    finally:
+        await engine.dispose()
+
+
 async def test_every_documented_status_is_produced_and_matches_its_schema(
     receiver: MakeReceiver,
     kafka_settings: Settings,
@@ -116,7 +125,10 @@ async def test_every_documented_status_is_produced_and_matches_its_schema(
         body = dumps(document)
         return body, signed_headers(body, webhook_secret, **kw)
 
+    await _store_old_bars(kafka_settings)
+
     # TradingView endpoint
+    await run(TV, await live.post(TV, json=tv_message(time=OLD[0], close=106.0)))
     await run(TV, await live.post(TV, json=tv_message()))
     await run(TV, await live.post(TV, json=tv_message()))
     await run(TV, await live.post(TV, data="{", headers={"Content-Type": "text/plain"}))
@@ -148,6 +160,10 @@ async def test_every_documented_status_is_produced_and_matches_its_schema(
     await run(SIGNED, await live.post(SIGNED, data=body, headers=wrong_type))
     bad_body, bad_headers = signed(tv_message(passphrase=..., volume=-1))
     await run(SIGNED, await live.post(SIGNED, data=bad_body, headers=bad_headers))
+    old_body, old_headers = signed(tv_message(passphrase=..., time=OLD[1], close=106.0))
+    await run(SIGNED, await live.post(SIGNED, data=old_body, headers=old_headers))
+    body1, headers1 = signed(tv_message(passphrase=..., time="2026-01-07T00:00:00Z"))
+    await down.post(SIGNED, data=body1, headers=headers1)
     body2, headers2 = signed(tv_message(passphrase=..., time="2026-01-06T00:00:00Z"))
     await run(SIGNED, await down.post(SIGNED, data=body2, headers=headers2))
     body3, headers3 = signed(tv_message(passphrase=...))

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from bot.contracts import Settings
 from storage.db import create_engine, create_session_factory
 from storage.tables import OutboxEntry
 from tests.support.webhook import PASSPHRASE, MakeReceiver, dumps, tv_message
@@ -255,3 +256,76 @@ async def test_concurrent_copies_of_one_alert_are_accepted_once(
     responses = await asyncio.gather(*(client.post(URL, json=tv_message()) for _ in range(8)))
     assert sorted(r.status for r in responses) == [200] * 7 + [202]
     assert len(await _outbox(settings.database_url)) == 1
+
+
+def _raw(**replace: str) -> bytes:
+    """The alert message as text, with some values replaced by raw JSON text."""
+    text = dumps(tv_message())
+    for name, raw in replace.items():
+        document = json.loads(text)
+        document[name] = "@@"
+        text = json.dumps(document).replace('"@@"', raw)
+    return text.encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        (_raw(close="1" + "0" * 5000), 400, "limit_exceeded"),
+        (_raw(note="[" * 5000 + "]" * 5000), 400, "limit_exceeded"),
+        (_raw(note="[" * 20 + "]" * 20), 400, "limit_exceeded"),
+        (_raw(passphrase='"\\ud800"'), 400, "limit_exceeded"),
+        (_raw(ticker='"SP\\udfffX"'), 400, "limit_exceeded"),
+        (_raw(time="1e20"), 422, "validation"),
+        (_raw(time="Infinity"), 400, "not_json"),
+        (_raw(time="-Infinity"), 400, "not_json"),
+        (b'{"passphrase": "x", "close": NaN', 400, "not_json"),
+        (b"\xff\xfe{}", 400, "limit_exceeded"),
+    ],
+)
+async def test_inputs_that_once_answered_500_are_4xx_naming_what_is_wrong(
+    receiver: MakeReceiver, body: bytes, status: int, error: str
+) -> None:
+    client = await receiver()
+    response = await client.post(URL, data=body, headers={"Content-Type": "text/plain"})
+    assert response.status == status, await response.text()
+    assert (await response.json())["error"] == error
+
+
+async def test_nan_null_or_missing_volume_is_accepted_as_missing(
+    receiver: MakeReceiver, settings: Settings
+) -> None:
+    client = await receiver()
+    bodies = [
+        _raw(volume="NaN", time='"2026-11-20T00:00:00Z"'),
+        _raw(volume="null", time='"2026-11-23T00:00:00Z"'),
+        dumps(tv_message(volume=..., time="2026-11-24T00:00:00Z")).encode(),
+    ]
+    for body in bodies:
+        response = await client.post(URL, data=body, headers={"Content-Type": "text/plain"})
+        assert response.status == 202, await response.text()
+    payloads = [json.loads(entry.payload) for entry in await _outbox(settings.database_url)]
+    assert [p["volume"] for p in payloads] == [None, None, None]
+
+
+async def test_a_non_ascii_api_token_is_401_not_500(receiver: MakeReceiver) -> None:
+    client = await receiver()
+    response = await client.post(
+        "/predict", json={"symbol": "SPX"}, headers={"X-API-Token": "t\u00e9st\u00ff"}
+    )
+    assert response.status == 401
+
+
+async def test_predict_bars_outside_the_bounds_are_422(receiver: MakeReceiver) -> None:
+    client = await receiver()
+    bar = {"open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": None}
+    token = {"X-API-Token": "test-api-token-0123456789"}
+    for time, field in (
+        ("3000-01-01T00:00:00Z", "bars.0.time"),
+        ("2999-01-01T00:00:00Z", "bars.0.time"),
+    ):
+        response = await client.post(
+            "/predict", json={"symbol": "SPX", "bars": [bar | {"time": time}]}, headers=token
+        )
+        assert response.status == 422
+        assert [e["field"] for e in (await response.json())["detail"]] == [field]

@@ -235,3 +235,11 @@ def test_monitoring_is_optional_and_its_files_exist(services: dict[str, dict[str
             source = volume.split(":")[0]
             if source.startswith("./"):
                 assert (ROOT / source).exists(), f"{source} is mounted but missing"
+
+
+@pytest.mark.parametrize("name", ["webhook", "dashboard"])
+def test_no_forwarded_header_is_believed_without_a_proxy_in_front(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    """Clients reach these services through the published port, not through a proxy."""
+    assert services[name]["environment"]["ITFF_TRUSTED_PROXIES"] == ""

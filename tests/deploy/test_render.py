@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from bot.contracts import Settings
+from bot.runtime.forwarding import client_address, networks
 from tests.deploy.test_docker import assert_cli_command, default, itff_invocations
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,3 +110,15 @@ def test_the_consumer_refuses_to_start_on_a_bad_remote_champion() -> None:
     assert itff_commands(consumer) == [["consumer"]]
     assert "ITFF_ARTIFACT_BASE_URL" in env(consumer)
     assert "disk" not in consumer
+
+
+@pytest.mark.parametrize("name", ["itff-webhook", "itff-dashboard"])
+def test_public_services_find_the_client_behind_cloudflare_and_renders_proxy(name: str) -> None:
+    """A request's path on Render: client -> Cloudflare -> Render's proxy (10.x) -> the service."""
+    variable = env(SERVICES[name])["ITFF_TRUSTED_PROXIES"]
+    trusted = networks(Settings(trusted_proxies=variable["value"]).trusted_proxies)
+    chain = "198.51.100.23, 104.23.11.5"  # the client, then the Cloudflare edge that proxied it
+    assert client_address("10.21.157.68", chain, trusted) == "198.51.100.23"
+    forged = "52.89.214.238, 198.51.100.23, 2606:4700::6810:85e5"  # a left hop the client sent
+    assert client_address("10.21.157.68", forged, trusted) == "198.51.100.23"
+    assert client_address("203.0.113.8", chain, trusted) == "203.0.113.8"  # not via the proxy

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from bot.contracts import BadInput, NotFound
+from bot.core import WARMUP_BARS, build_features
 from bot.data import anomaly_report, load_bars, load_bars_report
 from bot.data.binance import _frame
 from bot.data.validation import validate_bars
@@ -163,3 +164,38 @@ def test_binance_rows_of_a_bar_still_open_are_dropped():
     rows = [[t, "1", "2", "0.5", "1.5", "10", t + hour - 1] for t in (0, hour, 2 * hour)]
     frame = _frame(rows, now=pd.Timestamp(2 * hour + 10, unit="ms", tz="UTC"))
     assert len(frame) == 2
+
+
+def test_a_file_without_volume_loads_with_a_missing_volume_and_neutral_feature(tmp_path):
+    """Index exports (TradingView's SPX, NDX) have no volume column, or empty cells."""
+    bars = _bars(80).drop(columns="volume")
+    bars.to_csv(tmp_path / "IDX_1d.csv", index=False)
+    loaded = load_bars_report(f"csv:{tmp_path}", "IDX")
+    assert len(loaded.bars) == 80
+    assert loaded.bars["volume"].isna().all()
+    assert loaded.report.n_bad == 0
+    features = build_features(loaded.bars).iloc[WARMUP_BARS:]
+    assert (features["volume_z_20"] == 0).all()
+    assert not features.isna().any().any()
+
+
+def test_empty_volume_cells_are_missing_not_bad(tmp_path):
+    raw = _bars(40)
+    raw["volume"] = raw["volume"].astype(object)
+    raw.loc[5:9, "volume"] = ""
+    raw.to_csv(tmp_path / "X_1d.csv", index=False)
+    loaded = load_bars_report(f"csv:{tmp_path}", "X")
+    assert len(loaded.bars) == 40
+    assert loaded.bars["volume"].isna().sum() == 5
+
+
+def test_future_and_unrepresentable_times_are_dropped_and_reported():
+    raw = _bars(40)
+    raw["time"] = raw["time"].astype(str)
+    now = pd.Timestamp("2024-03-01T00:00:00Z").to_pydatetime()
+    raw.loc[38, "time"] = "2024-03-04T00:00:00Z"  # three days ahead of `now`: a bar from the future
+    raw.loc[39, "time"] = "9999-12-31T00:00:00Z"  # beyond pandas' range
+    bars, report = validate_bars(raw, symbol="X", max_bad_fraction=0.1, now=now)
+    assert len(bars) == 38
+    assert report.bad_rows == {"unparseable or out-of-range time": 2}
+    assert bars.index.max() <= pd.Timestamp(now) + pd.Timedelta(days=1, minutes=5)

@@ -12,6 +12,8 @@ Reasons (the `reason` field and the `itff_consumer_dead_letters_total{reason}` l
   `write`): processing the record raised a deterministic error (`consumers.failures`), alone in
   its batch; the error names the exception. Nothing of it is stored (its transaction rolled back),
   so its bar never enters a window.
+
+A dead letter keeps the record's bytes, cut to the first `MAX_ORIGINAL_BYTES` for a larger one.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from bot.contracts import Alert, DeadLetter
 from consumers.failures import describe, stage_of
 
 MAX_ERROR_CHARS = 2000
+# base64 in JSON makes a dead letter a third larger than its record: a whole record near Kafka's
+# 1 MB limit would make one the broker refuses on every retry, so larger originals are cut
+MAX_ORIGINAL_BYTES = 256 * 1024
 
 
 class Reason(StrEnum):
@@ -58,8 +63,17 @@ class RecordRef:
 
 
 def dead_letter(ref: RecordRef, reason: Reason, error: str, *, stage: str = "") -> DeadLetter:
+    """The record's dead letter; an original over MAX_ORIGINAL_BYTES keeps its first bytes and
+    the error says so (the whole record stays on its topic, at its offset)."""
+    original = ref.value
+    if len(original) > MAX_ORIGINAL_BYTES:
+        error = (
+            f"original cut to the first {MAX_ORIGINAL_BYTES} of {len(original)} bytes (whole at "
+            f"{ref.topic}[{ref.partition}]@{ref.offset} while retained); {error}"
+        )
+        original = original[:MAX_ORIGINAL_BYTES]
     return DeadLetter(
-        original=ref.value,
+        original=original,
         error=error[:MAX_ERROR_CHARS],
         reason=reason.value,
         stage=stage or STAGES[reason],

@@ -36,7 +36,7 @@ from bot.contracts import Alert, DeadLetter, Settings, Signal
 from bot.kafka import admin_client
 from bot.serving import Predictor
 from consumers.app import inference_group
-from consumers.deadletters import RecordRef
+from consumers.deadletters import MAX_ORIGINAL_BYTES, RecordRef
 from consumers.failures import ProcessingFailed, is_transient
 from consumers.runner import running_consumer
 from consumers.served_models import PredictorModels
@@ -322,3 +322,38 @@ async def test_a_locked_database_is_retried_with_backoff_until_the_signals_are_s
     assert {(s.alert_id, s.model_key) for s in signals_of(values)} == {
         (a.alert_id, k) for a in stream for k in keys
     }
+
+
+@pytest.mark.kafka
+async def test_a_record_too_large_to_dead_letter_whole_is_cut_and_the_partition_goes_on(
+    kafka_settings: Settings, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    """Base64 in JSON, a 900 kB record would make a dead letter over Kafka's 1 MB limit: the
+    send would fail on every retry. Its dead letter keeps the first bytes and says so."""
+    settings = kafka_settings
+    keys = list(publish_champions(settings, "SPX", lines=[("direction", "logreg")]))
+    await seed_bars(session_factory, "SPX", BARS.iloc[:SEED_BARS])
+    huge = b"\xff" * 900_000  # not UTF-8: undecodable
+    good = alerts_for("SPX", BARS.iloc[SEED_BARS : SEED_BARS + 1])
+    await produce(settings.bootstrap, settings.topics.alerts, [(b"SPX", huge), *encoded(good)])
+    async with running_consumer(settings, outcomes=False):
+        letters = [
+            DeadLetter.model_validate_json(value)
+            for value in await read_topic(
+                settings.bootstrap, settings.topics.dlq, until=lambda v: len(v) >= 1
+            )
+        ]
+        signals = signals_of(
+            await read_topic(
+                settings.bootstrap, settings.topics.signals, until=lambda v: len(v) >= 1
+            )
+        )
+    assert [(s.alert_id, s.model_key) for s in signals] == [(good[0].alert_id, keys[0])]
+    assert [(letter.reason, letter.offset) for letter in letters] == [("undecodable", 0)]
+    assert letters[0].original == huge[:MAX_ORIGINAL_BYTES]
+    assert f"the first {MAX_ORIGINAL_BYTES} of 900000 bytes" in letters[0].error
+    assert list((await committed_offsets(settings)).values()) == [2]
+
+
+def encoded(alerts: Sequence[Alert]) -> list[tuple[bytes, bytes]]:
+    return [(b"SPX", value) for value in records(alerts)]

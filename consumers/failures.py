@@ -6,11 +6,13 @@ caused it (`ProcessingFailed.error`, `raise ... from`); the first rule that matc
 
 1. `bot.contracts.BadInput`: deterministic (the input is wrong; the same call fails again).
 2. `bot.contracts.TransientError`: transient (a dependency is unavailable for now).
-3. The database, by SQLAlchemy's (PEP 249) classes: `OperationalError` (database locked or busy,
-   read-only, disk I/O, cannot open, connection lost, serialization failure), `InterfaceError`,
-   `DisconnectionError`, any error that invalidated its connection and the pool's `TimeoutError`
-   are transient; `IntegrityError`, `DataError`, `ProgrammingError` and `NotSupportedError` are
-   deterministic (a value broke a constraint or a type: the message caused it).
+3. The database, by SQLAlchemy's (PEP 249) classes: `IntegrityError` and `DataError` are
+   deterministic (a value broke a constraint or a type: the message caused it). Every other
+   database error is transient: `OperationalError` (database locked or busy, read-only, disk I/O,
+   cannot open, connection lost, serialization failure), `InterfaceError`, `DisconnectionError`,
+   the pool's `TimeoutError`, and also `ProgrammingError` and `NotSupportedError` (a missing
+   table or column, SQL the database refuses: a deployment or code fault, not the message's, so
+   records wait for the fix instead of all being dead-lettered).
 4. Kafka (`aiokafka.errors.KafkaError`): transient.
 5. Timeouts and I/O with the environment (`TimeoutError`, `ConnectionError`, any `OSError`):
    transient.
@@ -20,8 +22,8 @@ caused it (`ProcessingFailed.error`, `raise ... from`); the first rule that matc
 A transient failure rewinds the batch and retries it after `Backoff`'s delay; a deterministic one
 never stalls: the batch is split until the records that fail alone are found, and only those go
 to the dead-letter topic (`processing_failed`, with the `Stage` they failed in). SQLite reports a
-few errors of our own making as `OperationalError` too (a missing table): they are retried, which
-loses nothing while an operator fixes them.
+few errors of our own making as `OperationalError` (a missing table), PostgreSQL as
+`ProgrammingError`: both are retried, which loses nothing while an operator fixes them.
 """
 
 from __future__ import annotations
@@ -43,17 +45,10 @@ log = get_logger(__name__)
 
 Stage = Literal["decode", "read", "features", "predict", "write"]
 
-_DETERMINISTIC: tuple[type[BaseException], ...] = (
-    BadInput,
-    sa.IntegrityError,
-    sa.DataError,
-    sa.ProgrammingError,
-    sa.NotSupportedError,
-)
+_DETERMINISTIC: tuple[type[BaseException], ...] = (BadInput, sa.IntegrityError, sa.DataError)
 _TRANSIENT: tuple[type[BaseException], ...] = (
     TransientError,
-    sa.OperationalError,
-    sa.InterfaceError,
+    sa.DBAPIError,  # every other database error: OperationalError, ProgrammingError, ...
     sa.DisconnectionError,
     sa.TimeoutError,
     KafkaError,
@@ -105,8 +100,6 @@ def is_transient(error: BaseException) -> bool:
         if isinstance(current, _DETERMINISTIC):
             return False
         if isinstance(current, _TRANSIENT):
-            return True
-        if isinstance(current, sa.DBAPIError) and current.connection_invalidated:
             return True
         current = current.error if isinstance(current, ProcessingFailed) else current.__cause__
     return False

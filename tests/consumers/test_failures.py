@@ -51,6 +51,9 @@ TRANSIENT = [
     db_error(sa.OperationalError, "attempt to write a readonly database"),
     db_error(sa.InterfaceError, "connection already closed"),
     db_error(sa.DBAPIError, "server closed the connection", connection_invalidated=True),
+    # our schema or SQL, not the message: wait for the fix rather than dead-letter everything
+    db_error(sa.ProgrammingError, 'relation "signals" does not exist'),
+    db_error(sa.NotSupportedError, "feature not supported"),
     sa.TimeoutError("QueuePool limit of size 5 overflow 10 reached"),
     sa.DisconnectionError("connection lost"),
     KafkaConnectionError("broker gone"),
@@ -71,7 +74,6 @@ DETERMINISTIC = [
     MemoryError(),
     db_error(sa.IntegrityError, "NOT NULL constraint failed: signals.prediction"),
     db_error(sa.DataError, "value too long for type character varying(40)"),
-    db_error(sa.ProgrammingError, "can't adapt type 'numpy.float128'"),
     BadInput("window holds NaN"),
     NotFound("no model for SPX"),
     ProcessingFailed("features", OverflowError("Python int too large")),

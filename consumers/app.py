@@ -4,8 +4,13 @@ Delivery: the alerts subscriber is a batch subscriber with auto-commit off that 
 explicitly (`AckPolicy.MANUAL`). Once a batch's bars and signals are stored, its signals and dead
 letters are sent, and the batch's offsets are committed in one request after Kafka acknowledged
 them - in the background, while the next batch is processed (`consumers.commits`, in order, at
-most one batch in flight). If anything fails, every partition of the batch is sought back to its
-first record, so the batch is redelivered.
+most one batch in flight).
+
+Failures (`consumers.failures` tells them apart): a transient one (database busy, Kafka, a
+timeout) seeks every partition of the batch back to its first record after a backoff (1 s,
+doubling to 10 s, reset once a batch is published), so the batch is redelivered; a deterministic
+one (caused by a record) never stalls: the service isolates the records that fail alone and
+dead-letters them (`processing_failed`), and the rest of the batch goes on as usual.
 Storage is idempotent, so a redelivery, a crash or a rebalance never doubles a row.
 """
 
@@ -39,8 +44,9 @@ from bot.contracts import (
 )
 from bot.runtime import get_logger
 from consumers import telemetry
-from consumers.commits import RETRY_DELAY_SECONDS, CommitPipeline, OffsetConsumer, Span
+from consumers.commits import CommitPipeline, OffsetConsumer, Span
 from consumers.deadletters import RecordRef
+from consumers.failures import Backoff, is_transient, stage_of
 from consumers.reload import Reloader, remote_pull
 from consumers.served_models import ServedModels
 from consumers.service import BatchResult, InferenceService
@@ -182,13 +188,15 @@ def inference_group(settings: Settings) -> str:
 
 class AlertBatches:
     """One batch of alerts: processed and stored, its signals sent, then acknowledged and
-    committed by the commit pipeline while the next batch is processed. A failure rewinds the
-    batch (and one held back behind it) so that Kafka delivers it again."""
+    committed by the commit pipeline while the next batch is processed. A transient failure
+    rewinds the batch (and one held back behind it) after a backoff so that Kafka delivers it
+    again; a deterministic one dead-letters the records that cause it and goes on."""
 
     def __init__(
         self, service: InferenceService, emitter: Emitter, pipeline: CommitPipeline
     ) -> None:
         self.service, self.emitter, self.pipeline = service, emitter, pipeline
+        self.backoff = pipeline.backoff  # one for the batch: reset once a batch is published
 
     async def handle(self, message: KafkaMessage) -> None:
         refs = [
@@ -213,23 +221,34 @@ class AlertBatches:
     ) -> BatchResult:
         try:
             return await self.service.process(refs)
-        except Exception:
-            failed = await self.pipeline.settle()
-            telemetry.BATCH_FAILURES.inc()
-            log.exception("batch failed; it will be redelivered", records=len(refs))
-            await asyncio.sleep(RETRY_DELAY_SECONDS)
-            span.rewind(consumer, keep=failed)
+        except Exception as exc:
+            if is_transient(exc):
+                await self._retry_later(exc, span, consumer, records=len(refs))
+                raise
+            error = exc
+        try:
+            return await self.service.isolate(refs, error)
+        except Exception as exc:  # transient: isolation raises nothing else
+            await self._retry_later(exc, span, consumer, records=len(refs))
             raise
+
+    async def _retry_later(
+        self, error: Exception, span: Span, consumer: OffsetConsumer, *, records: int
+    ) -> None:
+        """The batch in flight settled first, then the backoff, then this batch rewound."""
+        failed = await self.pipeline.settle()
+        telemetry.BATCH_FAILURES.inc()
+        await self.backoff.wait(stage_of(error), error, records=records)
+        span.rewind(consumer, keep=failed)
 
     async def _send(
         self, result: BatchResult, span: Span, consumer: OffsetConsumer, *, records: int
     ) -> list[asyncio.Future[Any]]:
         try:
             return await self.emitter.send(result)
-        except KafkaError:
+        except KafkaError as exc:
             telemetry.BATCH_FAILURES.inc()
-            log.exception("sending a batch failed; it will be redelivered", records=records)
-            await asyncio.sleep(RETRY_DELAY_SECONDS)
+            await self.backoff.wait("publish", exc, records=records)
             span.rewind(consumer)
             raise
 
@@ -252,7 +271,7 @@ def add_inference(
         sync_sessions=sync_sessions,
     )
     emitter = Emitter(settings)
-    pipeline = CommitPipeline()
+    pipeline = CommitPipeline(Backoff())
     service.on_stopping = pipeline.close
     service.on_close = emitter.stop
     batches = AlertBatches(service, emitter, pipeline)

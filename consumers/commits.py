@@ -10,10 +10,12 @@ publication and commit, and the guarantees of a sequential handler hold:
   records, and only after every earlier batch was committed (commits are strictly in order);
 - a batch's signals are sent only after the previous batch's were acknowledged, so signals keep
   the order of their alerts on each partition;
-- if an acknowledgement fails, every partition of that batch is sought back to its first record,
-  and the next batch, already stored, is neither published nor committed: its partitions that the
-  failed batch did not rewind are sought back too, so both batches come again (storage is
-  idempotent; a redelivered alert's stored signals are published with the same `signal_id`);
+- if an acknowledgement fails, every partition of that batch is sought back to its first record
+  (after the transient failures' backoff, `consumers.failures.Backoff`, which a published batch
+  resets), and the next batch, already stored, is neither published nor committed: its
+  partitions that the failed batch did not rewind are sought back too, so both batches come
+  again (storage is idempotent; a redelivered alert's stored signals are published with the same
+  `signal_id`);
 - on a rebalance (`on_partitions_revoked`) and at shutdown (`close`) the batch in flight is
   settled before the partitions are given up, so a clean stop leaves nothing to redeliver.
 """
@@ -32,10 +34,9 @@ from aiokafka.errors import IllegalStateError, KafkaError
 from bot.runtime import get_logger
 from consumers import telemetry
 from consumers.deadletters import RecordRef
+from consumers.failures import Backoff
 
 log = get_logger(__name__)
-
-RETRY_DELAY_SECONDS = 1.0
 
 
 class OffsetConsumer(Protocol):
@@ -88,7 +89,8 @@ class _Flight:
 class CommitPipeline:
     """The batch between publication and commit, and how it ends."""
 
-    def __init__(self) -> None:
+    def __init__(self, backoff: Backoff | None = None) -> None:
+        self.backoff = backoff or Backoff()
         self._flight: _Flight | None = None
         self._failed: Span | None = None  # a failed batch the next handler has not seen yet
         self.closing = False
@@ -137,8 +139,8 @@ class CommitPipeline:
         self.closing = True
         await self.drain()
 
-    @staticmethod
     async def _finish(
+        self,
         consumer: OffsetConsumer,
         span: Span,
         pending: Sequence[asyncio.Future[Any]],
@@ -147,15 +149,16 @@ class CommitPipeline:
     ) -> Span | None:
         try:
             await asyncio.gather(*pending)
-        except Exception:  # any failure means: not published, deliver again
+        except Exception as exc:  # any failure means: not published, deliver again
             telemetry.BATCH_FAILURES.inc()
-            log.exception(
+            log.warning(
                 "publishing a batch failed; it will be redelivered",
                 partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in span.first),
             )
-            await asyncio.sleep(RETRY_DELAY_SECONDS)
+            await self.backoff.wait("publish", exc, records=len(pending))
             span.rewind(consumer)
             return span
+        self.backoff.reset()
         telemetry.STAGE_PUBLISH.observe(time.perf_counter() - sent)
         try:
             acknowledged()

@@ -7,7 +7,13 @@ Reasons (the `reason` field and the `itff_consumer_dead_letters_total{reason}` l
 - `no_model` (`route`): no champion for the symbol and interval (an unknown symbol included); the
   bar is stored all the same;
 - `insufficient_history` (`features`): fewer stored bars than warm-up + lookback; bar stored;
-- `prediction_failed` (`predict`): the predictor refused the input (shape, names, NaN) or the model.
+- `prediction_failed` (`predict`): the predictor refused the input (shape, names, NaN) or the model;
+- `processing_failed` (the stage it failed in: `decode`, `read`, `features`, `predict` or
+  `write`): processing the record raised a deterministic error (`consumers.failures`), alone in
+  its batch; the error names the exception. Nothing of it is stored (its transaction rolled back),
+  so its bar never enters a window.
+
+A dead letter keeps the record's bytes, cut to the first `MAX_ORIGINAL_BYTES` for a larger one.
 """
 
 from __future__ import annotations
@@ -19,8 +25,12 @@ from enum import StrEnum
 from pydantic import ValidationError
 
 from bot.contracts import Alert, DeadLetter
+from consumers.failures import describe, stage_of
 
 MAX_ERROR_CHARS = 2000
+# base64 in JSON makes a dead letter a third larger than its record: a whole record near Kafka's
+# 1 MB limit would make one the broker refuses on every retry, so larger originals are cut
+MAX_ORIGINAL_BYTES = 256 * 1024
 
 
 class Reason(StrEnum):
@@ -29,8 +39,10 @@ class Reason(StrEnum):
     NO_MODEL = "no_model"
     INSUFFICIENT_HISTORY = "insufficient_history"
     PREDICTION_FAILED = "prediction_failed"
+    PROCESSING_FAILED = "processing_failed"
 
 
+# the stage of each reason; `processing_failed` names the stage its record failed in
 STAGES = {
     Reason.UNDECODABLE: "decode",
     Reason.INVALID_BAR: "validate",
@@ -50,16 +62,32 @@ class RecordRef:
     offset: int
 
 
-def dead_letter(ref: RecordRef, reason: Reason, error: str) -> DeadLetter:
+def dead_letter(ref: RecordRef, reason: Reason, error: str, *, stage: str = "") -> DeadLetter:
+    """The record's dead letter; an original over MAX_ORIGINAL_BYTES keeps its first bytes and
+    the error says so (the whole record stays on its topic, at its offset)."""
+    original = ref.value
+    if len(original) > MAX_ORIGINAL_BYTES:
+        error = (
+            f"original cut to the first {MAX_ORIGINAL_BYTES} of {len(original)} bytes (whole at "
+            f"{ref.topic}[{ref.partition}]@{ref.offset} while retained); {error}"
+        )
+        original = original[:MAX_ORIGINAL_BYTES]
     return DeadLetter(
-        original=ref.value,
+        original=original,
         error=error[:MAX_ERROR_CHARS],
         reason=reason.value,
-        stage=STAGES[reason],
+        stage=stage or STAGES[reason],
         topic=ref.topic,
         partition=ref.partition,
         offset=ref.offset,
     )
+
+
+def processing_failed(ref: RecordRef, error: BaseException) -> DeadLetter:
+    """The dead letter of a record whose processing fails alone, deterministically."""
+    where = stage_of(error)
+    text = f"processing failed in {where}: {describe(error)}"
+    return dead_letter(ref, Reason.PROCESSING_FAILED, text, stage=where)
 
 
 def _validation_summary(exc: ValidationError) -> str:

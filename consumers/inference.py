@@ -6,6 +6,10 @@ from `bot.core.features.build_features`, the same function that built the traini
 only on the slice each alert needs (`WARMUP_BARS + lookback` bars up to it; the features are causal
 over a finite window, so the rows equal those of the whole history), and each model gets its
 `lookback` rows per alert, all alerts of a batch in one `predict_windows` call per model.
+
+What raises is tagged with the stage it was raised in (`features`: the bars applied to the window
+and the features; `predict`: the models and the signals), so that a record that fails alone is
+dead-lettered naming it (`consumers.failures`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from bot.contracts import (
 )
 from bot.core import FEATURE_NAMES, build_features
 from consumers.deadletters import Reason, RecordRef, dead_letter
+from consumers.failures import stage
 from consumers.windows import BarKind, apply_run, classify, runs
 
 
@@ -197,27 +202,29 @@ def _run_model(
             dead_letter(items[row.index].ref, Reason.PREDICTION_FAILED, error) for row in rows
         )
         return
-    inputs, usable = _inputs(rows, columns, spec.lookback)
+    with stage("features"):
+        inputs, usable = _inputs(rows, columns, spec.lookback)
     for i in sorted(set(range(len(rows))) - set(usable)):
         error = f"{spec.key}: fewer than {spec.lookback} complete feature rows before this bar"
         ref = items[rows[i].index].ref
         result.dead_letters.append(dead_letter(ref, Reason.INSUFFICIENT_HISTORY, error))
     if not usable:
         return
-    try:
-        predictions = predict(spec.key, inputs)
-    except (BadInput, IntegrityError) as exc:
-        for i in usable:
-            error = f"{spec.key}: {type(exc).__name__}: {exc}"
-            ref = items[rows[i].index].ref
-            result.dead_letters.append(dead_letter(ref, Reason.PREDICTION_FAILED, error))
-        return
-    result.horizons[spec.key] = spec.horizon
-    emitted_at = utcnow()
-    result.signals.extend(
-        make_signal(items[rows[i].index].alert, prediction, emitted_at)
-        for i, prediction in zip(usable, predictions, strict=True)
-    )
+    with stage("predict"):
+        try:
+            predictions = predict(spec.key, inputs)
+        except (BadInput, IntegrityError) as exc:
+            for i in usable:
+                error = f"{spec.key}: {type(exc).__name__}: {exc}"
+                ref = items[rows[i].index].ref
+                result.dead_letters.append(dead_letter(ref, Reason.PREDICTION_FAILED, error))
+            return
+        result.horizons[spec.key] = spec.horizon
+        emitted_at = utcnow()
+        result.signals.extend(
+            make_signal(items[rows[i].index].alert, prediction, emitted_at)
+            for i, prediction in zip(usable, predictions, strict=True)
+        )
 
 
 def infer_group(
@@ -232,9 +239,10 @@ def infer_group(
     `history` holds at least the `size` stored bars up to each alert's bar (or all there are).
     """
     alerts = [item.alert for item in items]
-    kinds = classify(history, alerts)
-    frame, rows = _feature_rows(history, alerts, size) if specs else (history, [])
-    result = GroupResult(window=frame.iloc[-size:], kinds=kinds)
+    with stage("features"):  # the bars applied to the window, then the features
+        kinds = classify(history, alerts)
+        frame, rows = _feature_rows(history, alerts, size) if specs else (history, [])
+        result = GroupResult(window=frame.iloc[-size:], kinds=kinds)
     for spec in specs:
         _run_model(spec, rows, items, predict, result)
     return result

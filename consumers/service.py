@@ -13,8 +13,17 @@ returned signals and dead letters were acknowledged by Kafka):
    that already had them (a redelivery: what was stored the first time is kept);
 5. return the signals to publish: the new ones and, for a redelivered alert, the stored ones.
 
-If anything raises, the touched windows are dropped (re-read from the database next time) and
-the handler rewinds the batch: nothing is committed, nothing is lost.
+If anything raises, nothing is stored (one transaction), the touched windows are dropped (re-read
+from the database next time) and `process` raises `consumers.failures.ProcessingFailed` naming the
+stage (decode, read, features, predict, write). The handler then tells (`is_transient`):
+
+- a transient failure (database busy, Kafka, a timeout): the batch is rewound and retried with
+  backoff; nothing is committed, nothing is lost;
+- a deterministic one (caused by a record): `isolate` processes the batch in halves, down to the
+  records that fail alone; each becomes a `processing_failed` dead letter naming its stage, and
+  the others are stored and published as usual. A poison record is never stored, so its bar never
+  enters a window: the good alerts of its symbol after it are predicted on the stored bars.
+  Storage is idempotent, so the halves stored again after a failed attempt double nothing.
 """
 
 from __future__ import annotations
@@ -34,7 +43,8 @@ from bot.contracts.bars import canonical_interval
 from bot.core import WARMUP_BARS
 from bot.runtime import get_logger
 from consumers import telemetry
-from consumers.deadletters import Reason, RecordRef, dead_letter, decode_alert
+from consumers.deadletters import Reason, RecordRef, dead_letter, decode_alert, processing_failed
+from consumers.failures import describe, is_transient, stage
 from consumers.inference import GroupResult, Item, ModelSpec, PredictWindows, infer_group
 from consumers.windows import (
     BarWindows,
@@ -66,6 +76,12 @@ class BatchResult:
     redelivered: list[Signal] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     alerts: int = 0
+
+    def add(self, other: BatchResult) -> None:
+        self.signals += other.signals
+        self.redelivered += other.redelivered
+        self.dead_letters += other.dead_letters
+        self.alerts += other.alerts
 
 
 @dataclass(slots=True)
@@ -118,22 +134,28 @@ class InferenceService:
             await self.on_close()
 
     async def process(self, refs: Sequence[RecordRef]) -> BatchResult:
+        """Store one batch and return what to publish; raises `ProcessingFailed` (nothing
+        stored)."""
         result = BatchResult()
-        items = self._decode(refs, result)
+        with stage("decode"):
+            items = self._decode(refs, result)
         result.alerts = len(items)
         if not items:
             return result
-        groups = _group(items)
+        with stage("read"):
+            groups = _group(items)
         try:
             started = time.perf_counter()
-            plan = await self._read(groups)
+            with stage("read"):
+                plan = await self._read(groups)
             telemetry.STAGE_READ.observe(time.perf_counter() - started)
             if self._sync_sessions is None:
                 outcomes = await asyncio.to_thread(self._infer_all, plan)
                 written = await self._write(plan, outcomes)
             else:
                 outcomes, written = await asyncio.to_thread(self._infer_and_write, plan)
-            _publishable(plan, outcomes, written, result)
+            with stage("write"):
+                _publishable(plan, outcomes, written, result)
         except BaseException:
             self.windows.invalidate(list(groups))
             raise
@@ -142,6 +164,36 @@ class InferenceService:
         if self.on_stored is not None:
             self.on_stored(_oldest_bars(groups))
         return result
+
+    async def isolate(self, refs: Sequence[RecordRef], error: Exception) -> BatchResult:
+        """The batch `refs`, whose processing failed deterministically with `error`, processed
+        in halves (in offset order) down to the records that fail alone: each of those becomes a
+        `processing_failed` dead letter; the rest is stored and returned as `process` returns it.
+        Runs only after a failure, so the batch path's cost is unchanged. A transient failure on
+        the way is raised: the caller rewinds the whole batch (what was stored is idempotent)."""
+        log.warning(
+            "batch failed on a record; isolating the records that fail",
+            records=len(refs),
+            error=describe(error),
+        )
+        result = BatchResult()
+        await self._halves(refs, error, result)
+        return result
+
+    async def _halves(
+        self, refs: Sequence[RecordRef], error: Exception, result: BatchResult
+    ) -> None:
+        if len(refs) == 1:
+            result.dead_letters.append(processing_failed(refs[0], error))
+            return
+        middle = len(refs) // 2
+        for half in (refs[:middle], refs[middle:]):
+            try:
+                result.add(await self.process(half))
+            except Exception as failed:
+                if is_transient(failed):
+                    raise
+                await self._halves(half, failed, result)
 
     @staticmethod
     def _decode(refs: Sequence[RecordRef], result: BatchResult) -> list[Item]:
@@ -198,15 +250,16 @@ class InferenceService:
     def _infer_all(self, plan: _Plan) -> dict[WindowKey, GroupResult]:
         outcomes: dict[WindowKey, GroupResult] = {}
         began = time.perf_counter()
-        for key, items in plan.groups.items():
-            history = plan.history.get(key)
-            if history is None:
-                continue
-            started = time.perf_counter()
-            outcomes[key] = infer_group(
-                history, items, plan.specs[key], self._predict, size=plan.size
-            )
-            telemetry.INFERENCE_LATENCY.observe(time.perf_counter() - started)
+        with stage("features"):  # `infer_group` names the predict stage itself
+            for key, items in plan.groups.items():
+                history = plan.history.get(key)
+                if history is None:
+                    continue
+                started = time.perf_counter()
+                outcomes[key] = infer_group(
+                    history, items, plan.specs[key], self._predict, size=plan.size
+                )
+                telemetry.INFERENCE_LATENCY.observe(time.perf_counter() - started)
         telemetry.STAGE_INFER.observe(time.perf_counter() - began)
         return outcomes
 
@@ -223,11 +276,12 @@ class InferenceService:
         """
         fresh, horizons = _fresh(outcomes)
         started = time.perf_counter()
-        async with self._session_factory() as session, session.begin():
-            await upsert_bars(session=session, bars=_bar_records(plan.groups))
-            inserted = await insert_signals(session=session, signals=fresh, horizons=horizons)
-            again = {s.alert_id for s in fresh if s.signal_id not in inserted}
-            stored = await signals_for_alerts(session=session, alert_ids=sorted(again))
+        with stage("write"):
+            async with self._session_factory() as session, session.begin():
+                await upsert_bars(session=session, bars=_bar_records(plan.groups))
+                inserted = await insert_signals(session=session, signals=fresh, horizons=horizons)
+                again = {s.alert_id for s in fresh if s.signal_id not in inserted}
+                stored = await signals_for_alerts(session=session, alert_ids=sorted(again))
         telemetry.STAGE_WRITE.observe(time.perf_counter() - started)
         return _Written(fresh, inserted, stored)
 
@@ -236,7 +290,7 @@ class InferenceService:
         assert self._sync_sessions is not None
         fresh, horizons = _fresh(outcomes)
         started = time.perf_counter()
-        with self._sync_sessions() as session, session.begin():
+        with stage("write"), self._sync_sessions() as session, session.begin():
             upsert_bars_sync(session=session, bars=_bar_records(plan.groups))
             inserted = insert_signals_sync(session=session, signals=fresh, horizons=horizons)
             again = {s.alert_id for s in fresh if s.signal_id not in inserted}

@@ -45,6 +45,12 @@ BATCH_FAILURES = Counter(
     "itff_consumer_batch_failures_total",
     "Batches that failed and were rewound for redelivery (nothing committed)",
 )
+TRANSIENT_RETRIES = Counter(
+    "itff_consumer_transient_retries_total",
+    "Transient failures (database busy or unreachable, Kafka, timeouts) after which the batch "
+    "was rewound and retried with backoff, by stage (read, write, publish, ...)",
+    ["stage"],
+)
 MODEL_VERSION = Gauge(
     "itff_consumer_model_version_info",
     "1 for the model version each champion key is served with",

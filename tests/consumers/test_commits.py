@@ -13,9 +13,9 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaTimeoutError
 
-from consumers import commits
 from consumers.commits import CommitPipeline, Span
 from consumers.deadletters import RecordRef
+from consumers.failures import Backoff
 
 P0, P1, P2 = (TopicPartition("alerts", p) for p in range(3))
 
@@ -43,11 +43,6 @@ def refs(*records: tuple[int, int]) -> list[RecordRef]:
     return [RecordRef(b"{}", "alerts", partition, offset) for partition, offset in records]
 
 
-@pytest.fixture(autouse=True)
-def no_retry_delay(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(commits, "RETRY_DELAY_SECONDS", 0.0)
-
-
 def test_span_covers_each_partition_first_to_last() -> None:
     span = Span.of(refs((0, 7), (1, 3), (0, 5), (0, 9)))
     assert span.first == {P0: 5, P1: 3}
@@ -56,7 +51,7 @@ def test_span_covers_each_partition_first_to_last() -> None:
 
 
 async def test_commit_waits_for_the_acknowledgements_then_commits_in_order() -> None:
-    consumer, pipeline = Recorder(), CommitPipeline()
+    consumer, pipeline = Recorder(), CommitPipeline(Backoff(first=0.0))
     acked: list[str] = []
     first = asyncio.get_running_loop().create_future()
     pipeline.start(consumer, Span.of(refs((0, 0), (0, 1))), [first], lambda: acked.append("1"))
@@ -76,7 +71,7 @@ async def test_commit_waits_for_the_acknowledgements_then_commits_in_order() -> 
 
 
 async def test_a_second_batch_cannot_start_before_the_first_is_settled() -> None:
-    consumer, pipeline = Recorder(), CommitPipeline()
+    consumer, pipeline = Recorder(), CommitPipeline(Backoff(first=0.0))
     pending = asyncio.get_running_loop().create_future()
     pipeline.start(consumer, Span.of(refs((0, 0))), [pending], lambda: None)
     with pytest.raises(RuntimeError, match="settle"):
@@ -86,7 +81,7 @@ async def test_a_second_batch_cannot_start_before_the_first_is_settled() -> None
 
 
 async def test_a_failed_acknowledgement_rewinds_and_holds_back_the_next_batch() -> None:
-    consumer, pipeline = Recorder(), CommitPipeline()
+    consumer, pipeline = Recorder(), CommitPipeline(Backoff(first=0.0))
     failing = asyncio.get_running_loop().create_future()
     failing.set_exception(KafkaTimeoutError())
     failed_span = Span.of(refs((0, 4), (0, 5), (1, 2)))
@@ -109,7 +104,7 @@ async def test_a_failed_acknowledgement_rewinds_and_holds_back_the_next_batch() 
 
 
 async def test_a_rebalance_drains_but_keeps_the_failure_for_the_next_batch() -> None:
-    consumer, pipeline = Recorder(), CommitPipeline()
+    consumer, pipeline = Recorder(), CommitPipeline(Backoff(first=0.0))
     failing = asyncio.get_running_loop().create_future()
     failing.set_exception(KafkaTimeoutError())
     span = Span.of(refs((0, 1)))
@@ -120,7 +115,7 @@ async def test_a_rebalance_drains_but_keeps_the_failure_for_the_next_batch() -> 
 
 async def test_a_rebalance_and_the_next_batch_wait_for_the_same_batch() -> None:
     """Neither goes on while the batch is in flight, and the failure reaches the next batch."""
-    consumer, pipeline = Recorder(), CommitPipeline()
+    consumer, pipeline = Recorder(), CommitPipeline(Backoff(first=0.0))
     pending = asyncio.get_running_loop().create_future()
     span = Span.of(refs((0, 3)))
     pipeline.start(consumer, span, [pending], lambda: None)
@@ -140,7 +135,7 @@ async def test_a_rebalance_and_the_next_batch_wait_for_the_same_batch() -> None:
 
 
 async def test_a_cancelled_waiter_does_not_cancel_the_batch() -> None:
-    consumer, pipeline = Recorder(), CommitPipeline()
+    consumer, pipeline = Recorder(), CommitPipeline(Backoff(first=0.0))
     pending = asyncio.get_running_loop().create_future()
     pipeline.start(consumer, Span.of(refs((0, 0))), [pending], lambda: None)
     waiter = asyncio.create_task(pipeline.drain())
@@ -152,7 +147,7 @@ async def test_a_cancelled_waiter_does_not_cancel_the_batch() -> None:
 
 
 async def test_a_failed_commit_is_logged_and_loses_nothing() -> None:
-    consumer, pipeline = Recorder(), CommitPipeline()
+    consumer, pipeline = Recorder(), CommitPipeline(Backoff(first=0.0))
     consumer.commit_error = CommitFailedError("the group rebalanced")
     done = asyncio.get_running_loop().create_future()
     done.set_result(None)
@@ -162,7 +157,7 @@ async def test_a_failed_commit_is_logged_and_loses_nothing() -> None:
 
 
 async def test_a_failing_report_still_commits() -> None:
-    consumer, pipeline = Recorder(), CommitPipeline()
+    consumer, pipeline = Recorder(), CommitPipeline(Backoff(first=0.0))
     done = asyncio.get_running_loop().create_future()
     done.set_result(None)
 
@@ -181,10 +176,26 @@ async def test_rewinding_a_partition_that_moved_skips_it() -> None:
 
 
 async def test_close_finishes_the_batch_in_flight() -> None:
-    consumer, pipeline = Recorder(), CommitPipeline()
+    consumer, pipeline = Recorder(), CommitPipeline(Backoff(first=0.0))
     pending = asyncio.get_running_loop().create_future()
     pipeline.start(consumer, Span.of(refs((0, 0))), [pending], lambda: None)
     asyncio.get_running_loop().call_later(0.01, pending.set_result, None)
     await pipeline.close()
     assert pipeline.closing
     assert consumer.calls == [("commit", {P0: 1})]
+
+
+async def test_a_failed_acknowledgement_backs_off_and_a_published_batch_resets_it() -> None:
+    backoff = Backoff(first=0.0)
+    consumer, pipeline = Recorder(), CommitPipeline(backoff)
+    for offset in range(2):
+        failing = asyncio.get_running_loop().create_future()
+        failing.set_exception(KafkaTimeoutError())
+        pipeline.start(consumer, Span.of(refs((0, offset))), [failing], lambda: None)
+        assert await pipeline.settle() is not None
+    assert backoff.attempts == 2  # the next retry waits longer
+    done = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+    pipeline.start(consumer, Span.of(refs((0, 0), (0, 1))), [done], lambda: None)
+    assert await pipeline.settle() is None
+    assert backoff.attempts == 0

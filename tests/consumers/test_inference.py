@@ -7,7 +7,6 @@ import dataclasses
 import json
 
 import pytest
-from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -18,6 +17,7 @@ from tests.support.consumer import (
     SEED_BARS,
     alerts_for,
     count_rows,
+    counted,
     dead_letters_of,
     eventually,
     fit_bundle,
@@ -76,16 +76,6 @@ async def test_alerts_become_one_signal_per_champion_once_even_when_published_tw
     assert all(s.symbol == "SPX" and s.interval == "1D" for s in signals)
     assert await count_rows(session_factory, Bar) == SEED_BARS + len(stream)
     assert counted("itff_consumer_signals_total", redelivered="false") - before == expected
-
-
-def counted(name: str, **labels: str) -> float:
-    """Sum of a counter of the consumer's registry over the label values not given."""
-    return sum(
-        sample.value
-        for metric in REGISTRY.collect()
-        for sample in metric.samples
-        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
-    )
 
 
 async def test_an_alert_for_a_symbol_without_models_stores_its_bar_and_is_dead_lettered(

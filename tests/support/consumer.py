@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -192,6 +193,16 @@ async def eventually(check: Callable[[], Awaitable[bool]], *, within: float = 60
             return True
         await asyncio.sleep(0.2)
     return await check()
+
+
+def counted(name: str, **labels: str) -> float:
+    """Sum of a counter of the consumer's registry over the label values not given."""
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        for sample in metric.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
 
 
 async def count_rows(session_factory: async_sessionmaker[AsyncSession], table: type) -> int:

@@ -269,6 +269,8 @@ def add_inference(
         predict=models.predict_windows,
         lookback=settings.lookback,
         sync_sessions=sync_sessions,
+        bounds=settings.bar_bounds,
+        revision_window=settings.revision_window_bars,
     )
     emitter = Emitter(settings)
     pipeline = CommitPipeline(Backoff())

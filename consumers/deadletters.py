@@ -4,6 +4,10 @@ Reasons (the `reason` field and the `itff_consumer_dead_letters_total{reason}` l
 
 - `undecodable` (stage `decode`): the value is not UTF-8 JSON;
 - `invalid_bar` (`validate`): JSON, but not a valid `Alert` (missing field, bad price, high < low);
+- `out_of_range` (`validate`): the bar time is outside the plausible range at the alert's
+  `received_at` (`bot.contracts.bars`: future skew, horizon); nothing stored;
+- `revision_refused` (`validate`): the alert changes a stored bar that is no longer among the last
+  `ITFF_REVISION_WINDOW_BARS` of its symbol and interval; history is not rewritten, nothing stored;
 - `no_model` (`route`): no champion for the symbol and interval (an unknown symbol included); the
   bar is stored all the same;
 - `insufficient_history` (`features`): fewer stored bars than warm-up + lookback; bar stored;
@@ -36,6 +40,8 @@ MAX_ORIGINAL_BYTES = 256 * 1024
 class Reason(StrEnum):
     UNDECODABLE = "undecodable"
     INVALID_BAR = "invalid_bar"
+    OUT_OF_RANGE = "out_of_range"
+    REVISION_REFUSED = "revision_refused"
     NO_MODEL = "no_model"
     INSUFFICIENT_HISTORY = "insufficient_history"
     PREDICTION_FAILED = "prediction_failed"
@@ -46,6 +52,8 @@ class Reason(StrEnum):
 STAGES = {
     Reason.UNDECODABLE: "decode",
     Reason.INVALID_BAR: "validate",
+    Reason.OUT_OF_RANGE: "validate",
+    Reason.REVISION_REFUSED: "validate",
     Reason.NO_MODEL: "route",
     Reason.INSUFFICIENT_HISTORY: "features",
     Reason.PREDICTION_FAILED: "predict",

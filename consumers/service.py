@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.contracts import Alert, DeadLetter, Signal
-from bot.contracts.bars import canonical_interval
+from bot.contracts.bars import BarTimeBounds, canonical_interval
 from bot.core import WARMUP_BARS
 from bot.runtime import get_logger
 from consumers import telemetry
@@ -52,7 +52,21 @@ from consumers.windows import (
     covered_after,
     with_history,
 )
-from storage.bars import BarRecord, bars_for_span, recent_bars, upsert_bars, upsert_bars_sync
+from storage.bars import (
+    BarRecord,
+    StoredBar,
+    bar_record,
+    bars_for_span,
+    latest_bar_time,
+    recent_bars,
+    record_revisions,
+    record_revisions_sync,
+    stored_bar,
+    upsert_bars,
+    upsert_bars_sync,
+    values_of,
+    verdict,
+)
 from storage.signals import (
     insert_signals,
     insert_signals_sync,
@@ -92,6 +106,8 @@ class _Plan:
     # rebalance may drop the windows meanwhile)
     history: dict[WindowKey, pd.DataFrame]
     size: int
+    # revised bars with the values they replace (recorded in the batch's transaction)
+    revisions: list[tuple[BarRecord, StoredBar]] = field(default_factory=list)
 
 
 class InferenceService:
@@ -105,8 +121,15 @@ class InferenceService:
         predict: PredictWindows,
         lookback: int = 1,
         sync_sessions: sessionmaker[Session] | None = None,
+        bounds: BarTimeBounds | None = None,
+        revision_window: int = 3,
     ) -> None:
         self._session_factory = session_factory
+        self._bounds = bounds
+        self._revision_window = revision_window
+        # per (symbol, interval): the newest stored bar time, so that an alert for a newer bar
+        # (the live case) needs no read to know it rewrites nothing
+        self._latest: dict[WindowKey, datetime | None] = {}
         # SQLite: the batch's write in the inference thread, one hop (aiosqlite: one per call)
         self._sync_sessions = sync_sessions
         self._champion_specs = champion_specs
@@ -122,6 +145,7 @@ class InferenceService:
 
     def rebalanced(self) -> None:
         self.windows.invalidate()
+        self._latest.clear()
         if self.on_rebalanced is not None:
             self.on_rebalanced()
 
@@ -147,7 +171,9 @@ class InferenceService:
         try:
             started = time.perf_counter()
             with stage("read"):
+                revisions = await self._screen(groups, result)
                 plan = await self._read(groups)
+                plan.revisions = revisions
             telemetry.STAGE_READ.observe(time.perf_counter() - started)
             if self._sync_sessions is None:
                 outcomes = await asyncio.to_thread(self._infer_all, plan)
@@ -158,9 +184,13 @@ class InferenceService:
                 _publishable(plan, outcomes, written, result)
         except BaseException:
             self.windows.invalidate(list(groups))
+            for key in groups:
+                self._latest.pop(key, None)
             raise
         for key, outcome in outcomes.items():
             self.windows.put(key, outcome.window)
+        self._stored_up_to(groups)
+        telemetry.BAR_REVISIONS.inc(len(revisions))
         if self.on_stored is not None:
             self.on_stored(_oldest_bars(groups))
         return result
@@ -195,16 +225,89 @@ class InferenceService:
                     raise
                 await self._halves(half, failed, result)
 
-    @staticmethod
-    def _decode(refs: Sequence[RecordRef], result: BatchResult) -> list[Item]:
+    def _decode(self, refs: Sequence[RecordRef], result: BatchResult) -> list[Item]:
         items: list[Item] = []
         for ref in refs:
             decoded = decode_alert(ref)
-            if isinstance(decoded, Alert):
-                items.append(Item(ref, decoded))
-            else:
+            if not isinstance(decoded, Alert):
                 result.dead_letters.append(decoded)
+                continue
+            problem = self._bounds and self._bounds.violation(
+                decoded.bar_time, decoded.interval, decoded.received_at
+            )
+            if problem:
+                result.dead_letters.append(dead_letter(ref, Reason.OUT_OF_RANGE, problem))
+                continue
+            items.append(Item(ref, decoded))
         return items
+
+    async def _screen(
+        self, groups: dict[WindowKey, list[Item]], result: BatchResult
+    ) -> list[tuple[BarRecord, StoredBar]]:
+        """History is not rewritten (`storage.bars.verdict`): an alert that changes a stored bar
+        older than the revision window is taken out of its group and dead-lettered
+        (`revision_refused`); one within it is kept and returned, with the values it replaces,
+        to be recorded in `bar_revisions`. An alert newer than the newest stored bar of its key
+        (the live case) is new without a read; one read per key the first time it is seen."""
+        revisions: list[tuple[BarRecord, StoredBar]] = []
+        session: AsyncSession | None = None
+        try:
+            for key, items in groups.items():
+                if key not in self._latest:
+                    session = session or self._session_factory()
+                    self._latest[key] = await latest_bar_time(
+                        session=session, symbol=key[0], interval=key[1]
+                    )
+                latest = self._latest[key]
+                if latest is None or all(item.alert.bar_time > latest for item in items):
+                    continue
+                session = session or self._session_factory()
+                groups[key] = await self._judge(session, items, revisions, result)
+        finally:
+            if session is not None:
+                await session.close()
+        for key in [key for key, items in groups.items() if not items]:
+            del groups[key]
+        return revisions
+
+    async def _judge(
+        self,
+        session: AsyncSession,
+        items: list[Item],
+        revisions: list[tuple[BarRecord, StoredBar]],
+        result: BatchResult,
+    ) -> list[Item]:
+        """The items of one key that may be stored, in offset order (see `_screen`)."""
+        window = self._revision_window
+        seen: dict[datetime, StoredBar | None] = {}  # the bar as the earlier items left it
+        kept: list[Item] = []
+        for item in items:
+            bar = bar_record(item.alert)
+            if bar.time not in seen:
+                seen[bar.time] = await stored_bar(session=session, key=bar.key, window=window)
+            before = seen[bar.time]
+            judged = verdict(bar, before, window)
+            if judged == "refused":
+                error = (
+                    f"{bar.symbol} {bar.interval} {bar.time.isoformat()} is stored with other "
+                    f"values and is not among its last {window} bars (ITFF_REVISION_WINDOW_BARS): "
+                    "history is not rewritten"
+                )
+                result.dead_letters.append(dead_letter(item.ref, Reason.REVISION_REFUSED, error))
+                continue
+            if judged == "revision" and before is not None:
+                revisions.append((bar, before))
+            later = before.later if before is not None else 0
+            seen[bar.time] = StoredBar(values_of(bar), bar.source, later)
+            kept.append(item)
+        return kept
+
+    def _stored_up_to(self, groups: dict[WindowKey, list[Item]]) -> None:
+        for key, items in groups.items():
+            if key in self._latest:
+                newest = max(item.alert.bar_time for item in items)
+                latest = self._latest[key]
+                self._latest[key] = newest if latest is None else max(latest, newest)
 
     def _specs(self, key: WindowKey) -> list[ModelSpec]:
         symbol, interval = key
@@ -279,6 +382,7 @@ class InferenceService:
         with stage("write"):
             async with self._session_factory() as session, session.begin():
                 await upsert_bars(session=session, bars=_bar_records(plan.groups))
+                await record_revisions(session=session, revisions=plan.revisions)
                 inserted = await insert_signals(session=session, signals=fresh, horizons=horizons)
                 again = {s.alert_id for s in fresh if s.signal_id not in inserted}
                 stored = await signals_for_alerts(session=session, alert_ids=sorted(again))
@@ -292,6 +396,7 @@ class InferenceService:
         started = time.perf_counter()
         with stage("write"), self._sync_sessions() as session, session.begin():
             upsert_bars_sync(session=session, bars=_bar_records(plan.groups))
+            record_revisions_sync(session=session, revisions=plan.revisions)
             inserted = insert_signals_sync(session=session, signals=fresh, horizons=horizons)
             again = {s.alert_id for s in fresh if s.signal_id not in inserted}
             stored = signals_for_alerts_sync(session=session, alert_ids=sorted(again))
@@ -349,21 +454,7 @@ def _group(items: Sequence[Item]) -> dict[WindowKey, list[Item]]:
 
 
 def _bar_records(groups: dict[WindowKey, list[Item]]) -> list[BarRecord]:
-    return [
-        BarRecord(
-            symbol=a.symbol,
-            interval=a.interval,
-            time=a.bar_time,
-            open=a.open,
-            high=a.high,
-            low=a.low,
-            close=a.close,
-            volume=a.volume,
-            source=a.source,
-        )
-        for items in groups.values()
-        for a in (item.alert for item in items)
-    ]
+    return [bar_record(item.alert) for items in groups.values() for item in items]
 
 
 def _route_dead_letters(

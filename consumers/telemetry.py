@@ -41,6 +41,10 @@ DEAD_LETTERS = Counter(
 BARS = Counter(
     "itff_consumer_bars_total", "Alert bars stored, by kind (new, duplicate, late)", ["kind"]
 )
+BAR_REVISIONS = Counter(
+    "itff_consumer_bar_revisions_total",
+    "Stored bars revised by a later alert (the replaced values are kept in bar_revisions)",
+)
 BATCH_FAILURES = Counter(
     "itff_consumer_batch_failures_total",
     "Batches that failed and were rewound for redelivery (nothing committed)",

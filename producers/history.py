@@ -11,9 +11,9 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.contracts import Alert, utcnow
-from bot.contracts.bars import canonical_interval, interval_length
+from bot.contracts.bars import interval_length
 from producers.responses import ApiError
-from storage.bars import BarRecord, stored_bar, verdict
+from storage.bars import bar_record, stored_bar, verdict
 
 
 class HistoryGuard:
@@ -25,7 +25,7 @@ class HistoryGuard:
         """`ApiError` 409 when the alert would rewrite a bar older than the revision window."""
         if alert.bar_time > utcnow() - interval_length(alert.interval) * self._window:
             return
-        bar = bar_of(alert)
+        bar = bar_record(alert)
         async with self._sessions() as session:
             stored = await stored_bar(session=session, key=bar.key, window=self._window)
         if verdict(bar, stored, self._window) == "refused":
@@ -36,17 +36,3 @@ class HistoryGuard:
                 f"and is not among its last {self._window} bars (ITFF_REVISION_WINDOW_BARS): "
                 "history is not rewritten; send corrections while the bar is recent",
             )
-
-
-def bar_of(alert: Alert) -> BarRecord:
-    return BarRecord(
-        symbol=alert.symbol,
-        interval=canonical_interval(alert.interval),
-        time=alert.bar_time,
-        open=alert.open,
-        high=alert.high,
-        low=alert.low,
-        close=alert.close,
-        volume=alert.volume,
-        source=alert.source,
-    )

@@ -6,7 +6,7 @@ import functools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import pandas as pd
@@ -16,10 +16,26 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from bot.contracts import utcnow
+from bot.contracts import Alert, utcnow
+from bot.contracts.bars import canonical_interval
 from storage.tables import Bar, BarRevision
 
 BAR_FIELDS = ("open", "high", "low", "close", "volume")
+
+
+def bar_record(alert: Alert) -> BarRecord:
+    """The bar an alert carries, keyed as it is stored (the canonical interval)."""
+    return BarRecord(
+        symbol=alert.symbol,
+        interval=canonical_interval(alert.interval),
+        time=alert.bar_time,
+        open=alert.open,
+        high=alert.high,
+        low=alert.low,
+        close=alert.close,
+        volume=alert.volume,
+        source=alert.source,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +222,15 @@ class StoredBar:
     ohlcv: BarValues
     source: str
     later: int
+
+
+async def latest_bar_time(*, session: AsyncSession, symbol: str, interval: str) -> datetime | None:
+    """The time of the newest stored bar of a symbol and interval (None when there is none)."""
+    statement = select(func.max(Bar.time)).where(Bar.symbol == symbol, Bar.interval == interval)
+    value = await session.scalar(statement)
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)  # SQLite's max() is text
 
 
 def values_of(bar: BarRecord) -> BarValues:

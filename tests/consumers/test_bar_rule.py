@@ -49,6 +49,8 @@ def service(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> I
         champion_specs=models.specs,
         predict=models.predict_windows,
         lookback=settings.lookback,
+        bounds=settings.bar_bounds,
+        revision_window=settings.revision_window_bars,
     )
 
 
@@ -159,7 +161,10 @@ async def test_a_revision_in_a_batch_is_seen_only_by_the_alerts_after_it(
     revised_bar = revised_bar.model_copy(
         update={"close": revised_bar.close * 1.03, "high": revised_bar.high * 1.03}
     )
-    result = await service(settings, session_factory).process(refs([before, revised_bar, after]))
+    # a bar 351 bars back: revisable only with a window that reaches it (the point-in-time
+    # semantics are tested here; the history policy in test_history.py)
+    reaching = settings.model_copy(update={"revision_window_bars": 400})
+    result = await service(reaching, session_factory).process(refs([before, revised_bar, after]))
     predicted = by_alert(result.signals)
     history = BARS.iloc[:251].copy()
     assert predicted[before.alert_id] == pytest.approx(expected(stored, history), rel=1e-9)

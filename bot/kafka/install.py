@@ -324,8 +324,15 @@ def _format_storage(broker: LocalBroker) -> bool:
 
 
 def _random_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 characters)."""
-    return base64.urlsafe_b64encode(os.urandom(16)).decode("ascii").rstrip("=")
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 characters).
+
+    Never starting with `-`, which `kafka-storage format` would read as an option (about one id
+    in 64): Kafka's own `Uuid.randomUuid` draws again in that case, and so does this."""
+    while (
+        cluster_id := base64.urlsafe_b64encode(os.urandom(16)).decode("ascii").rstrip("=")
+    ).startswith("-"):
+        pass
+    return cluster_id
 
 
 @contextmanager

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -221,10 +222,20 @@ def _run_model(
             return
         result.horizons[spec.key] = spec.horizon
         emitted_at = utcnow()
-        result.signals.extend(
-            make_signal(items[rows[i].index].alert, prediction, emitted_at)
-            for i, prediction in zip(usable, predictions, strict=True)
-        )
+        for i, prediction in zip(usable, predictions, strict=True):
+            item = items[rows[i].index]
+            if _finite(prediction):
+                result.signals.append(make_signal(item.alert, prediction, emitted_at))
+            else:  # finite inputs the model still cannot take: never a NaN signal
+                error = f"{spec.key}: the model returned a non-finite prediction for this bar"
+                result.dead_letters.append(dead_letter(item.ref, Reason.PREDICTION_FAILED, error))
+
+
+def _finite(prediction: PredictionLike) -> bool:
+    probability = prediction.probability
+    return math.isfinite(prediction.prediction) and (
+        probability is None or math.isfinite(probability)
+    )
 
 
 def infer_group(

@@ -29,6 +29,11 @@ from pydantic import (
 from bot.contracts.bars import MAX_EPOCH_DIGITS, from_epoch, interval_length, representable
 
 SCHEMA_VERSION: Literal[1] = 1
+# Prices and volumes of real instruments, with orders of magnitude to spare (a meme coin quoted in
+# BTC near 1e-10, an index near 1e5): beyond them a bar is a bug or an attack, and its features
+# (ratios of consecutive bars) would overflow the models' scaler downstream
+MIN_PRICE, MAX_PRICE = 1e-12, 1e12
+MAX_VOLUME = 1e21
 MAX_EXTRA_FIELDS = 32
 MAX_EXTRA_BYTES = 4096
 SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:!/-]{0,39}$"
@@ -66,6 +71,8 @@ def _price_given(value: Any) -> Any:
 def _finite_positive(value: float) -> float:
     if not math.isfinite(value) or value <= 0:
         raise ValueError("must be a finite number greater than 0")
+    if not MIN_PRICE <= value <= MAX_PRICE:
+        raise ValueError(f"must be between {MIN_PRICE:g} and {MAX_PRICE:g}")
     return value
 
 
@@ -74,6 +81,8 @@ def _finite_non_negative(value: float | None) -> float | None:
         return None
     if not math.isfinite(value) or value < 0:
         raise ValueError("must be a finite number of at least 0, or null when there is none")
+    if value > MAX_VOLUME:
+        raise ValueError(f"must be at most {MAX_VOLUME:g}")
     return value
 
 

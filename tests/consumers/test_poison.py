@@ -11,10 +11,13 @@ stage with everything real (models, SQLite, Kafka):
   nanoseconds, `OverflowError` in features); since `Alert.bar_time` has bounds
   (`bot/contracts/bars.py`) it is an `invalid_bar` dead letter at validation, and stays in the
   batch to show that the isolation leaves such a letter alone;
-- a bar of prices 1e-304 (finite, positive, consistent, a sane time): its features are finite but
-  overflow the models' scaler, the prediction is NaN, and SQLite stores NaN as NULL in the NOT NULL
-  `signals.prediction` column: `IntegrityError` (write). numpy only warns about the overflow, and
-  so these tests let it: the suite's warnings-as-errors would make it fail earlier, in predict.
+- a bar of prices 1e-304: it was a real write-stage poison (features finite, scaler overflow, a
+  NaN prediction refused by the NOT NULL `signals.prediction`); since prices are bounded
+  (`bot.contracts.schemas.MIN_PRICE`) it is an `invalid_bar` too, and a non-finite prediction is
+  a `prediction_failed` letter. Validation leaves no real record that breaks a later stage, so
+  the predict-stage poison is a valid bar (a price jump to 1e12) fed to `CrashingModels`, a
+  test double of the models only: the real predictor, except that it raises on input that far
+  out of distribution, as a buggy model would.
 
 A database locked by another writer is a transient failure: the batch is retried after 1 s, then
 2 s, and its signals come once the lock is gone, with nothing dead-lettered.
@@ -22,12 +25,15 @@ A database locked by another writer is a transient failure: the batch is retried
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy.engine import make_url
@@ -59,22 +65,45 @@ from tests.support.consumer import (
 )
 
 BARS = sample_bars("SPX")
-NUMPY_OVERFLOW_WARNS = pytest.mark.filterwarnings(
-    "ignore:overflow encountered:RuntimeWarning", "ignore:invalid value encountered:RuntimeWarning"
-)
 NESTED = b"[" * 100_000
 
 
-def tiny_prices(alert: Alert, after: timedelta = timedelta(hours=12)) -> Alert:
-    """A valid alert of prices 1e-304, at its own time (`after` the given alert's bar)."""
+def tiny_prices(alert: Alert, after: timedelta = timedelta(hours=12)) -> bytes:
+    """The record of an alert of prices 1e-304 (out of the price range: an invalid bar)."""
     price = 1e-304
+    document = alert.model_dump(mode="json") | {
+        "alert_id": f"{alert.alert_id}-tiny",
+        "bar_time": (alert.bar_time + after).isoformat(),
+        **dict.fromkeys(("open", "high", "low", "close"), price),
+    }
+    return json.dumps(document).encode()
+
+
+def price_jump(alert: Alert, after: timedelta = timedelta(hours=6)) -> Alert:
+    """A valid alert whose prices jump to 1e12 (the top of the range), at its own time."""
     return alert.model_copy(
         update={
-            "alert_id": f"{alert.alert_id}-tiny",
+            "alert_id": f"{alert.alert_id}-jump",
             "bar_time": alert.bar_time + after,
-            **dict.fromkeys(("open", "high", "low", "close"), price),
+            **dict.fromkeys(("open", "high", "low", "close"), 1e12),
         }
     )
+
+
+class CrashingModels:
+    """Test double of the models only: the real predictor, raising (as a model bug would) on a
+    window that holds a feature beyond `LIMIT` (a jump to 1e12 makes returns near 20)."""
+
+    LIMIT = 12.0
+
+    def __init__(self, models: PredictorModels) -> None:
+        self.specs = models.specs
+        self._predict = models.predict_windows
+
+    def predict_windows(self, key: str, windows: Any) -> Any:
+        if (abs(windows[np.isfinite(windows)]) > self.LIMIT).any():
+            raise RuntimeError(f"{key}: the model crashed on an out-of-distribution window")
+        return self._predict(key, windows)
 
 
 def year_9999(alert: Alert) -> Alert:
@@ -94,7 +123,7 @@ def records_of(alerts: Sequence[Alert], first_offset: int) -> list[RecordRef]:
 
 
 def service(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> InferenceService:
-    models = PredictorModels.from_settings(settings)
+    models = CrashingModels(PredictorModels.from_settings(settings))
     return InferenceService(
         session_factory=sessions, champion_specs=models.specs, predict=models.predict_windows
     )
@@ -145,14 +174,12 @@ async def spx(settings: Settings, session_factory: async_sessionmaker[AsyncSessi
     return Predictor(PredictorModels.from_settings(settings).predictor.registry)
 
 
-@NUMPY_OVERFLOW_WARNS
 async def test_poison_records_are_dead_lettered_alone_and_the_good_ones_predicted_cleanly(
     settings: Settings, session_factory: async_sessionmaker[AsyncSession], spx: Predictor
 ) -> None:
     good = alerts_for("SPX", BARS.iloc[SEED_BARS : SEED_BARS + 5])
-    batch = records(
-        [good[0], tiny_prices(good[0]), good[1], NESTED, year_9999(good[1]), *good[2:4]]
-    )
+    batch = records([good[0], price_jump(good[0]), good[1], NESTED, year_9999(good[1]), *good[2:4]])
+    batch.append(tiny_prices(good[3]))
     refs = [RecordRef(value, "t.alerts", 0, offset) for offset, value in enumerate(batch)]
     consumer = service(settings, session_factory)
 
@@ -163,13 +190,15 @@ async def test_poison_records_are_dead_lettered_alone_and_the_good_ones_predicte
 
     letters = stages(result.dead_letters)
     assert {1: letters[1], 3: letters[3]} == {
-        1: ("processing_failed", "write"),
+        1: ("processing_failed", "predict"),
         3: ("processing_failed", "decode"),
     }
-    assert letters[4] == ("invalid_bar", "validate")
-    assert len(letters) == len(result.dead_letters) == 3
-    assert "NOT NULL constraint failed: signals.prediction" in result.dead_letters[0].error
-    assert result.dead_letters[0].original == batch[1]
+    assert letters[4] == letters[7] == ("invalid_bar", "validate")
+    assert len(letters) == len(result.dead_letters) == 4
+    by_offset = {letter.offset: letter for letter in result.dead_letters}
+    assert "crashed on an out-of-distribution window" in by_offset[1].error
+    assert by_offset[1].original == batch[1]
+    assert "between 1e-12 and 1e+12" in by_offset[7].error
     # the good alerts after the poisons: predicted on the stored bars, none of the poisons'
     assert predicted(result.signals) == {
         alert.alert_id: pytest.approx(on_history(spx, alert), rel=1e-9) for alert in good[:4]
@@ -178,6 +207,7 @@ async def test_poison_records_are_dead_lettered_alone_and_the_good_ones_predicte
     assert len(await signal_rows(session_factory)) == 4 * 3
     # the windows in memory hold no poison either: the next batch is predicted as cleanly
     after = await consumer.process(records_of(good[4:], first_offset=len(batch)))
+    assert not after.dead_letters
     assert predicted(after.signals) == {
         good[4].alert_id: pytest.approx(on_history(spx, good[4]), rel=1e-9)
     }
@@ -211,7 +241,6 @@ async def committed_offsets(settings: Settings) -> dict[int, int]:
 
 
 @pytest.mark.kafka
-@NUMPY_OVERFLOW_WARNS
 async def test_poison_alerts_on_the_broker_go_to_the_dlq_and_the_batch_goes_on(
     kafka_settings: Settings, session_factory: async_sessionmaker[AsyncSession]
 ) -> None:
@@ -255,18 +284,18 @@ async def test_poison_alerts_on_the_broker_go_to_the_dlq_and_the_batch_goes_on(
     assert await count_rows(session_factory, Bar) == SEED_BARS + len(good)  # no poison's bar
     by_offset = {letter.offset: letter for letter in letters}
     assert stages(letters) == {
-        1: ("processing_failed", "write"),
+        1: ("invalid_bar", "validate"),
         3: ("processing_failed", "decode"),
         4: ("invalid_bar", "validate"),
     }
-    assert "NOT NULL constraint failed: signals.prediction" in by_offset[1].error
+    assert "between 1e-12 and 1e+12" in by_offset[1].error
     assert "RecursionError" in by_offset[3].error
     assert [by_offset[offset].original for offset in (1, 3, 4)] == [batch[1], batch[3], batch[4]]
     assert {letter.topic for letter in letters} == {settings.topics.alerts}
     # committed past all six records; no rewind, no retry: the poisons never stalled the batch
     assert list((await committed_offsets(settings)).values()) == [len(batch)]
     assert counted("itff_consumer_dead_letters_total", reason="processing_failed") >= (
-        failed_before + 2
+        failed_before + 1
     )
     assert {name: counted(name) for name in before} == before
 

@@ -50,7 +50,7 @@ def create_app(
             *forwarded_middlewares(settings.trusted_proxies),
         ],
     )
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, synchronous="FULL")  # the outbox: storage.db
     sink = publisher or KafkaPublisher(settings.bootstrap)
     dedupe = DuplicateWindow(ttl_seconds=settings.dedupe_ttl_seconds)
     outbox = Outbox(

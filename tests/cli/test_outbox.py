@@ -4,31 +4,45 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.contracts import Settings
 from storage import outbox as repo
+from storage.db import create_engine, create_session_factory
+from storage.migrate import upgrade_async
 from tests.support.cli import run_itff
 from tests.support.env import child_env
+from tests.support.kafka import run_sync
 
-Sessions = async_sessionmaker[AsyncSession]
 ALERTS = ("alert-0001", "alert-0002", "alert-0003")
 
 
-@pytest.fixture
-async def outbox(session_factory: Sessions) -> list[int]:
+async def _seed(database_url: str) -> list[int]:
     """Three entries, the first two parked as the drainer parks them (counted refusals)."""
-    async with session_factory() as session, session.begin():
-        for alert_id in ALERTS:
-            await repo.add_outbox_entry(
-                session=session, alert_id=alert_id, topic="t.alerts", key=b"SPX", payload=b"{}"
+    await upgrade_async(database_url)
+    engine = create_engine(database_url)
+    sessions = create_session_factory(engine)
+    try:
+        async with sessions() as session, session.begin():
+            for alert_id in ALERTS:
+                await repo.add_outbox_entry(
+                    session=session, alert_id=alert_id, topic="t.alerts", key=b"SPX", payload=b"{}"
+                )
+        async with sessions() as session, session.begin():
+            ids = [entry.id for entry in await repo.list_outbox_entries(session=session)]
+            error = "MessageSizeTooLargeError('too large')"
+            await repo.record_outbox_failure(
+                session=session, ids=ids[:2], error=error, counted=True
             )
-    async with session_factory() as session, session.begin():
-        ids = [entry.id for entry in await repo.list_outbox_entries(session=session)]
-        error = "MessageSizeTooLargeError('too large')"
-        await repo.record_outbox_failure(session=session, ids=ids[:2], error=error, counted=True)
-        await repo.park_exhausted_entries(session=session, ids=ids[:2], max_attempts=1)
+            await repo.park_exhausted_entries(session=session, ids=ids[:2], max_attempts=1)
+    finally:
+        await engine.dispose()
     return ids
+
+
+@pytest.fixture
+def outbox(settings: Settings) -> list[int]:
+    """The ids of the seeded entries (seeded on a private loop: the tests run `itff` blocking)."""
+    return run_sync(_seed(settings.database_url))
 
 
 def test_queued_entries_are_neither_retried_nor_dropped(

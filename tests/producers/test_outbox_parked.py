@@ -4,7 +4,9 @@ real `itff outbox` command."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import subprocess
 from typing import Any
 
 import pytest
@@ -62,6 +64,11 @@ async def post(client: TestClient[Any, Any], message: dict[str, Any]) -> tuple[i
     return response.status, await response.json()
 
 
+async def itff(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """The operator's `itff` command, run while the receiver keeps serving."""
+    return await asyncio.to_thread(run_itff, child_env(settings), *args)
+
+
 def _alert(day: int, **extra: Any) -> dict[str, Any]:
     return tv_message(time=f"2026-10-{day:02d}T00:00:00Z", **extra)
 
@@ -93,7 +100,7 @@ async def test_refused_alert_is_parked_newer_ones_pass_and_a_retry_delivers_it(
     assert (status, again["status"]) == (200, "duplicate")
 
     await set_max_message_bytes(kafka_settings, KAFKA_DEFAULT_LIMIT)  # the operator's fix
-    done = run_itff(child_env(kafka_settings), "outbox", "retry", parked.alert_id)
+    done = await itff(kafka_settings, "outbox", "retry", parked.alert_id)
     assert done.returncode == 0, done.stderr
     assert f"queued again: entry {parked.id} (alert {parked.alert_id})" in done.stdout
 
@@ -110,9 +117,7 @@ async def test_outbox_command_lists_and_drops_a_parked_alert_with_clear_errors(
     await set_max_message_bytes(kafka_settings, SMALL_LIMIT)
     client = await receiver(base=kafka_settings, outbox_max_attempts=1)
     parked = await _parked_alert(client, kafka_settings)
-    env = child_env(kafka_settings)
-
-    listed = run_itff(env, "outbox", "list")
+    listed = await itff(kafka_settings, "outbox", "list")
     assert listed.returncode == 0, listed.stderr
     assert "outbox: 0 queued, 1 parked" in listed.stdout
     row = next(line.split() for line in listed.stdout.splitlines() if parked.alert_id in line)
@@ -126,11 +131,11 @@ async def test_outbox_command_lists_and_drops_a_parked_alert_with_clear_errors(
         (("drop", "9999"), "no outbox entry has the id or alert id '9999'; see `itff outbox list`"),
         (("retry", str(parked.id), "--all"), "give either one entry (its id or alert id) or --all"),
     ]:
-        refused = run_itff(env, "outbox", *args)
+        refused = await itff(kafka_settings, "outbox", *args)
         assert (refused.returncode, refused.stdout) == (1, ""), refused.stderr
         assert refused.stderr.strip() == f"itff: {message}"  # one line, no traceback
 
-    dropped = run_itff(env, "outbox", "drop", str(parked.id))
+    dropped = await itff(kafka_settings, "outbox", "drop", str(parked.id))
     assert dropped.returncode == 0, dropped.stderr
     assert f"dropped: entry {parked.id} (alert {parked.alert_id}, topic" in dropped.stdout
     assert "1 parked entry dropped" in dropped.stdout

@@ -1,8 +1,10 @@
 """The Alembic migrations on real SQLite: head matches the tables, 0003 goes up and down keeping the
-outbox's entries."""
+outbox's entries. Alembic's environment runs its own event loop, so it runs in a thread, as
+`storage.migrate.upgrade_async` runs it: `asyncio.run` here would drop pytest-asyncio's loop."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, inspect, text
 
 from storage.db import sync_url
-from storage.migrate import alembic_config, upgrade
+from storage.migrate import alembic_config, upgrade_async
 from storage.tables import Base
 
 ENTRY = (
@@ -33,9 +35,9 @@ def _outbox(engine: Engine) -> tuple[set[str], list[Any]]:
     return columns, [tuple(row) for row in rows]
 
 
-def test_head_matches_the_tables(tmp_path: Path) -> None:
+async def test_head_matches_the_tables(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'itff.db'}"
-    upgrade(url)
+    await upgrade_async(url)
     engine = _engine(url)
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
@@ -43,26 +45,26 @@ def test_head_matches_the_tables(tmp_path: Path) -> None:
     engine.dispose()
 
 
-def test_0003_adds_parked_at_and_downgrades_keeping_the_entries(tmp_path: Path) -> None:
+async def test_0003_adds_parked_at_and_downgrades_keeping_the_entries(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'itff.db'}"
-    upgrade(url, "0002")
+    await upgrade_async(url, "0002")
     engine = _engine(url)
     with engine.begin() as connection:
         connection.execute(text(ENTRY))
     entry = ("alert-0001", 3, "MessageSizeTooLargeError()")
 
-    upgrade(url, "0003")
+    await upgrade_async(url, "0003")
     columns, rows = _outbox(engine)
     assert "parked_at" in columns
     assert rows == [entry]
     with engine.connect() as connection:
         assert connection.scalar(text("SELECT parked_at FROM outbox")) is None  # still queued
 
-    command.downgrade(alembic_config(url), "0002")
+    await asyncio.to_thread(command.downgrade, alembic_config(url), "0002")
     columns, rows = _outbox(engine)
     assert "parked_at" not in columns
     assert rows == [entry]
 
-    upgrade(url)
+    await upgrade_async(url)
     assert "parked_at" in _outbox(engine)[0]
     engine.dispose()

@@ -52,7 +52,7 @@ def create_app(
             *forwarded_middlewares(settings.trusted_proxies),
         ],
     )
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, synchronous="FULL")  # the outbox: storage.db
     sink = publisher or KafkaPublisher(settings.bootstrap)
     dedupe = DuplicateWindow(ttl_seconds=settings.dedupe_ttl_seconds)
     sessions = create_session_factory(engine)
@@ -60,6 +60,7 @@ def create_app(
         sessions=sessions,
         publisher=sink,
         metrics=metrics,
+        max_attempts=settings.outbox_max_attempts,
         on_delivered=dedupe.remember,
     )
     app[SETTINGS] = settings
@@ -103,10 +104,12 @@ def _add_routes(app: web.Application) -> None:
 
 async def _delivery_context(app: web.Application) -> AsyncIterator[None]:
     delivery = app[DELIVERY]
-    depth = await delivery.outbox.load_depth()
+    counts = await delivery.outbox.load_counts()
     connected = await delivery.publisher.connect()
     app[METRICS].kafka_connected.set(int(connected))
-    log.info("receiver started", kafka=connected, outbox_depth=depth)
+    log.info(
+        "receiver started", kafka=connected, outbox_depth=counts.queued, outbox_parked=counts.parked
+    )
     drainer = asyncio.create_task(delivery.outbox.run(), name="itff-outbox-drainer")
     app[DRAINER]["outbox"] = drainer
     try:

@@ -1,7 +1,8 @@
 """Accepting an alert: Kafka within the time budget, otherwise the durable outbox.
 
-While the outbox holds anything, new alerts join its tail, so per-symbol order is kept and a
-down broker costs one budget, not one per request.
+While the outbox holds queued entries, new alerts join its tail, so per-symbol order is kept and a
+down broker costs one budget, not one per request. Parked entries (Kafka refused them, see
+`producers.outbox`) hold nothing back.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@
 own per record); the caller waits for it within its time budget and, if the budget runs out, keeps
 the future as "in flight": aiokafka's idempotent producer retries an in-flight batch until the
 broker takes it, so the outbox must not publish a second copy meanwhile.
+
+`refuses_record(error)` tells a refusal of the record itself (too large, a topic this client may
+not write, an invalid topic, a corrupt record), which sending it again will not change, from
+everything else (broker down, timeouts): only the former count towards parking an outbox entry.
 """
 
 from __future__ import annotations
@@ -12,7 +16,15 @@ import asyncio
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidTopicError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    TopicAuthorizationFailedError,
+)
 
 from bot.contracts import TransientError
 from bot.runtime import get_logger
@@ -21,6 +33,25 @@ log = get_logger(__name__)
 
 REQUEST_TIMEOUT_MS = 10_000
 CONNECT_TIMEOUT_S = 10.0
+RECORD_REFUSALS = (
+    CorruptRecordException,
+    InvalidTopicError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    TopicAuthorizationFailedError,
+)
+
+
+def refuses_record(error: BaseException) -> bool:
+    """True when Kafka refused the record itself: sending it again unchanged fails again."""
+    return isinstance(error, RECORD_REFUSALS)
+
+
+def _refused(error: KafkaError) -> asyncio.Future[Any]:
+    delivery: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    delivery.set_exception(error)
+    return delivery
 
 
 class Publisher(Protocol):
@@ -99,14 +130,17 @@ class KafkaPublisher:
 
     async def send(self, topic: str, key: bytes, value: bytes) -> asyncio.Future[Any]:
         """Hand the record to the producer; the future completes when Kafka acknowledged it
-        (acks=all) or fails with the producer's error. `TransientError` if it was not taken."""
+        (acks=all) or fails with the producer's error, as it does at once when the producer
+        refused the record itself (`refuses_record`). `TransientError` if it was not taken."""
         producer = self._producer
         if producer is None:
             raise TransientError(f"Kafka at {self.bootstrap} is not connected")
         try:
             delivery: asyncio.Future[Any] = await producer.send(topic, value=value, key=key)
+        except RECORD_REFUSALS as exc:
+            return _refused(exc)
         except KafkaError as exc:
-            raise TransientError(f"Kafka refused the record: {exc!r}") from exc
+            raise TransientError(f"Kafka did not take the record: {exc!r}") from exc
         self._pending.add(delivery)
         delivery.add_done_callback(self._pending.discard)
         return delivery

@@ -21,7 +21,8 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 
 
 class ReceiverMetrics:
-    """Request latency, alert counts by outcome, Kafka publish latency and the outbox depth."""
+    """Request latency, alert counts by outcome, Kafka publish latency, the outbox depth and parked
+    entries."""
 
     def __init__(self) -> None:
         self._children: dict[tuple[Any, ...], Any] = {}
@@ -61,7 +62,12 @@ class ReceiverMetrics:
             registry=reg,
         )
         self.outbox_depth = Gauge(
-            "itff_outbox_depth", "Alerts waiting in the durable outbox", registry=reg
+            "itff_outbox_depth", "Alerts queued in the durable outbox", registry=reg
+        )
+        self.outbox_parked = Gauge(
+            "itff_outbox_parked",
+            "Alerts parked in the outbox: Kafka refused them ITFF_OUTBOX_MAX_ATTEMPTS times",
+            registry=reg,
         )
         self.kafka_connected = Gauge(
             "itff_kafka_connected", "1 while the Kafka producer is connected", registry=reg

@@ -1,9 +1,23 @@
-"""Async engine and session factory: SQLite (WAL, busy timeout) by default, any async URL."""
+"""Async engine and session factory: SQLite (WAL, busy timeout) by default, any async URL.
+
+Durability of a SQLite commit is chosen per engine (`synchronous`, a per-connection pragma):
+
+- `FULL` for the receiver (`producers.app`) and `itff outbox`: the outbox is the only copy of an
+  alert the receiver answered 202, so each commit is synced to disk before the answer; with
+  `NORMAL` in WAL mode an OS crash or power loss can roll back the last commits.
+- `NORMAL` (the default) for everything else. The consumer's rows are written after the alert is
+  durable in Kafka and before its offsets are committed; what a crash could roll back is the
+  database's copy of the last batches' signals (already acknowledged on the signals topic) and
+  outcomes and bars (recomputed from signals and the data source). A sync per batch on the hot
+  path buys nothing there that the alerts and signals topics do not already hold. The pipeline's
+  and scheduler's writes are re-run by their next run; the dashboard only reads.
+"""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy
 from sqlalchemy import Engine, event
@@ -17,12 +31,16 @@ from sqlalchemy.ext.asyncio import (
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
+Synchronous = Literal["NORMAL", "FULL"]
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
+
+def _sqlite_pragmas(
+    dbapi_connection: Any, _record: object, *, synchronous: Synchronous = "NORMAL"
+) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA synchronous={synchronous}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -34,12 +52,14 @@ def ensure_sqlite_dir(url: str) -> None:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An async engine; SQLite gets WAL, a busy timeout and foreign keys on every connection."""
+def create_engine(url: str, *, synchronous: Synchronous = "NORMAL", **kwargs: Any) -> AsyncEngine:
+    """An async engine; SQLite gets WAL, a busy timeout, foreign keys and `synchronous` (see the
+    module's docstring) on every connection."""
     ensure_sqlite_dir(url)
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        pragmas = partial(_sqlite_pragmas, synchronous=synchronous)
+        event.listen(engine.sync_engine, "connect", pragmas)
     return engine
 
 

@@ -219,6 +219,10 @@ class PipelineRun(Base):
 
 
 class OutboxEntry(Base):
+    """An alert accepted while Kafka could not confirm it. Queued while `parked_at` is NULL;
+    parked (neither drained nor holding newer alerts back) once Kafka refused it
+    `ITFF_OUTBOX_MAX_ATTEMPTS` times, until `itff outbox retry` or `drop`."""
+
     __tablename__ = "outbox"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -229,3 +233,4 @@ class OutboxEntry(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    parked_at: Mapped[datetime | None]

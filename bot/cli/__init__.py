@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "bot.cli.pipeline",
     "bot.cli.train",
     "bot.cli.webhook",
+    "bot.cli.outbox",
 )
 
 

@@ -105,6 +105,7 @@ class Settings(BaseSettings):
     revision_window_bars: int = Field(default=3, ge=0, le=1000)
     dedupe_ttl_seconds: int = Field(default=86400, ge=1)
     publish_timeout_seconds: float = Field(default=1.0, gt=0, le=2.5)
+    outbox_max_attempts: int = Field(default=5, ge=1, le=1000)  # Kafka refusals before parking
     ip_allowlist_enabled: bool = False
     ip_allowlist: CommaList = Field(default_factory=lambda: list(TRADINGVIEW_IPS))
     trusted_proxies: CommaList = Field(default_factory=list)

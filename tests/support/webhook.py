@@ -7,6 +7,7 @@ down" path: accepted alerts go to the durable outbox and are answered `queued: t
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import secrets
@@ -27,6 +28,7 @@ from storage.migrate import upgrade_async
 PASSPHRASE = "test-passphrase-0123456789"
 
 MakeReceiver = Callable[..., Awaitable[TestClient[Any, Any]]]
+UNTIL_TIMEOUT_S = 30.0
 
 
 def new_secret() -> str:
@@ -111,3 +113,19 @@ def receiver(
 
 def at_offset(**delta: float) -> datetime:
     return datetime.now(UTC) + timedelta(**delta)
+
+
+async def gauge(client: TestClient[Any, Any], name: str) -> float:
+    """The value of an unlabelled metric on the receiver's `/metrics`."""
+    text = await (await client.get("/metrics")).text()
+    return next(float(line.split()[1]) for line in text.splitlines() if line.startswith(f"{name} "))
+
+
+async def until(probe: Callable[[], Awaitable[object]], expected: object) -> None:
+    """Wait until `probe()` returns `expected`; fail after `UNTIL_TIMEOUT_S` saying what it was."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + UNTIL_TIMEOUT_S
+    while (found := await probe()) != expected:
+        if loop.time() > deadline:
+            pytest.fail(f"still {found!r} after {UNTIL_TIMEOUT_S} s, expected {expected!r}")
+        await asyncio.sleep(0.1)

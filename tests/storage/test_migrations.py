@@ -1,0 +1,70 @@
+"""The Alembic migrations on real SQLite: head matches the tables, 0003 goes up and down keeping the
+outbox's entries. Alembic's environment runs its own event loop, so it runs in a thread, as
+`storage.migrate.upgrade_async` runs it: `asyncio.run` here would drop pytest-asyncio's loop."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, create_engine, inspect, text
+
+from storage.db import sync_url
+from storage.migrate import alembic_config, upgrade_async
+from storage.tables import Base
+
+ENTRY = (
+    "INSERT INTO outbox (alert_id, topic, key, payload, created_at, attempts, last_error) "
+    "VALUES ('alert-0001', 'itff.alerts', x'535058', x'7b7d', '2026-12-04 10:00:00.000000', 3, "
+    "'MessageSizeTooLargeError()')"
+)
+
+
+def _engine(url: str) -> Engine:
+    return create_engine(sync_url(url))
+
+
+def _outbox(engine: Engine) -> tuple[set[str], list[Any]]:
+    columns = {column["name"] for column in inspect(engine).get_columns("outbox")}
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT alert_id, attempts, last_error FROM outbox")).all()
+    return columns, [tuple(row) for row in rows]
+
+
+async def test_head_matches_the_tables(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'itff.db'}"
+    await upgrade_async(url)
+    engine = _engine(url)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+    engine.dispose()
+
+
+async def test_0003_adds_parked_at_and_downgrades_keeping_the_entries(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'itff.db'}"
+    await upgrade_async(url, "0002")
+    engine = _engine(url)
+    with engine.begin() as connection:
+        connection.execute(text(ENTRY))
+    entry = ("alert-0001", 3, "MessageSizeTooLargeError()")
+
+    await upgrade_async(url, "0003")
+    columns, rows = _outbox(engine)
+    assert "parked_at" in columns
+    assert rows == [entry]
+    with engine.connect() as connection:
+        assert connection.scalar(text("SELECT parked_at FROM outbox")) is None  # still queued
+
+    await asyncio.to_thread(command.downgrade, alembic_config(url), "0002")
+    columns, rows = _outbox(engine)
+    assert "parked_at" not in columns
+    assert rows == [entry]
+
+    await upgrade_async(url)
+    assert "parked_at" in _outbox(engine)[0]
+    engine.dispose()

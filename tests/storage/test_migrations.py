@@ -1,6 +1,7 @@
-"""The Alembic migrations on real SQLite: head matches the tables, 0003 goes up and down keeping the
-outbox's entries. Alembic's environment runs its own event loop, so it runs in a thread, as
-`storage.migrate.upgrade_async` runs it: `asyncio.run` here would drop pytest-asyncio's loop."""
+"""The Alembic migrations on real SQLite: head matches the tables; 0003 (optional volume, bar
+revisions) and 0004 (parked outbox entries) go up and down keeping the rows. Alembic's environment
+runs its own event loop, so it runs in a thread, as `storage.migrate.upgrade_async` runs it:
+`asyncio.run` here would drop pytest-asyncio's loop."""
 
 from __future__ import annotations
 
@@ -45,26 +46,60 @@ async def test_head_matches_the_tables(tmp_path: Path) -> None:
     engine.dispose()
 
 
-async def test_0003_adds_parked_at_and_downgrades_keeping_the_entries(tmp_path: Path) -> None:
+async def test_0004_adds_parked_at_and_downgrades_keeping_the_entries(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'itff.db'}"
-    await upgrade_async(url, "0002")
+    await upgrade_async(url, "0003")
     engine = _engine(url)
     with engine.begin() as connection:
         connection.execute(text(ENTRY))
     entry = ("alert-0001", 3, "MessageSizeTooLargeError()")
 
-    await upgrade_async(url, "0003")
+    await upgrade_async(url, "0004")
     columns, rows = _outbox(engine)
     assert "parked_at" in columns
     assert rows == [entry]
     with engine.connect() as connection:
         assert connection.scalar(text("SELECT parked_at FROM outbox")) is None  # still queued
 
-    await asyncio.to_thread(command.downgrade, alembic_config(url), "0002")
+    await asyncio.to_thread(command.downgrade, alembic_config(url), "0003")
     columns, rows = _outbox(engine)
     assert "parked_at" not in columns
     assert rows == [entry]
 
     await upgrade_async(url)
     assert "parked_at" in _outbox(engine)[0]
+    engine.dispose()
+
+
+BAR = (
+    "INSERT INTO bars (symbol, interval, time, open, high, low, close, volume, source, updated_at) "
+    "VALUES ('SPX', '1D', '2026-12-0{day} 00:00:00.000000', 1, 2, 0.5, 1.5, {volume}, 'test', "
+    "'2026-12-04 10:00:00.000000')"
+)
+
+
+def _volumes(engine: Engine) -> list[Any]:
+    with engine.connect() as connection:
+        return list(connection.scalars(text("SELECT volume FROM bars ORDER BY time")))
+
+
+async def test_0003_makes_volume_optional_and_downgrades_a_missing_one_to_zero(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'itff.db'}"
+    await upgrade_async(url, "0002")
+    engine = _engine(url)
+    with engine.begin() as connection:
+        connection.execute(text(BAR.format(day=1, volume=1000)))
+    await upgrade_async(url, "0003")
+    with engine.begin() as connection:
+        connection.execute(text(BAR.format(day=2, volume="NULL")))
+    assert _volumes(engine) == [1000.0, None]
+    assert "bar_revisions" in inspect(engine).get_table_names()
+
+    await asyncio.to_thread(command.downgrade, alembic_config(url), "0002")
+    assert _volumes(engine) == [1000.0, 0.0]
+    assert "bar_revisions" not in inspect(engine).get_table_names()
+    volume = next(c for c in inspect(engine).get_columns("bars") if c["name"] == "volume")
+    assert volume["nullable"] is False
     engine.dispose()

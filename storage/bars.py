@@ -92,18 +92,16 @@ def _upsert_statement(dialect: str) -> Any:
     )
 
 
+def _row(bar: BarRecord, ohlcv: Sequence[float | None], **rest: Any) -> dict[str, Any]:
+    """A row keyed as `bar`, with the values `ohlcv` and the other columns `rest`."""
+    key = {"symbol": bar.symbol, "interval": bar.interval, "time": bar.time}
+    return key | dict(zip(BAR_FIELDS, ohlcv, strict=True)) | rest
+
+
 def _upsert_rows(bars: Sequence[BarRecord]) -> list[dict[str, Any]]:
     now = utcnow()
     return [
-        {
-            "symbol": bar.symbol,
-            "interval": bar.interval,
-            "time": bar.time,
-            **{name: getattr(bar, name) for name in BAR_FIELDS},
-            "source": bar.source,
-            "updated_at": now,
-        }
-        for bar in _last_per_key(bars)
+        _row(bar, values_of(bar), source=bar.source, updated_at=now) for bar in _last_per_key(bars)
     ]
 
 
@@ -277,15 +275,7 @@ def revision_rows(revisions: Sequence[tuple[BarRecord, StoredBar]]) -> list[dict
     """`bar_revisions` rows: the replaced values of each revised bar."""
     now = utcnow()
     return [
-        {
-            "symbol": bar.symbol,
-            "interval": bar.interval,
-            "time": bar.time,
-            **dict(zip(BAR_FIELDS, stored.ohlcv, strict=True)),
-            "source": stored.source,
-            "revised_by": bar.source,
-            "revised_at": now,
-        }
+        _row(bar, stored.ohlcv, source=stored.source, revised_by=bar.source, revised_at=now)
         for bar, stored in revisions
     ]
 

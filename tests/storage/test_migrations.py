@@ -14,6 +14,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, inspect, text
 
+from storage import migrate
 from storage.db import sync_url
 from storage.migrate import alembic_config, upgrade_async
 from storage.tables import Base
@@ -102,4 +103,23 @@ async def test_0003_makes_volume_optional_and_downgrades_a_missing_one_to_zero(
     assert "bar_revisions" not in inspect(engine).get_table_names()
     volume = next(c for c in inspect(engine).get_columns("bars") if c["name"] == "volume")
     assert volume["nullable"] is False
+    engine.dispose()
+
+
+async def test_every_migration_goes_down_and_up_again(tmp_path: Path) -> None:
+    """From head to base one step at a time, and back: each downgrade undoes its upgrade."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'itff.db'}"
+    await upgrade_async(url)
+    known = migrate.revisions()
+    for revision in reversed(["base", *known[:-1]]):
+        await asyncio.to_thread(migrate.downgrade, url, revision)
+        assert migrate.current(url) == (None if revision == "base" else revision)
+    engine = _engine(url)
+    assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    for revision in known:
+        await upgrade_async(url, revision)
+        assert migrate.current(url) == revision
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
     engine.dispose()

@@ -149,9 +149,11 @@ class HealthHandler(RequestHandler):
 def server_options(settings: Settings, queries: DashboardQueries) -> dict[str, Any]:
     """Keyword arguments of `pn.serve` for these settings (auth, origins, /health)."""
     password = password_of(settings)
-    origins = settings.dash_allowed_origins or [
+    local = [
         f"{host}:{settings.dash_port}" for host in ("localhost", "127.0.0.1", settings.dash_host)
     ]
+    # ITFF_DASH_ALLOWED_ORIGINS adds origins (a public hostname) to the local ones
+    origins = list(dict.fromkeys([*local, *settings.dash_allowed_origins]))
     options: dict[str, Any] = {
         "port": settings.dash_port,
         "address": settings.dash_host,

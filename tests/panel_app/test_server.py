@@ -132,3 +132,13 @@ async def test_an_unreadable_database_shows_a_banner(settings: Settings) -> None
         queries.close()
     assert dashboard.problem.visible
     assert "itff db upgrade" in dashboard.problem.object
+
+
+async def test_allowed_origins_add_to_the_local_ones(settings: Settings) -> None:
+    queries = DashboardQueries.from_url(settings.database_url)
+    try:
+        extra = settings.model_copy(update={"dash_allowed_origins": ["itff.example.com"]})
+        origins = server_options(extra, queries)["websocket_origin"]
+    finally:
+        queries.close()
+    assert origins == ["localhost:5006", "127.0.0.1:5006", "itff.example.com"]

@@ -354,6 +354,7 @@ class ItffScheduler:
         """Register the runtime, restore metrics, mark interrupted runs, then start the jobs."""
         runtime = self.runtime
         _RUNTIMES[runtime.name] = runtime
+        m.DRIFT_MARGIN.set(runtime.settings.drift_margin)  # the drift alert's threshold
         await _restore_state(runtime.session_factory)
         url = sync_url(runtime.settings.database_url)
         if moved := await asyncio.to_thread(migrate_job_refs, url):

@@ -48,6 +48,11 @@ LIVE_BACKTEST_DRIFT = Gauge(
     "once it has enough resolved signals; above ITFF_DRIFT_MARGIN is drift.",
     ["model_key", "metric"],
 )
+DRIFT_MARGIN = Gauge(
+    "itff_drift_margin",
+    "ITFF_DRIFT_MARGIN of the running scheduler: the ItffLiveBacktestDrift alert compares "
+    "itff_live_backtest_drift with it, so the alert follows the setting.",
+)
 ARTIFACT_PUSHES = Counter(
     "itff_artifact_pushes_total",
     "Pushes of a key's artifacts to object storage after a promotion or rollback, by result.",

@@ -27,6 +27,8 @@ LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 MS_CUTOFF = 1e11  # epoch numbers above this are milliseconds (1e11 s is the year 5138)
 MAX_EPOCH_DIGITS = 20
 SKEW_MARGIN = timedelta(minutes=5)
+# a bar longer than a year is no bar; the bound keeps every sum of times and intervals in range
+MAX_INTERVAL = timedelta(days=366)
 
 _INTERVAL = re.compile(r"^\s*(\d{0,6})\s*([smhdwSHDW]?)\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -45,7 +47,10 @@ def interval_length(interval: str) -> timedelta:
     count = int(match.group(1) or 1)
     if count < 1:
         raise ValueError(f"interval {interval!r} must be at least one unit long")
-    return timedelta(seconds=count * _UNIT_SECONDS[(match.group(2) or "m").lower()])
+    length = timedelta(seconds=count * _UNIT_SECONDS[(match.group(2) or "m").lower()])
+    if length > MAX_INTERVAL:
+        raise ValueError(f"interval {interval!r} is longer than {MAX_INTERVAL.days} days")
+    return length
 
 
 _CANONICAL = (("W", 7 * 86400), ("D", 86400), ("h", 3600), ("m", 60), ("s", 1))

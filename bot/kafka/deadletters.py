@@ -25,6 +25,7 @@ from bot.contracts import Alert, BadInput, DeadLetter, Settings, TransientError
 NOT_AN_ALERT = "not a valid alert"
 DUPLICATE = "the same alert as an earlier letter"
 SEND_TIMEOUT_MS = 15_000
+ASSIGN_SECONDS = 15
 _DURATION = re.compile(r"^(\d+)\s*([smhdw])$", re.IGNORECASE)
 _UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -139,21 +140,32 @@ async def _drain(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) ->
     return DeadLetters(letters, unreadable)
 
 
+async def _assigned(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """The topic's partitions once the consumer (subscribed, no group) has them all."""
+    deadline = asyncio.get_running_loop().time() + ASSIGN_SECONDS
+    while not consumer.assignment():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TransientError(f"Kafka gave no partitions of {topic} in {ASSIGN_SECONDS} s")
+        await asyncio.sleep(0.05)
+    return sorted(consumer.assignment())
+
+
 async def read_dead_letters(settings: Settings) -> DeadLetters:
     """Every letter on `settings.topics.dlq`, from the beginning to the end it has now."""
+    topic = settings.topics.dlq
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap,
         enable_auto_commit=False,
+        auto_offset_reset="earliest",
         client_id="itff-dlq",
         request_timeout_ms=SEND_TIMEOUT_MS,
     )
     try:
         await consumer.start()
-        partitions = consumer.partitions_for_topic(settings.topics.dlq) or set()
-        if not partitions:
+        if topic not in await consumer.topics():
             return DeadLetters([])
-        assigned = [TopicPartition(settings.topics.dlq, p) for p in sorted(partitions)]
-        consumer.assign(assigned)
+        consumer.subscribe([topic])  # without a group: every partition, nothing committed
+        assigned = await _assigned(consumer, topic)
         await consumer.seek_to_beginning(*assigned)
         ends: dict[TopicPartition, int] = await consumer.end_offsets(assigned)
         return await _drain(consumer, ends)

@@ -20,7 +20,7 @@ import typer
 from bot.contracts import BadInput, Settings, load_settings
 
 if TYPE_CHECKING:
-    from bot.kafka.deadletters import LetterFilter, StoredLetter
+    from bot.kafka import LetterFilter, StoredLetter
 
 T = TypeVar("T")
 ERROR_CHARS = 80
@@ -56,9 +56,9 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def _letters(settings: Settings, chosen: LetterFilter | None = None) -> list[StoredLetter]:
-    from bot.kafka import deadletters
+    from bot.kafka import read_dead_letters
 
-    found = _run(deadletters.read_dead_letters(settings))
+    found = _run(read_dead_letters(settings))
     if found.unreadable:
         typer.echo(
             f"note: {len(found.unreadable)} records on {settings.topics.dlq} are not dead "
@@ -69,7 +69,7 @@ def _letters(settings: Settings, chosen: LetterFilter | None = None) -> list[Sto
 
 
 def _filter(reason: list[str] | None, since: str | None, until: str | None) -> LetterFilter:
-    from bot.kafka.deadletters import LetterFilter, parse_when
+    from bot.kafka import LetterFilter, parse_when
 
     return LetterFilter(
         reasons=frozenset(reason or ()),
@@ -179,11 +179,11 @@ def replay_command(  # noqa: PLR0917 - one parameter per command-line option
 ) -> None:
     """Send the original alerts of the chosen letters to the alerts topic again, unchanged (same
     alert_id: an alert that already has signals gets none again)."""
-    from bot.kafka import deadletters
+    from bot.kafka import plan_replay, republish
 
     settings = load_settings()
     chosen = _letters(settings, _filter(reason, since, until))
-    plan = deadletters.plan_replay(chosen, include_invalid=include_invalid)
+    plan = plan_replay(chosen, include_invalid=include_invalid)
     if plan.skipped:
         hint = "" if include_invalid else " (--include-invalid sends those that are not alerts)"
         typer.echo(f"{_skipped(plan.skipped)}{hint}")
@@ -197,7 +197,7 @@ def replay_command(  # noqa: PLR0917 - one parameter per command-line option
         return
     if not yes:
         typer.confirm(f"replay {target}?", abort=True)
-    sent = _run(deadletters.republish(settings, plan.send))
+    sent = _run(republish(settings, plan.send))
     typer.echo(f"replayed {sent} originals to {settings.topics.alerts}")
 
 

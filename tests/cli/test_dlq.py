@@ -179,6 +179,10 @@ async def test_replay_sends_the_original_bytes_once_per_alert_keyed_by_symbol(
         == f"dry run: would replay 2 originals to {settings.topics.alerts}"
     )
     assert [row[0] for row in rows(dry.stdout)[:-1]] == ["0:2", "0:3"]
+    env = child_env(settings)
+    refused = await asyncio.to_thread(run_itff, env, "dlq", "replay", answer="n\n")
+    assert refused.returncode == 1
+    assert refused.stdout.endswith(f"replay 2 originals to {settings.topics.alerts}? [y/N]: ")
     assert await keyed_records(settings, settings.topics.alerts, within=2) == []
 
     recent = await itff(settings, "dlq", "replay", "--since", "3h", "--yes")

@@ -73,7 +73,8 @@ def shell_lines(text: str) -> list[str]:
     for language, body in FENCE.findall(text):
         joined = body.replace("\\\n", " ")
         if language in {"bash", "sh", "shell"}:
-            found += [line.strip().removeprefix("$ ") for line in joined.splitlines()]
+            lines = [re.sub(r"\s+#.*$", "", line) for line in joined.splitlines()]
+            found += [line.strip().removeprefix("$ ") for line in lines]
         else:
             found += PROMPT.findall(joined)
     rest = _without_fences(text)

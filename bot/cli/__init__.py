@@ -26,7 +26,6 @@ COMMAND_MODULES = (
     "bot.cli.kafka",
     "bot.cli.up",
     "bot.cli.artifacts",
-    "bot.cli.s3",
     "bot.cli.consumer",
     "bot.cli.dashboard",
     "bot.cli.pipeline",

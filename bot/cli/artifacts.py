@@ -1,5 +1,5 @@
-"""`itff artifacts list | verify | prune | fetch` and `itff predict` (`itff rollback` switches
-champions: bot/cli/pipeline.py)."""
+"""`itff artifacts list | verify | prune | fetch | push` and `itff predict` (`itff rollback`
+switches champions: bot/cli/pipeline.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from bot.cli import s3
 
 if TYPE_CHECKING:
     from bot.artifacts import ArtifactRegistry, VersionInfo
@@ -235,5 +237,8 @@ def register(app: typer.Typer) -> None:
     artifacts.command("verify")(verify)
     artifacts.command("prune")(prune)
     artifacts.command("fetch")(fetch)
+    # push lives in bot.cli.s3 (boto3 loads only when it runs); the group owns it, so that every
+    # CLI that has `artifacts` has `artifacts push`, whatever the order of registration
+    artifacts.command("push", help=s3.PUSH_HELP)(s3.push)
     app.add_typer(artifacts, name="artifacts")
     app.command("predict")(predict)

@@ -1,4 +1,5 @@
-"""`itff artifacts push`: upload verified artifact versions to S3-compatible storage."""
+"""`itff artifacts push`: upload verified artifact versions to S3-compatible storage (registered
+with its group by `bot.cli.artifacts`)."""
 
 from __future__ import annotations
 
@@ -49,12 +50,3 @@ def push(
         urls_file.write_text(json.dumps(urls, indent=2) + "\n", encoding="utf-8")
         urls_file.chmod(0o600)  # pre-signed URLs grant read access until they expire
         typer.echo(f"pre-signed URLs valid for {lifetime} s written to {urls_file}")
-
-
-def register(app: typer.Typer) -> None:
-    """Attach `push` to the `artifacts` group when it exists, else add `artifacts-push`."""
-    for group in app.registered_groups:
-        if group.name == "artifacts" and group.typer_instance is not None:
-            group.typer_instance.command("push", help=PUSH_HELP)(push)
-            return
-    app.command("artifacts-push", help=PUSH_HELP)(push)

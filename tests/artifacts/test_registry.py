@@ -378,6 +378,18 @@ def run_cli(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def test_cli_artifacts_group_lists_push_on_its_own() -> None:
+    """`push` belongs to the group, not to the order in which command modules register."""
+    import typer
+
+    from bot.cli import artifacts
+
+    app = typer.Typer()
+    artifacts.register(app)
+    group = typer.main.get_command(app).commands["artifacts"]  # type: ignore[attr-defined]
+    assert sorted(group.commands) == ["fetch", "list", "prune", "push", "verify"]
+
+
 def test_cli_verify_passes_then_names_a_flipped_byte(cli_registry: ArtifactRegistry) -> None:
     code, output = run_cli("artifacts", "verify")
     assert code == 0

@@ -227,8 +227,7 @@ def _push_command() -> tuple[typer.Typer, list[str]]:
     cli = typer.Typer()
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(cli)
-    grouped = any(group.name == "artifacts" for group in cli.registered_groups)
-    return cli, ["artifacts", "push"] if grouped else ["artifacts-push"]
+    return cli, ["artifacts", "push"]
 
 
 def _public_read(s3_settings: Settings) -> str:

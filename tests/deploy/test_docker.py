@@ -31,19 +31,20 @@ CLI_TREE = """
 import json, typer
 from bot.cli import _register_all, app
 _register_all()
-paths = []
+tree = []
 def walk(command, prefix):
-    paths.append(prefix)
+    names = [o for p in command.params for o in (*p.opts, *p.secondary_opts) if o.startswith("-")]
+    tree.append([prefix, names])
     for name, sub in getattr(command, "commands", {}).items():
         walk(sub, [*prefix, name])
 walk(typer.main.get_command(app), [])
-print(json.dumps(paths))
+print(json.dumps(tree))
 """
 
 
 @functools.cache
-def cli_commands() -> frozenset[tuple[str, ...]]:
-    """Every command path of the real `itff` CLI, every command module registered."""
+def cli_tree() -> dict[tuple[str, ...], frozenset[str]]:
+    """Every command path of the real `itff` CLI (all command modules registered) -> its options."""
     result = subprocess.run(
         [sys.executable, "-c", CLI_TREE],
         capture_output=True,
@@ -52,7 +53,13 @@ def cli_commands() -> frozenset[tuple[str, ...]]:
         check=True,
         cwd=ROOT,
     )
-    return frozenset(tuple(path) for path in json.loads(result.stdout.splitlines()[-1]))
+    tree = json.loads(result.stdout.splitlines()[-1])
+    return {tuple(path): frozenset([*options, "--help"]) for path, options in tree}
+
+
+def cli_commands() -> frozenset[tuple[str, ...]]:
+    """Every command path of the real `itff` CLI."""
+    return frozenset(cli_tree())
 
 
 def assert_cli_command(command: list[str]) -> None:
@@ -66,7 +73,7 @@ SEPARATORS = {";", "&&", "||", "|", "then", "do", "else"}
 
 def itff_invocations(script: str) -> list[list[str]]:
     """The `itff ...` commands of a shell script (`a && exec itff b; itff c || exit 1`)."""
-    words = shlex.split(script)
+    words = shlex.split(script, comments=True)
     found: list[list[str]] = []
     for index, word in enumerate(words):
         if word != "itff":

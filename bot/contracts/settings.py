@@ -23,6 +23,7 @@ TRADINGVIEW_IPS = ("52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.
 RATE_LIMIT_PATTERN = r"^\d+\s*(/|per)\s*\d*\s*(second|minute|hour|day)s?$"
 
 CommaList = Annotated[list[str], NoDecode]
+FILE_SCHEMES = ("csv", "parquet", "file")  # data sources that name a path (bot.data)
 
 
 def _split(value: object) -> object:
@@ -199,6 +200,25 @@ class Settings(BaseSettings):
             if not secret.startswith("whsec_"):
                 raise ValueError("each secret must start with 'whsec_' (space-separated to rotate)")
         return value
+
+    @model_validator(mode="after")
+    def _under_home(self) -> Self:
+        """`ITFF_HOME`: every relative path (folders, a SQLite file, a `csv:`/`parquet:` data
+        source) is resolved against it; absolute ones and other URLs are left alone."""
+        home = self.home
+        if home == Path():
+            return self
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name != "home" and isinstance(value, Path) and not value.is_absolute():
+                object.__setattr__(self, name, home / value)
+        driver, sep, path = self.database_url.partition(":///")
+        if sep and driver.startswith("sqlite") and path and not path.startswith((":", "/")):
+            object.__setattr__(self, "database_url", f"{driver}:///{home / path}")
+        scheme, sep, rest = self.data_source.partition(":")
+        if sep and scheme in FILE_SCHEMES and rest and not Path(rest).is_absolute():
+            object.__setattr__(self, "data_source", f"{scheme}:{home / rest}")
+        return self
 
     @model_validator(mode="after")
     def _no_placeholders_in_production(self) -> Self:

@@ -20,10 +20,9 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import pandas as pd
 
 from bot.contracts import BadInput
+from bot.contracts.settings import FILE_SCHEMES
 from bot.data.files import read_path
 from bot.data.validation import DEFAULT_MAX_BAD_FRACTION, AnomalyReport, validate_bars
-
-FILE_SCHEMES = ("csv", "parquet", "file")
 
 
 @dataclass(frozen=True, slots=True)

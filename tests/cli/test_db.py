@@ -51,3 +51,11 @@ def test_the_wrong_direction_or_an_unknown_revision_is_one_line_and_changes_noth
     assert "unknown revision '9999'" in unknown.stderr
     assert "Traceback" not in older.stderr + unknown.stderr
     assert migrate.current(url) == head
+
+
+def test_itff_home_places_the_database_whatever_the_working_folder(tmp_path: Path) -> None:
+    env = child_env(ITFF_HOME=str(tmp_path / "home"))  # no ITFF_DATABASE_URL: the default
+    done = run_itff(env, "db", "upgrade")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "home" / "var" / "itff.db").is_file()
+    assert str(tmp_path / "home" / "var" / "itff.db") in done.stdout

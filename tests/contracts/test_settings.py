@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from bot.contracts import ConfigError, load_settings
+from bot.contracts import ConfigError, Settings, load_settings
 
 
 def test_defaults_are_usable_for_development(settings) -> None:
@@ -37,3 +39,22 @@ def test_bootstrap_override_means_no_local_broker() -> None:
     settings = load_settings(kafka_bootstrap="broker:29092")
     assert settings.bootstrap == "broker:29092"
     assert not settings.uses_local_kafka
+
+
+def test_itff_home_is_the_base_of_every_relative_path(tmp_path: Path) -> None:
+    home = tmp_path / "itff"
+    settings = Settings(
+        home=home,
+        report_dir=tmp_path / "elsewhere",  # absolute: left alone
+        database_url="sqlite+aiosqlite:///var/itff.db",
+        data_source="csv:data/sample",
+    )
+    assert settings.artifact_dir == home / "artifacts"
+    assert settings.log_dir == home / "logs"
+    assert settings.kafka_data_dir == home / "var" / "kafka"
+    assert settings.report_dir == tmp_path / "elsewhere"
+    assert settings.database_url == f"sqlite+aiosqlite:///{home / 'var' / 'itff.db'}"
+    assert settings.data_source == f"csv:{home / 'data' / 'sample'}"
+    postgres = Settings(home=home, database_url="postgresql+asyncpg://u:p@db/itff")
+    assert postgres.database_url == "postgresql+asyncpg://u:p@db/itff"
+    assert Settings().artifact_dir == Path("artifacts")  # no ITFF_HOME: the working folder

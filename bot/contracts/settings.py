@@ -23,6 +23,8 @@ TRADINGVIEW_IPS = ("52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.
 RATE_LIMIT_PATTERN = r"^\d+\s*(/|per)\s*\d*\s*(second|minute|hour|day)s?$"
 
 CommaList = Annotated[list[str], NoDecode]
+# secrets with a development placeholder that every receiver needs: set empty, they are refused
+REQUIRED_SECRETS = ("tradingview_passphrase", "api_token")
 FILE_SCHEMES = ("csv", "parquet", "file")  # data sources that name a path (bot.data)
 
 
@@ -149,18 +151,30 @@ class Settings(BaseSettings):
     def _comma_separated(cls, value: object) -> object:
         return _split(value)
 
-    @field_validator(
-        "kafka_bootstrap",
-        "artifact_base_url",
-        "s3_endpoint_url",
-        "s3_bucket",
-        "s3_access_key_id",
-        mode="before",
-    )
+    @model_validator(mode="before")
     @classmethod
-    def _blank_is_unset(cls, value: object) -> object:
-        """`ITFF_X=` (an empty line of .env, `${ITFF_X:-}` in compose) means unset."""
-        return None if isinstance(value, str) and not value.strip() else value
+    def _blank_is_unset(cls, data: object) -> object:
+        """`ITFF_X=` (an empty line of .env, `${ITFF_X:-}` in compose) means unset: the default
+        applies. Except for the secrets every receiver needs (`REQUIRED_SECRETS`): an empty one
+        is refused (`_no_empty_secret`), never a silent empty passphrase."""
+        if not isinstance(data, dict):
+            return data
+        return {
+            key: value
+            for key, value in data.items()
+            if key in REQUIRED_SECRETS or not (isinstance(value, str) and not value.strip())
+        }
+
+    @field_validator(*REQUIRED_SECRETS, mode="before")
+    @classmethod
+    def _no_empty_secret(cls, value: object) -> object:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str) and not text.strip():
+            raise ValueError(
+                "is set but empty: give it a value, or delete the line to use the development "
+                "placeholder (refused in production)"
+            )
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -59,3 +59,12 @@ def test_itff_home_places_the_database_whatever_the_working_folder(tmp_path: Pat
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "home" / "var" / "itff.db").is_file()
     assert str(tmp_path / "home" / "var" / "itff.db") in done.stdout
+
+
+def test_an_empty_passphrase_stops_any_command_with_one_line(tmp_path: Path) -> None:
+    env = _env(tmp_path) | {"ITFF_TRADINGVIEW_PASSPHRASE": ""}
+    done = run_itff(env, "db", "current")
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert "invalid configuration: ITFF_TRADINGVIEW_PASSPHRASE: " in line
+    assert "is set but empty" in line

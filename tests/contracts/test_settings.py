@@ -58,3 +58,31 @@ def test_itff_home_is_the_base_of_every_relative_path(tmp_path: Path) -> None:
     postgres = Settings(home=home, database_url="postgresql+asyncpg://u:p@db/itff")
     assert postgres.database_url == "postgresql+asyncpg://u:p@db/itff"
     assert Settings().artifact_dir == Path("artifacts")  # no ITFF_HOME: the working folder
+
+
+def test_blank_values_are_unset_for_every_optional_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`cp .env.example .env` leaves `ITFF_X=` lines; compose passes `${ITFF_X:-}` as empty."""
+    for name in Settings.model_fields:
+        if name not in {"tradingview_passphrase", "api_token"}:
+            monkeypatch.setenv(f"ITFF_{name.upper()}", "  ")
+    settings = load_settings()
+    for name in Settings.model_fields:
+        if name not in {"tradingview_passphrase", "api_token"}:
+            assert getattr(settings, name) == getattr(Settings(), name), name
+    assert settings.webhook_secret is None
+    assert settings.kafka_bootstrap is None
+
+
+@pytest.mark.parametrize("env", ["development", "production", "test"])
+@pytest.mark.parametrize("secret", ["TRADINGVIEW_PASSPHRASE", "API_TOKEN"])
+def test_an_empty_secret_is_refused_in_every_environment_naming_it(
+    monkeypatch: pytest.MonkeyPatch, env: str, secret: str
+) -> None:
+    monkeypatch.setenv("ITFF_ENV", env)
+    monkeypatch.setenv(f"ITFF_{secret}", "")
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    assert str(refused.value).startswith(f"invalid configuration: ITFF_{secret}: ")
+    assert "is set but empty" in str(refused.value)

@@ -155,7 +155,11 @@ class ShotSource:
             for symbol, bars in self._bars.items():
                 chunk = bars[: (count - len(prepared)) // len(SYMBOLS) + 1]
                 prepared += rp.signed_shots(
-                    chunk, symbol=symbol, interval="1D", secret=self._secret
+                    chunk,
+                    symbol=symbol,
+                    interval="1D",
+                    secret=self._secret,
+                    run_id=uuid.uuid4().hex,
                 )
         return prepared[:count]
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import hashlib
 import json
 import math
-import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -120,12 +120,16 @@ def tradingview_shots(
 
 
 def signed_shots(
-    bars: Sequence[dict[str, Any]], *, symbol: str, interval: str, secret: str
+    bars: Sequence[dict[str, Any]], *, symbol: str, interval: str, secret: str, run_id: str = ""
 ) -> Iterator[Shot]:
+    """Signed requests, one per bar. A bar's `webhook-id` is derived from the bar (and `run_id`),
+    so replaying the same CSV again is answered `duplicate` and adds no signal, as a TradingView
+    replay does; a benchmark gives each run its own `run_id` to send fresh alerts."""
     webhook = Webhook(secret)
     for bar in bars:
         body = json.dumps(_message(bar, symbol, interval))
-        msg_id, now = f"msg_{secrets.token_hex(12)}", datetime.now(UTC)
+        key = f"{run_id}|{symbol.upper()}|{interval}|{bar['time']}".encode()
+        msg_id, now = f"msg_{hashlib.sha256(key).hexdigest()[:24]}", datetime.now(UTC)
         headers = _JSON | {
             "webhook-id": msg_id,
             "webhook-timestamp": str(int(now.timestamp())),

@@ -31,14 +31,19 @@ async def test_tradingview_replay_is_accepted_then_duplicate(receiver: MakeRecei
     assert first.lines()[0] == "sent 12  accepted 0  queued 12  duplicate 0  rejected 0"
 
 
-async def test_signed_replay_is_accepted(receiver: MakeReceiver, webhook_secret: str) -> None:
+async def test_signed_replay_is_accepted_then_duplicate(
+    receiver: MakeReceiver, webhook_secret: str
+) -> None:
     client = await receiver()
     base = str(client.make_url("")).rstrip("/")
     bars = rp.read_bars(SAMPLE_DIR / "NDX_1d.csv", limit=5)
     shots = list(rp.signed_shots(bars, symbol="NDX", interval="1D", secret=webhook_secret))
+    again = list(rp.signed_shots(bars, symbol="NDX", interval="1D", secret=webhook_secret))
     async with rp.client_session(2) as session:
         summary = await rp.fire(session, base, shots, rate=0, concurrency=2)
+        rerun = await rp.fire(session, base, again, rate=0, concurrency=2)
     assert summary.statuses["queued"] == 5
+    assert rerun.statuses["duplicate"] == 5  # the same bars, the same webhook-ids: no new signal
 
 
 async def test_wrong_passphrase_is_counted_as_rejected(receiver: MakeReceiver) -> None:

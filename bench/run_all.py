@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 REPORTS = ROOT / "reports" / "bench"
 HEADLINE_CHARS = 110
+FIGURE = re.compile(r"\d\s*(us|ms|s|/s|x)\b|\bx\s?\d")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,13 +94,12 @@ def kafka(needed: bool) -> Iterator[str | None]:
 
 
 def headline(output: str) -> str:
-    """The last line with figures (a digit; not the machine's load), shortened for the table."""
-    lines = [
-        line.strip()
-        for line in output.splitlines()
-        if any(c.isdigit() for c in line) and not line.startswith("load average")
-    ]
-    line = lines[-1] if lines else "(no figures printed)"
+    """The last line with a measured figure (a number with a unit: us, ms, s, /s, x), else the
+    last line with a digit; shortened for the table."""
+    lines = [line.strip() for line in output.splitlines() if not line.startswith("load average")]
+    measured = [line for line in lines if FIGURE.search(line)]
+    numbered = [line for line in lines if any(c.isdigit() for c in line)]
+    line = (measured or numbered or ["(no figures printed)"])[-1]
     return line if len(line) <= HEADLINE_CHARS else line[: HEADLINE_CHARS - 3] + "..."
 
 

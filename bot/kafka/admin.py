@@ -13,6 +13,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
+
 from bot.contracts import ConfigError, Settings, TransientError
 from bot.runtime import get_logger
 
@@ -168,3 +170,18 @@ def _admin_error(action: str, code: int, message: str | None) -> Exception:
     if "Authoriz" in name or "Policy" in name or "InvalidReplication" in name:
         return ConfigError(f"{text}; check the cluster's permissions and ITFF_*_PARTITIONS")
     return TransientError(f"{text}; retry, or check the cluster with 'itff kafka status'")
+
+
+SEND_TIMEOUT_MS = 15_000
+
+
+def reliable_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
+    """The producer of every one-off publication of `bot` (model events, dead-letter replays):
+    idempotent, `acks=all`, a request times out after `SEND_TIMEOUT_MS`. Not started."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        request_timeout_ms=SEND_TIMEOUT_MS,
+        client_id=client_id,
+    )

@@ -15,16 +15,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from bot.contracts import Alert, BadInput, DeadLetter, Settings, TransientError
+from bot.kafka.admin import SEND_TIMEOUT_MS, reliable_producer
 
 # an original that does not decode as an `Alert` would only be dead-lettered again
 NOT_AN_ALERT = "not a valid alert"
 DUPLICATE = "the same alert as an earlier letter"
-SEND_TIMEOUT_MS = 15_000
 ASSIGN_SECONDS = 15
 _DURATION = re.compile(r"^(\d+)\s*([smhdw])$", re.IGNORECASE)
 _UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -198,13 +198,7 @@ def plan_replay(letters: Sequence[StoredLetter], *, include_invalid: bool = Fals
 async def republish(settings: Settings, letters: Sequence[StoredLetter]) -> int:
     """Send the originals unchanged to `settings.topics.alerts`, keyed by symbol (no key for an
     original that is not an alert); returns once Kafka acknowledged every one."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap,
-        enable_idempotence=True,
-        acks="all",
-        request_timeout_ms=SEND_TIMEOUT_MS,
-        client_id="itff-dlq-replay",
-    )
+    producer = reliable_producer(settings, "itff-dlq-replay")
     try:
         await producer.start()
         sent = [

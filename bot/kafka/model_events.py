@@ -14,10 +14,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from bot.contracts import ModelEvent, Settings, TransientError
+from bot.kafka.admin import reliable_producer
 from bot.runtime import get_logger
 
 log = get_logger(__name__)
-SEND_TIMEOUT_MS = 15_000
 
 
 class ModelEventPublisher:
@@ -46,13 +46,7 @@ class ModelEventPublisher:
         from bot.kafka.admin import ensure_topics
 
         await ensure_topics(self._settings)
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self._settings.bootstrap,
-            enable_idempotence=True,
-            acks="all",
-            request_timeout_ms=SEND_TIMEOUT_MS,
-            client_id="itff-pipeline",
-        )
+        producer = reliable_producer(self._settings, "itff-pipeline")
         try:
             await producer.start()
         except KafkaError as exc:

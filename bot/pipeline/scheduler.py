@@ -422,8 +422,8 @@ class ItffScheduler:
         )
         self.scheduler.start(paused=True)
         await asyncio.to_thread(ensure_jobs, self.scheduler, runtime.name, runtime.settings)
+        await pipeline_state_job(runtime.name)  # the gauges from the database before any job
         self.scheduler.resume()
-        await pipeline_state_job(runtime.name)
         log.info("scheduler_started", jobs=[job.id for job in self.scheduler.get_jobs()])
 
     async def shutdown(self) -> None:

@@ -13,16 +13,16 @@ from sqlalchemy import text
 
 from storage import pipeline_lock as lock_repo
 from storage.db import create_engine, create_session_factory
-from storage.migrate import upgrade
+from storage.migrate import upgrade_async
 
 T0 = datetime(2026, 12, 4, 2, 30, tzinfo=UTC)
 TTL = timedelta(seconds=60)
 CONTENDERS = 6
 
 
-def _url(tmp_path: Path) -> str:
+async def _url(tmp_path: Path) -> str:
     url = f"sqlite+aiosqlite:///{tmp_path / 'itff.db'}"
-    upgrade(url)
+    await upgrade_async(url)
     return url
 
 
@@ -38,7 +38,8 @@ async def _call(url: str, action, **kwargs):
 
 
 def _contender(url: str, run_id: str, barrier: threading.Barrier) -> bool:
-    """One process's attempt, on its own engine and connection, released with the others."""
+    """One process's attempt, on its own engine, connection and event loop (in its own thread),
+    released with the others."""
 
     async def attempt() -> bool:
         engine = create_engine(url)
@@ -57,56 +58,54 @@ def _contender(url: str, run_id: str, barrier: threading.Barrier) -> bool:
     return asyncio.run(attempt())
 
 
-def test_of_concurrent_takers_exactly_one_wins(tmp_path: Path) -> None:
-    url = _url(tmp_path)
+def _race(url: str, run_ids: list[str], barrier: threading.Barrier) -> list[bool]:
+    with ThreadPoolExecutor(len(run_ids)) as pool:
+        return list(pool.map(_contender, [url] * len(run_ids), run_ids, [barrier] * len(run_ids)))
+
+
+async def test_of_concurrent_takers_exactly_one_wins(tmp_path: Path) -> None:
+    url = await _url(tmp_path)
     for round_ in range(3):
         barrier = threading.Barrier(CONTENDERS)
         run_ids = [f"r{round_}-{n}" for n in range(CONTENDERS)]
-        with ThreadPoolExecutor(CONTENDERS) as pool:
-            results = list(
-                pool.map(_contender, [url] * CONTENDERS, run_ids, [barrier] * CONTENDERS)
-            )
+        results = await asyncio.to_thread(_race, url, run_ids, barrier)
         assert results.count(True) == 1, results
         winner = run_ids[results.index(True)]
-        held = asyncio.run(_call(url, lock_repo.current))
+        held = await _call(url, lock_repo.current)
         assert (held.run_id, held.holder) == (winner, f"contender {winner}")
-        asyncio.run(_call(url, lock_repo.release, run_id=winner))
-        assert asyncio.run(_call(url, lock_repo.current)) is None
+        await _call(url, lock_repo.release, run_id=winner)
+        assert await _call(url, lock_repo.current) is None
 
 
-def test_a_live_lock_is_refused_and_an_expired_one_taken_over(tmp_path: Path) -> None:
-    url = _url(tmp_path)
+async def test_a_live_lock_is_refused_and_an_expired_one_taken_over(tmp_path: Path) -> None:
+    url = await _url(tmp_path)
 
-    def take(run_id: str, now: datetime) -> bool:
-        return asyncio.run(
-            _call(url, lock_repo.acquire, run_id=run_id, holder=run_id, now=now, ttl=TTL)
-        )
+    async def take(run_id: str, now: datetime) -> bool:
+        return await _call(url, lock_repo.acquire, run_id=run_id, holder=run_id, now=now, ttl=TTL)
 
-    assert take("crashed", T0)
-    assert not take("second", T0 + TTL - timedelta(seconds=1))  # live: refused
-    assert take("second", T0 + TTL + timedelta(seconds=1))  # expired: taken over
-    held = asyncio.run(_call(url, lock_repo.current))
+    assert await take("crashed", T0)
+    assert not await take("second", T0 + TTL - timedelta(seconds=1))  # live: refused
+    assert await take("second", T0 + TTL + timedelta(seconds=1))  # expired: taken over
+    held = await _call(url, lock_repo.current)
     assert (held.run_id, held.acquired_at) == ("second", T0 + TTL + timedelta(seconds=1))
 
-    beat = asyncio.run(_call(url, lock_repo.heartbeat, run_id="crashed", now=T0, ttl=TTL))
+    beat = await _call(url, lock_repo.heartbeat, run_id="crashed", now=T0, ttl=TTL)
     assert beat is False  # the former holder learns it lost the lock
-    asyncio.run(_call(url, lock_repo.release, run_id="crashed"))
-    assert asyncio.run(_call(url, lock_repo.current)).run_id == "second"  # not released
+    await _call(url, lock_repo.release, run_id="crashed")
+    assert (await _call(url, lock_repo.current)).run_id == "second"  # not released
 
 
-def test_a_heartbeat_keeps_the_lock_past_its_first_expiry(tmp_path: Path) -> None:
-    url = _url(tmp_path)
-    assert asyncio.run(_call(url, lock_repo.acquire, run_id="a", holder="a", now=T0, ttl=TTL))
+async def test_a_heartbeat_keeps_the_lock_past_its_first_expiry(tmp_path: Path) -> None:
+    url = await _url(tmp_path)
+    assert await _call(url, lock_repo.acquire, run_id="a", holder="a", now=T0, ttl=TTL)
     later = T0 + TTL - timedelta(seconds=5)
-    assert asyncio.run(_call(url, lock_repo.heartbeat, run_id="a", now=later, ttl=TTL))
-    taken = asyncio.run(
-        _call(
-            url,
-            lock_repo.acquire,
-            run_id="b",
-            holder="b",
-            now=T0 + TTL + timedelta(seconds=1),
-            ttl=TTL,
-        )
+    assert await _call(url, lock_repo.heartbeat, run_id="a", now=later, ttl=TTL)
+    taken = await _call(
+        url,
+        lock_repo.acquire,
+        run_id="b",
+        holder="b",
+        now=T0 + TTL + timedelta(seconds=1),
+        ttl=TTL,
     )
     assert taken is False  # extended to later + TTL

@@ -3,7 +3,8 @@
 A manual `itff pipeline run` (a child process) while the scheduler's run holds the lock is refused
 with one line; so is a second scheduler's run. After a failed scheduled run, a successful manual
 run in another process clears `itff_pipeline_last_run_failed` at the next state refresh and the
-pending retry does not run.
+pending retry does not run. A scheduler starting while another process's run holds the lock
+leaves that run `running`.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import asyncio
 import os
 import subprocess
 import sys
+from datetime import timedelta
 
 from prometheus_client import REGISTRY
 
+from bot.contracts import utcnow
 from bot.pipeline import RETRY, STATE, pipeline_job, pipeline_state_job
 from storage import pipeline_lock as lock_repo
 from storage import runs as run_repo
@@ -168,3 +171,26 @@ async def test_a_manual_success_elsewhere_clears_the_alert_and_the_pending_retry
     assert cleared == 0
     assert pending is None
     assert await _runs(session_factory) == [("schedule", "failed"), ("manual", "succeeded")]
+
+
+async def test_start_up_fails_abandoned_runs_but_not_the_one_holding_a_live_lock(
+    settings, session_factory, make_scheduler_on
+) -> None:
+    now = utcnow()
+    async with session_factory() as session:
+        for run_id in ("abandoned", "elsewhere"):
+            await run_repo.start_run(
+                session=session, run_id=run_id, trigger="manual", log_path=None
+            )
+        await lock_repo.acquire(
+            session=session, run_id="elsewhere", holder="manual, pid 1 on other-host", now=now,
+            ttl=timedelta(minutes=5),
+        )  # fmt: skip
+        await session.commit()
+    scheduler = make_scheduler_on(settings, session_factory)
+    await scheduler.start()
+    await scheduler.shutdown()
+    async with session_factory() as session:
+        status = {run_id: (await run_repo.get_run(session=session, run_id=run_id)).status
+                  for run_id in ("abandoned", "elsewhere")}  # fmt: skip
+    assert status == {"abandoned": "failed", "elsewhere": "running"}

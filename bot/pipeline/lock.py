@@ -47,16 +47,7 @@ async def hold_pipeline_lock(
     """Hold the lock for `run_id` while the block runs, heartbeating; raise `PipelineBusy`
     without running the block when a live lock is held by another run."""
     lease = timedelta(seconds=ttl)
-    async with session_factory() as session:
-        taken = await lock_repo.acquire(
-            session=session, run_id=run_id, holder=holder, now=utcnow(), ttl=lease
-        )
-        other = None if taken else await lock_repo.current(session=session)
-        await session.commit()
-    if not taken:
-        if other is None:  # released between the two statements: tell the caller to try again
-            raise PipelineBusy(run_id="(just finished)", holder="unknown", since=utcnow())
-        raise PipelineBusy(run_id=other.run_id, holder=other.holder, since=other.acquired_at)
+    await _take(session_factory, run_id=run_id, holder=holder, lease=lease)
     beat = asyncio.create_task(_heartbeat(session_factory, run_id, lease))
     try:
         yield
@@ -67,6 +58,25 @@ async def hold_pipeline_lock(
         async with session_factory() as session:
             await lock_repo.release(session=session, run_id=run_id)
             await session.commit()
+
+
+async def _take(
+    session_factory: async_sessionmaker[AsyncSession], *, run_id: str, holder: str, lease: timedelta
+) -> None:
+    """Take the lock or raise `PipelineBusy` naming its holder; a second try only when the holder
+    released it between the attempt and the look at who holds it."""
+    for _ in range(2):
+        async with session_factory() as session:
+            taken = await lock_repo.acquire(
+                session=session, run_id=run_id, holder=holder, now=utcnow(), ttl=lease
+            )
+            other = None if taken else await lock_repo.current(session=session)
+            await session.commit()
+        if taken:
+            return
+        if other is not None:
+            raise PipelineBusy(run_id=other.run_id, holder=other.holder, since=other.acquired_at)
+    raise TransientError("the pipeline lock changed hands twice while taking it; run again")
 
 
 async def _heartbeat(

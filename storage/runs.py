@@ -81,11 +81,22 @@ async def last_success(*, session: AsyncSession) -> PipelineRun | None:
     return runs[0] if runs else None
 
 
-async def fail_interrupted(*, session: AsyncSession, reason: str) -> int:
-    """Runs left `running` by a process that died are marked failed; returns how many."""
-    result = await session.execute(
-        update(PipelineRun)
-        .where(PipelineRun.status == RUNNING)
-        .values(status=FAILED, error=reason, finished_at=utcnow())
+async def latest_finished(*, session: AsyncSession) -> PipelineRun | None:
+    """The run that finished last (succeeded or failed), whatever started it."""
+    stmt = (
+        select(PipelineRun)
+        .where(PipelineRun.status != RUNNING, PipelineRun.finished_at.is_not(None))
+        .order_by(PipelineRun.finished_at.desc())
+        .limit(1)
     )
+    return (await session.scalars(stmt)).first()
+
+
+async def fail_interrupted(*, session: AsyncSession, reason: str, keep: str | None = None) -> int:
+    """Runs left `running` by a process that died are marked failed, except run `keep` (one that
+    holds the live pipeline lock in another process); returns how many."""
+    stmt = update(PipelineRun).where(PipelineRun.status == RUNNING)
+    if keep is not None:
+        stmt = stmt.where(PipelineRun.run_id != keep)
+    result = await session.execute(stmt.values(status=FAILED, error=reason, finished_at=utcnow()))
     return int(getattr(result, "rowcount", 0) or 0)

@@ -218,6 +218,21 @@ class PipelineRun(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
+class PipelineLock(Base):
+    """The one pipeline run allowed at a time, across processes: a row while a run holds it.
+
+    `expires_at` moves forward with the holder's heartbeat; a row past it belongs to a holder
+    that died and may be taken over."""
+
+    __tablename__ = "pipeline_lock"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(64))
+    holder: Mapped[str] = mapped_column(String(200))  # who: trigger, process id, host
+    acquired_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
 class OutboxEntry(Base):
     """An alert accepted while Kafka could not confirm it. Queued while `parked_at` is NULL;
     parked (neither drained nor holding newer alerts back) once Kafka refused it

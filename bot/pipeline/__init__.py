@@ -2,6 +2,7 @@
 touches `storage`)."""
 
 from bot.pipeline.champions import ChampionSwitch, bucket_mirror
+from bot.pipeline.lock import PipelineBusy
 from bot.pipeline.refresh import backfill, refresh_symbol, stored_bars
 from bot.pipeline.retention import RetentionPolicy, apply_retention, expired_logs, log_date
 from bot.pipeline.run import RunSummary, record_version, run_pipeline
@@ -9,12 +10,14 @@ from bot.pipeline.scheduler import (
     LIVE,
     PIPELINE,
     RETRY,
+    STATE,
     VERIFY,
     ItffScheduler,
     ensure_jobs,
     make_scheduler,
     migrate_job_refs,
     pipeline_job,
+    pipeline_state_job,
     refresh_drift_gauge,
 )
 from bot.pipeline.snapshots import snapshot_live_metrics
@@ -24,9 +27,11 @@ __all__ = [
     "LIVE",
     "PIPELINE",
     "RETRY",
+    "STATE",
     "VERIFY",
     "ChampionSwitch",
     "ItffScheduler",
+    "PipelineBusy",
     "RetentionPolicy",
     "RunSummary",
     "TrainOutcome",
@@ -40,6 +45,7 @@ __all__ = [
     "make_scheduler",
     "migrate_job_refs",
     "pipeline_job",
+    "pipeline_state_job",
     "record_version",
     "refresh_drift_gauge",
     "refresh_symbol",

@@ -29,6 +29,7 @@ from bot.contracts import BadInput, ItffError, Settings, utcnow
 from bot.core import Combination, PromotionRule, decide, plan
 from bot.pipeline import telemetry as m
 from bot.pipeline.champions import ChampionSwitch, EventSink, bucket_mirror
+from bot.pipeline.lock import describe_holder, hold_pipeline_lock
 from bot.pipeline.refresh import refresh_symbol
 from bot.pipeline.train import TrainOutcome, TrainTask, make_pool, train_task
 from bot.runtime import get_logger
@@ -113,18 +114,34 @@ async def run_pipeline(
 ) -> RunSummary:
     """One full run; never raises for a failed run: the summary (and the table) say `failed`.
 
+    Raises `PipelineBusy` (and records nothing) while another run, in any process, holds the
+    pipeline lock (`bot.pipeline.lock`).
+
     `holdout_bars` > 0 trains on each symbol's stored bars except the newest `holdout_bars`
     (they are still refreshed into `bars`): replaying them afterwards (`itff replay --limit N`)
     is then an out-of-sample test of the new models, not a replay of their training data.
     """
     if holdout_bars < 0:
         raise BadInput(f"holdout_bars must be 0 or more, got {holdout_bars}")
-    started, clock = utcnow(), time.perf_counter()
+    started = utcnow()
     run_id = f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
     run = _Run(
         settings, session_factory, registry, events, run_id,
         RunLog(settings.log_dir, run_id, started), promotion_rule(settings), holdout_bars,
     )  # fmt: skip
+    async with hold_pipeline_lock(
+        session_factory,
+        run_id=run_id,
+        holder=describe_holder(trigger),
+        ttl=settings.pipeline_lock_ttl_seconds,
+    ):
+        return await _run_locked(run, trigger, started)
+
+
+async def _run_locked(run: _Run, trigger: str, started: datetime) -> RunSummary:
+    """The run itself, under the pipeline lock: recorded from start to finish."""
+    clock, settings, run_id = time.perf_counter(), run.settings, run.run_id
+    session_factory = run.session_factory
     async with session_factory() as session:
         await run_repo.start_run(
             session=session, run_id=run_id, trigger=trigger,

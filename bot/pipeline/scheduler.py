@@ -3,7 +3,10 @@
 Jobs (all UTC, coalesced, at most one instance each):
 
 * `pipeline` on `ITFF_RETRAIN_CRON`; a failed run is retried after `ITFF_PIPELINE_RETRY_MINUTES`,
-  at most `ITFF_PIPELINE_MAX_RETRIES` times in a row (job `pipeline-retry`, stored too);
+  at most `ITFF_PIPELINE_MAX_RETRIES` times in a row (job `pipeline-retry`, stored too), unless a
+  run in any process succeeded since;
+* `pipeline-state` every `ITFF_PIPELINE_STATE_REFRESH_SECONDS`: the pipeline gauges follow
+  `pipeline_runs`, whichever process ran the pipeline, and a success there cancels a pending retry;
 * `verify-artifacts` every `ITFF_VERIFY_INTERVAL_MINUTES`: re-hash every published file;
 * `retention` on `ITFF_RETENTION_CRON` (bot/pipeline/retention.py);
 * `live-metrics` every `ITFF_LIVE_METRICS_INTERVAL_MINUTES` (`bot.pipeline.snapshots`),
@@ -20,7 +23,7 @@ import asyncio
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy
@@ -37,19 +40,22 @@ from bot.contracts import ConfigError, Settings, utcnow
 from bot.core import GAUGE_WINDOW, gauge_values
 from bot.pipeline import telemetry as m
 from bot.pipeline.champions import EventSink
+from bot.pipeline.lock import PipelineBusy
 from bot.pipeline.retention import RetentionPolicy, RetentionReport, apply_retention
 from bot.pipeline.run import RunSummary, run_pipeline
 from bot.pipeline.snapshots import snapshot_live_metrics
 from bot.runtime import get_logger
 from storage import model_versions as model_repo
+from storage import pipeline_lock as lock_repo
 from storage import runs as run_repo
 from storage.db import sync_url
 from storage.signals import latest_live_metrics
+from storage.tables import PipelineRun
 
 log = get_logger(__name__)
 
-PIPELINE, RETRY, VERIFY, RETENTION, LIVE = (
-    "pipeline", "pipeline-retry", "verify-artifacts", "retention", "live-metrics",
+PIPELINE, RETRY, VERIFY, RETENTION, LIVE, STATE = (
+    "pipeline", "pipeline-retry", "verify-artifacts", "retention", "live-metrics", "pipeline-state",
 )  # fmt: skip
 JOB_TABLE = "apscheduler_jobs"
 SHORT_GRACE_SECONDS = 3600
@@ -105,17 +111,27 @@ class Runtime:
     pipeline_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def run_pipeline(self, trigger: str) -> RunSummary | None:
+        """One run, or None (logged and counted) while another run holds the lock."""
         if self.pipeline_lock.locked():
-            log.warning("pipeline_skipped", reason="a pipeline run is already in progress")
+            _refused(trigger, "a pipeline run of this scheduler is in progress")
             return None
         async with self.pipeline_lock:
-            return await run_pipeline(
-                self.settings,
-                session_factory=self.session_factory,
-                registry=self.registry,
-                events=self.events,
-                trigger=trigger,
-            )
+            try:
+                return await run_pipeline(
+                    self.settings,
+                    session_factory=self.session_factory,
+                    registry=self.registry,
+                    events=self.events,
+                    trigger=trigger,
+                )
+            except PipelineBusy as busy:
+                _refused(trigger, str(busy))
+                return None
+
+
+def _refused(trigger: str, reason: str) -> None:
+    m.PIPELINE_REFUSED.labels(trigger).inc()
+    log.warning("pipeline_skipped", trigger=trigger, reason=reason)
 
 
 def _runtime(name: str) -> Runtime:
@@ -126,8 +142,13 @@ def _runtime(name: str) -> Runtime:
 
 
 async def pipeline_job(name: str, attempt: int = 0) -> None:
-    """The daily pipeline (attempt 0) or one of its retries."""
+    """The daily pipeline (attempt 0) or one of its retries, skipped when a run (any process)
+    succeeded after the failure it retries."""
     runtime = _runtime(name)
+    failed_at = utcnow() - timedelta(minutes=runtime.settings.pipeline_retry_minutes)
+    if attempt and await _succeeded_since(runtime, failed_at):
+        log.info("pipeline_retry_not_needed", attempt=attempt, reason="a later run succeeded")
+        return
     try:
         summary = await runtime.run_pipeline("schedule" if attempt == 0 else "retry")
     except Exception as exc:  # the run could not even be recorded (database down)
@@ -166,6 +187,38 @@ def schedule_retry(runtime: Runtime, attempt: int) -> None:
 def _cancel_retry(runtime: Runtime) -> None:
     if runtime.scheduler.get_job(RETRY) is not None:
         runtime.scheduler.remove_job(RETRY)
+
+
+async def pipeline_state_job(name: str) -> bool:
+    """Set the pipeline gauges from `pipeline_runs` (runs of every process); a success after
+    the failure a pending retry answers cancels the retry. Returns `last_run_failed`."""
+    runtime = _runtime(name)
+    async with runtime.session_factory() as session:
+        latest = await run_repo.latest_finished(session=session)
+        success = await run_repo.last_success(session=session)
+    if success is not None and success.finished_at is not None:
+        m.LAST_SUCCESS.set(success.finished_at.timestamp())
+    failed = latest is not None and latest.status == run_repo.FAILED
+    retry = runtime.scheduler.get_job(RETRY)
+    if retry is not None and retry.next_run_time is not None:
+        failed_at = retry.next_run_time - timedelta(minutes=runtime.settings.pipeline_retry_minutes)
+        if _finished_after(success, failed_at):
+            _cancel_retry(runtime)
+            log.info("pipeline_retry_cancelled", reason="a later run succeeded")
+        else:
+            failed = True  # the last attempt failed, even if it could not be recorded
+    m.LAST_RUN_FAILED.set(int(failed))
+    return failed
+
+
+async def _succeeded_since(runtime: Runtime, when: datetime) -> bool:
+    async with runtime.session_factory() as session:
+        success = await run_repo.last_success(session=session)
+    return _finished_after(success, when)
+
+
+def _finished_after(run: PipelineRun | None, when: datetime) -> bool:
+    return run is not None and run.finished_at is not None and run.finished_at > when
 
 
 async def verify_job(name: str) -> list[VerificationResult]:
@@ -247,6 +300,12 @@ def _jobs(settings: Settings) -> list[tuple[str, str, Any, int]]:
             "bot.pipeline.scheduler:pipeline_job",
             crontab_trigger(settings.retrain_cron),
             settings.pipeline_misfire_grace_seconds,
+        ),
+        (
+            STATE,
+            "bot.pipeline.scheduler:pipeline_state_job",
+            IntervalTrigger(seconds=settings.pipeline_state_refresh_seconds),
+            SHORT_GRACE_SECONDS,
         ),
         (
             VERIFY,
@@ -364,6 +423,7 @@ class ItffScheduler:
         )
         self.scheduler.start(paused=True)
         await asyncio.to_thread(ensure_jobs, self.scheduler, runtime.name, runtime.settings)
+        await pipeline_state_job(runtime.name)  # the gauges from the database before any job
         self.scheduler.resume()
         log.info("scheduler_started", jobs=[job.id for job in self.scheduler.get_jobs()])
 
@@ -390,14 +450,15 @@ def _count_job(event: JobEvent) -> None:
 
 
 async def _restore_state(session_factory: async_sessionmaker[AsyncSession]) -> None:
+    """Runs left `running` by a dead process fail, except the one holding a live lock (a run of
+    another process, `itff pipeline run`)."""
     async with session_factory() as session:
+        lock = await lock_repo.current(session=session)
+        live = lock.run_id if lock is not None and lock.expires_at > utcnow() else None
         interrupted = await run_repo.fail_interrupted(
-            session=session, reason="interrupted: the process stopped during the run"
+            session=session, reason="interrupted: the process stopped during the run", keep=live
         )
-        last = await run_repo.last_success(session=session)
         await session.commit()
     if interrupted:
         log.warning("pipeline_runs_interrupted", count=interrupted)
-    if last is not None and last.finished_at is not None:
-        m.LAST_SUCCESS.set(last.finished_at.timestamp())
     await refresh_drift_gauge(session_factory)  # from the last snapshot, before the first job

@@ -25,7 +25,13 @@ LAST_SUCCESS = Gauge(
     "Unix time at which the last successful pipeline run finished (0: none yet).",
 )
 LAST_RUN_FAILED = Gauge(
-    "itff_pipeline_last_run_failed", "1 when the most recent pipeline run failed, else 0."
+    "itff_pipeline_last_run_failed",
+    "1 when the most recent pipeline run (any process) failed or a retry is pending, else 0.",
+)
+PIPELINE_REFUSED = Counter(
+    "itff_pipeline_runs_refused_total",
+    "Scheduled pipeline runs not started because another run (any process) held the lock.",
+    ["trigger"],
 )
 VERIFICATION_FAILURES = Counter(
     "itff_artifact_verification_failures_total",

@@ -23,8 +23,15 @@ TRADINGVIEW_IPS = ("52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.
 RATE_LIMIT_PATTERN = r"^\d+\s*(/|per)\s*\d*\s*(second|minute|hour|day)s?$"
 
 CommaList = Annotated[list[str], NoDecode]
-# secrets with a development placeholder that every receiver needs: set empty, they are refused
-REQUIRED_SECRETS = ("tradingview_passphrase", "api_token")
+# every secret: set empty, it is refused (one line naming it), never an empty key or passphrase
+SECRETS = (
+    "tradingview_passphrase",
+    "api_token",
+    "webhook_secret",
+    "artifact_signing_key",
+    "s3_secret_access_key",
+    "dash_password",
+)
 FILE_SCHEMES = ("csv", "parquet", "file")  # data sources that name a path (bot.data)
 
 
@@ -157,24 +164,23 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, data: object) -> object:
         """`ITFF_X=` (an empty line of .env, `${ITFF_X:-}` in compose) means unset: the default
-        applies. Except for the secrets every receiver needs (`REQUIRED_SECRETS`): an empty one
-        is refused (`_no_empty_secret`), never a silent empty passphrase."""
+        applies. Except for a secret (`SECRETS`): set empty, it is refused (`_no_empty_secret`),
+        never a silent empty passphrase or key; unset (no line), it keeps its default."""
         if not isinstance(data, dict):
             return data
         return {
             key: value
             for key, value in data.items()
-            if key in REQUIRED_SECRETS or not (isinstance(value, str) and not value.strip())
+            if key in SECRETS or not (isinstance(value, str) and not value.strip())
         }
 
-    @field_validator(*REQUIRED_SECRETS, mode="before")
+    @field_validator(*SECRETS, mode="before")
     @classmethod
     def _no_empty_secret(cls, value: object) -> object:
         text = value.get_secret_value() if isinstance(value, SecretStr) else value
         if isinstance(text, str) and not text.strip():
             raise ValueError(
-                "is set but empty: give it a value, or delete the line to use the development "
-                "placeholder (refused in production)"
+                "is set but empty: give it a value, or delete the line (a secret is never empty)"
             )
         return value
 
@@ -210,7 +216,7 @@ class Settings(BaseSettings):
     @field_validator("webhook_secret")
     @classmethod
     def _whsec(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or not value.get_secret_value().strip():
+        if value is None:
             return None
         for secret in value.get_secret_value().split():
             if not secret.startswith("whsec_"):

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from bot.contracts import ConfigError, Settings, load_settings
+from bot.contracts.settings import SECRETS
 
 
 def test_defaults_are_usable_for_development(settings) -> None:
@@ -65,18 +66,17 @@ def test_blank_values_are_unset_for_every_optional_setting(
 ) -> None:
     """`cp .env.example .env` leaves `ITFF_X=` lines; compose passes `${ITFF_X:-}` as empty."""
     for name in Settings.model_fields:
-        if name not in {"tradingview_passphrase", "api_token"}:
+        if name not in SECRETS:
             monkeypatch.setenv(f"ITFF_{name.upper()}", "  ")
     settings = load_settings()
     for name in Settings.model_fields:
-        if name not in {"tradingview_passphrase", "api_token"}:
+        if name not in SECRETS:
             assert getattr(settings, name) == getattr(Settings(), name), name
-    assert settings.webhook_secret is None
     assert settings.kafka_bootstrap is None
 
 
 @pytest.mark.parametrize("env", ["development", "production", "test"])
-@pytest.mark.parametrize("secret", ["TRADINGVIEW_PASSPHRASE", "API_TOKEN"])
+@pytest.mark.parametrize("secret", [name.upper() for name in SECRETS])
 def test_an_empty_secret_is_refused_in_every_environment_naming_it(
     monkeypatch: pytest.MonkeyPatch, env: str, secret: str
 ) -> None:
@@ -86,3 +86,8 @@ def test_an_empty_secret_is_refused_in_every_environment_naming_it(
         load_settings()
     assert str(refused.value).startswith(f"invalid configuration: ITFF_{secret}: ")
     assert "is set but empty" in str(refused.value)
+
+
+def test_every_secret_setting_is_in_the_list_of_secrets() -> None:
+    typed = {name for name, f in Settings.model_fields.items() if "SecretStr" in str(f.annotation)}
+    assert typed == set(SECRETS)

@@ -3,9 +3,10 @@
 Each benchmark runs as its own process (as `python bench/NAME.py ARGS`), with arguments small
 enough for the whole set to take a few minutes on two cores; its full output is kept in
 `reports/bench/NAME.txt` and its headline (the last line that carries figures) goes into the
-table. The benchmarks that need Kafka (`ingest`, `e2e`) use `ITFF_KAFKA_BOOTSTRAP` when it is set,
-else a local broker this script starts on free ports and stops at the end. Figures, not verdicts:
-a benchmark that fails is reported as failed, and the script exits non-zero only then.
+table. The benchmarks that need Kafka (`pipeline`, `ingest`, `e2e`) use `ITFF_KAFKA_BOOTSTRAP`
+when it is set, else a local broker this script starts on free ports and stops at the end.
+Figures, not verdicts: a benchmark that fails is reported as failed, and the script exits
+non-zero only then.
 
     .venv/bin/python bench/run_all.py [--only ingest,outbox] [--timeout 600]
 """
@@ -44,7 +45,7 @@ BENCHES = (
     Bench("predict", ("--repeat", "200")),
     Bench("backtest", ("--bars", "2000", "--repeat", "5")),
     Bench("train", ("--symbols", "2", "--bars", "1500", "--model-types", "logreg,ridge")),
-    Bench("pipeline", ("--bars", "1500", "--model-types", "logreg")),
+    Bench("pipeline", ("--bars", "1500", "--model-types", "logreg"), kafka=True),
     Bench("outbox", ("--alerts", "300")),
     Bench("ingest", ("--count", "500", "--rounds", "1", "--seconds", "1"), kafka=True),
     Bench("e2e", ("--rates", "100", "--seconds", "2", "--symbols", "2"), kafka=True),

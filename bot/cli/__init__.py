@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "bot.cli.outbox",
     "bot.cli.dlq",
     "bot.cli.contract",
+    "bot.cli.signals",
 )
 
 

@@ -35,6 +35,7 @@ COMMAND_MODULES = (
     "bot.cli.dlq",
     "bot.cli.contract",
     "bot.cli.signals",
+    "bot.cli.notifier",
 )
 
 

@@ -21,16 +21,14 @@ Status = Literal["delivered", "parked"]
 MAX_ERROR_CHARS = 500
 
 
-async def recorded_destinations(
-    *, session: AsyncSession, signal_id: str, destinations: Collection[str]
-) -> set[str]:
-    """The destinations that already have a row for the signal (delivered or parked)."""
-    rows = await session.scalars(
-        select(Notification.destination).where(
-            Notification.signal_id == signal_id, Notification.destination.in_(destinations)
+async def recorded(*, session: AsyncSession, signal_ids: Collection[str]) -> set[tuple[str, str]]:
+    """(destination, signal id) of the signals that already have a row (delivered or parked)."""
+    rows = await session.execute(
+        select(Notification.destination, Notification.signal_id).where(
+            Notification.signal_id.in_(signal_ids)
         )
     )
-    return set(rows)
+    return {(destination, signal_id) for destination, signal_id in rows.tuples()}
 
 
 async def record_notification(

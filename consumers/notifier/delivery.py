@@ -1,10 +1,11 @@
-"""One signal to every destination that wants it, at least once, each recorded once.
+"""Signals to every destination that wants them, at least once, each recorded once.
 
-The destinations already recorded for the signal (a redelivery after a crash) are skipped; the
-others are attempted concurrently, retried with backoff (`bot.core.notifications.backoff`) on a
-5xx, a timeout, a connection error or a 429 after its `Retry-After`, until delivered, refused for
-good (another 4xx) or `ITFF_NOTIFIER_PARK_AFTER_SECONDS` passed: then parked with the last error.
-Each result is stored before the handler returns, and the offset is committed only after that.
+A batch of signals at a time: what is already recorded (a redelivery after a crash) is skipped;
+each destination gets its signals in order, the destinations concurrently. Each delivery is
+retried with backoff (`bot.core.notifications.backoff`) on a 5xx, a timeout, a connection error
+or a 429 after its `Retry-After`, until delivered, refused for good (another 4xx) or
+`ITFF_NOTIFIER_PARK_AFTER_SECONDS` passed: then parked with the last error. Each result is stored
+as soon as known; the batch's offsets are committed once all are.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from bot.core.notifications import backoff
 from bot.runtime import get_logger
 from consumers.notifier import telemetry
 from consumers.notifier.destinations import Destination
-from storage.notifications import Status, record_notification, recorded_destinations
+from storage.notifications import Status, record_notification, recorded
 
 log = get_logger(__name__)
 
@@ -49,29 +50,39 @@ class Deliverer:
         self.session_factory = session_factory
         self.park_after = park_after
 
-    async def handle(self, signal: Signal) -> list[Result]:
-        """Deliver to the destinations that want the signal and have not had it yet."""
-        wanted = [d for d in self.destinations if d.wants.matches(signal)]
-        for skipped in self.destinations:
-            if skipped not in wanted:
-                telemetry.DELIVERIES.labels(skipped.name, "filtered").inc()
-        if not wanted:
+    async def handle(self, signals: Sequence[Signal]) -> list[Result]:
+        """Deliver a batch: each destination gets the signals it wants and has not had yet, in
+        their order; the destinations in parallel."""
+        if not signals:
             return []
         async with self.session_factory() as session:
-            done = await recorded_destinations(
-                session=session, signal_id=signal.signal_id, destinations=[d.name for d in wanted]
-            )
-        for name in done:
-            telemetry.DELIVERIES.labels(name, "duplicate").inc()
-        pending = [d for d in wanted if d.name not in done]
-        return list(await asyncio.gather(*(self._deliver_and_record(d, signal) for d in pending)))
+            done = await recorded(session=session, signal_ids={s.signal_id for s in signals})
+        queues = [(d, self._queue(d, signals, done)) for d in self.destinations]
+        per_destination = await asyncio.gather(*(self._deliver_all(d, q) for d, q in queues if q))
+        return [result for results in per_destination for result in results]
 
-    async def _deliver_and_record(self, destination: Destination, signal: Signal) -> Result:
-        """Recorded as soon as known: a crash while another destination is still retrying
-        does not send this one again."""
-        result = await self.deliver(destination, signal)
-        await self.record(signal, [result])
-        return result
+    def _queue(
+        self, destination: Destination, signals: Sequence[Signal], done: set[tuple[str, str]]
+    ) -> list[Signal]:
+        queue: dict[str, Signal] = {}
+        for signal in signals:
+            if not destination.wants.matches(signal):
+                telemetry.DELIVERIES.labels(destination.name, "filtered").inc()
+            elif (destination.name, signal.signal_id) in done or signal.signal_id in queue:
+                telemetry.DELIVERIES.labels(destination.name, "duplicate").inc()
+            else:
+                queue[signal.signal_id] = signal
+        return list(queue.values())
+
+    async def _deliver_all(self, destination: Destination, queue: list[Signal]) -> list[Result]:
+        """One after the other, each recorded as soon as known: a crash while another
+        destination is still retrying does not send this one's again."""
+        results = []
+        for signal in queue:
+            result = await self.deliver(destination, signal)
+            await self.record(signal, [result])
+            results.append(result)
+        return results
 
     async def deliver(self, destination: Destination, signal: Signal) -> Result:
         """Attempts until delivered, refused or out of time; never raises for the destination."""

@@ -1,9 +1,10 @@
-"""The notifier process: a FastStream subscriber of `itff.signals` in group `itff-notifier`.
+"""The notifier process: a FastStream batch subscriber of `itff.signals`, group `itff-notifier`.
 
 It starts at the topic's end the first time (no flood of old signals), then at its group's
-committed offset. Each signal's offset is committed once every destination's result is stored
-(`AckPolicy.NACK_ON_ERROR`: a failure to store it - the database - seeks back and tries again), so
-a crash redelivers what was not recorded and the record skips what was.
+committed offset. A batch's offsets are committed (`AckPolicy.MANUAL`) once every destination's
+result of each of its signals is stored; when storing fails (the database), the batch is sought
+back and comes again after a pause. A crash redelivers what was not committed, and the record
+skips what was already delivered or parked.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import signal as signals
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import cast
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -22,6 +24,9 @@ from pydantic import ValidationError
 
 from bot.contracts import DEFAULT_PREFIX, ConfigError, Settings, Signal, TransientError
 from bot.runtime import get_logger, serve_metrics
+from consumers.app import BATCH_TIMEOUT_MS, FETCH_MAX_WAIT_MS
+from consumers.commits import Span
+from consumers.deadletters import RecordRef
 from consumers.notifier import telemetry
 from consumers.notifier.delivery import Deliverer
 from consumers.notifier.destinations import destinations, http_session
@@ -31,6 +36,7 @@ from storage.migrate import upgrade_async
 log = get_logger(__name__)
 GROUP = "itff-notifier"
 ASSIGN_SECONDS = 30
+MAX_RECORDS = 100
 RETRY_PAUSE_SECONDS = 1.0  # before a signal whose result could not be stored comes again
 
 
@@ -45,15 +51,14 @@ class Notifier:
     deliverer: Deliverer
 
 
-def _decode(message: KafkaMessage) -> Signal | None:
+def _decode(record: ConsumerRecord[bytes, bytes]) -> Signal | None:
     try:
-        return Signal.model_validate_json(message.body)
+        return Signal.model_validate_json(record.value or b"")
     except ValidationError as exc:
-        raw = message.raw_message
         log.error(
             "not a valid signal: not delivered (it stays on the topic)",
-            partition=getattr(raw, "partition", None),
-            offset=getattr(raw, "offset", None),
+            partition=record.partition,
+            offset=record.offset,
             error=str(exc.errors()[0]["msg"]),
         )
         telemetry.DELIVERIES.labels("-", "invalid").inc()
@@ -102,23 +107,28 @@ async def running_notifier(settings: Settings) -> AsyncIterator[Notifier]:
     broker = KafkaBroker(settings.bootstrap, client_id="itff-notifier", logger=None)
     subscriber = broker.subscriber(
         settings.topics.signals,
+        batch=True,
         group_id=notifier_group(settings),
-        ack_policy=AckPolicy.NACK_ON_ERROR,
+        ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="latest",
+        max_records=MAX_RECORDS,
+        batch_timeout_ms=BATCH_TIMEOUT_MS,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         include_in_schema=False,
     )
 
     @subscriber
-    async def on_signal(message: KafkaMessage) -> None:
-        signal = _decode(message)
-        if signal is None:
-            return
+    async def on_signals(message: KafkaMessage) -> None:
+        records = list(message.raw_message)
+        span = Span.of([RecordRef(b"", r.topic, r.partition, r.offset) for r in records])
+        consumer = cast("AIOKafkaConsumer", message.consumer)
         try:
-            await deliverer.handle(signal)
+            await deliverer.handle([s for r in records if (s := _decode(r)) is not None])
+            await consumer.commit(span.next_offsets())
         except Exception:
-            log.exception("notification results not stored; the signal comes again")
+            log.exception("notification results not stored; the batch comes again")
             await asyncio.sleep(RETRY_PAUSE_SECONDS)
-            raise
+            span.rewind(consumer)
 
     try:
         await broker.start()

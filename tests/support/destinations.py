@@ -33,12 +33,15 @@ class Stub:
     accepted: list[dict[str, Any]] = field(default_factory=list)
     refused: int = 0
     requests: list[float] = field(default_factory=list)  # monotonic times
+    after: int = 0  # the script starts once this many requests were accepted
     server: TestServer | None = None
 
-    def fail(self, *statuses: int, retry_after: str | None = None) -> None:
-        """Answer the next requests with these statuses (a 429 with `Retry-After`)."""
+    def fail(self, *statuses: int, retry_after: str | None = None, after: int = 0) -> None:
+        """Answer the next requests with these statuses (a 429 with `Retry-After`), once
+        `after` requests were accepted."""
         headers = {"Retry-After": retry_after} if retry_after is not None else {}
         self.script += [(status, headers) for status in statuses]
+        self.after = after
 
     def url(self, path: str = "/") -> str:
         assert self.server is not None
@@ -46,11 +49,14 @@ class Stub:
 
     def _scripted(self) -> web.Response | None:
         self.requests.append(time.monotonic())
-        if not self.script:
+        if not self.script or len(self.accepted) < self.after:
             return None
         status, headers = self.script.pop(0)
         self.refused += 1
         return web.json_response({"ok": False, "status": status}, status=status, headers=headers)
+
+    def accept(self, signal_id: str, payload: Any) -> None:
+        self.accepted.append({"signal_id": signal_id, "payload": payload, "at": time.time()})
 
     def ids(self) -> Counter[str]:
         """How many times each signal id was accepted."""
@@ -67,7 +73,7 @@ def webhook_app(stub: Stub, secret: str) -> web.Application:
         assert payload["data"]["signal_id"] == request.headers["webhook-id"]
         if (scripted := stub._scripted()) is not None:
             return scripted
-        stub.accepted.append({"signal_id": request.headers["webhook-id"], "payload": payload})
+        stub.accept(request.headers["webhook-id"], payload)
         return web.Response(status=204)
 
     app = web.Application()
@@ -88,7 +94,7 @@ def telegram_app(stub: Stub) -> web.Application:
             return web.json_response({"ok": False, "description": "chat not found"}, status=400)
         if (scripted := stub._scripted()) is not None:
             return scripted
-        stub.accepted.append({"signal_id": _signal_id(message["text"]), "payload": message})
+        stub.accept(_signal_id(message["text"]), message)
         return web.json_response({"ok": True, "result": {"message_id": len(stub.accepted)}})
 
     app = web.Application()
@@ -101,7 +107,7 @@ def discord_app(stub: Stub) -> web.Application:
         message = json.loads(await request.text())
         if (scripted := stub._scripted()) is not None:
             return scripted
-        stub.accepted.append({"signal_id": _signal_id(message["content"]), "payload": message})
+        stub.accept(_signal_id(message["content"]), message)
         return web.Response(status=204)
 
     app = web.Application()

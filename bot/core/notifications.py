@@ -66,11 +66,8 @@ def backoff(attempt: int, retry_after: float | None = None) -> float:
 
 def webhook_payload(signal: Signal) -> dict[str, Any]:
     """The Standard Webhooks envelope: `type`, `timestamp`, the signal as `data`."""
-    return {
-        "type": WEBHOOK_EVENT,
-        "timestamp": signal.emitted_at.isoformat(),
-        "data": signal.model_dump(mode="json"),
-    }
+    data = signal.model_dump(mode="json")
+    return {"type": WEBHOOK_EVENT, "timestamp": data["emitted_at"], "data": data}
 
 
 def headline(signal: Signal) -> str:

@@ -3,8 +3,9 @@
 Each benchmark runs as its own process (as `python bench/NAME.py ARGS`), with arguments small
 enough for the whole set to take a few minutes on two cores; its full output is kept in
 `reports/bench/NAME.txt` and its headline (the last line that carries figures) goes into the
-table. The benchmarks that need Kafka (`pipeline`, `ingest`, `e2e`) use `ITFF_KAFKA_BOOTSTRAP`
-when it is set, else a local broker this script starts on free ports and stops at the end.
+table. The benchmarks that need Kafka (`pipeline`, `ingest`, `e2e`, `notifier`) use
+`ITFF_KAFKA_BOOTSTRAP` when it is set, else a local broker this script starts on free ports and
+stops at the end.
 Figures, not verdicts: a benchmark that fails is reported as failed, and the script exits
 non-zero only then.
 
@@ -49,6 +50,7 @@ BENCHES = (
     Bench("outbox", ("--alerts", "300")),
     Bench("ingest", ("--count", "500", "--rounds", "1", "--seconds", "1"), kafka=True),
     Bench("e2e", ("--rates", "100", "--seconds", "2", "--symbols", "2"), kafka=True),
+    Bench("notifier", ("--rate", "20", "--seconds", "5"), kafka=True),
 )
 
 

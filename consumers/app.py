@@ -288,6 +288,7 @@ def add_inference(
         batch_timeout_ms=BATCH_TIMEOUT_MS,
         fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         listener=Rebalance(service, pipeline),
+        include_in_schema=False,  # raw records: `consumers.contract` documents the topic
     )
     async def on_alerts(message: KafkaMessage) -> None:
         await batches.handle(message)
@@ -308,6 +309,11 @@ def add_reload(broker: KafkaBroker, settings: Settings, *, models: ServedModels)
         auto_offset_reset="latest",
         ack_policy=AckPolicy.ACK_FIRST,
         fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        title=settings.topics.models,
+        description=(
+            "Champion changes; key = model_key. Sent by the daily pipeline and `itff rollback`; "
+            "every consumer process reads the newest (no group) and hot-reloads the model."
+        ),
     )
     async def on_model_event(event: ModelEvent) -> None:
         await reloader.handle(event)

@@ -21,6 +21,7 @@ from bot.contracts import Settings
 from bot.runtime import get_logger, serve_metrics
 from bot.serving import pull_champions
 from consumers.app import add_inference, add_reload, create_broker, inference_group
+from consumers.contract import document
 from consumers.outcomes import OutcomeWorker
 from consumers.reload import Reloader
 from consumers.served_models import PredictorModels
@@ -64,6 +65,7 @@ async def running_consumer(
         sync_sessions=sessionmaker(sync_engine, expire_on_commit=False) if sync_engine else None,
     )
     reloader = add_reload(broker, settings, models=models)
+    document(broker, settings)
     worker = OutcomeWorker(session_factory=session_factory, cost_bps=settings.cost_bps)
     service.on_stored = worker.mark_stored
     service.on_rebalanced = worker.forget

@@ -249,3 +249,20 @@ class OutboxEntry(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     parked_at: Mapped[datetime | None]
+
+
+class Notification(Base):
+    """A signal's delivery to one destination of the notifier (`itff notifier`): `delivered`, or
+    `parked` with the last error once it kept failing for `ITFF_NOTIFIER_PARK_AFTER_SECONDS` (or
+    was refused for good), until `itff notifications retry`."""
+
+    __tablename__ = "notifications"
+
+    destination: Mapped[str] = mapped_column(String(64), primary_key=True)
+    signal_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    signal: Mapped[str] = mapped_column(Text)  # the signal's JSON, to send it again
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -33,6 +33,9 @@ COMMAND_MODULES = (
     "bot.cli.webhook",
     "bot.cli.outbox",
     "bot.cli.dlq",
+    "bot.cli.contract",
+    "bot.cli.signals",
+    "bot.cli.notifier",
 )
 
 

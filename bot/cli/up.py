@@ -28,6 +28,19 @@ class Service:
     name: str
     command: tuple[str, ...]
     where: Callable[[Settings], str]
+    # why it does not start with these settings (None: it starts)
+    idle: Callable[[Settings], str | None] = lambda _settings: None
+
+
+def _no_destination(settings: Settings) -> str | None:
+    configured = (
+        settings.signal_webhook_urls,
+        settings.telegram_bot_token,
+        settings.discord_webhook_url,
+    )
+    if any(configured):
+        return None
+    return "no destination (ITFF_SIGNAL_WEBHOOK_URLS, ITFF_TELEGRAM_*, ITFF_DISCORD_WEBHOOK_URL)"
 
 
 SERVICES = (
@@ -49,6 +62,12 @@ SERVICES = (
         lambda s: f"metrics http://localhost:{s.scheduler_metrics_port}/metrics",
     ),
     Service("dashboard", ("dashboard",), lambda s: f"http://localhost:{s.dash_port}"),
+    Service(
+        "notifier",
+        ("notifier",),
+        lambda s: f"metrics http://localhost:{s.notifier_metrics_port}/metrics",
+        _no_destination,
+    ),
 )
 # The first training leaves the newest bars out, so that the README's `itff replay --limit 300`
 # of the sample's last bars is an out-of-sample test of the models, not a replay of their
@@ -132,6 +151,8 @@ def _services(settings: Settings, skip: Sequence[str]) -> list[Any]:
     for service in SERVICES:
         if service.name in skip:
             typer.echo(f"{service.name:<10} skipped (--skip)")
+        elif (idle := service.idle(settings)) is not None:
+            typer.echo(f"{service.name:<10} not started: {idle}")
         elif not registered(service.command):
             typer.echo(
                 f"{service.name:<10} not available: 'itff {service.name}' is not in this build"

@@ -31,6 +31,9 @@ SECRETS = (
     "artifact_signing_key",
     "s3_secret_access_key",
     "dash_password",
+    "signal_webhook_secret",
+    "telegram_bot_token",
+    "discord_webhook_url",
 )
 FILE_SCHEMES = ("csv", "parquet", "file")  # data sources that name a path (bot.data)
 
@@ -147,6 +150,27 @@ class Settings(BaseSettings):
     dash_refresh_seconds: float = Field(default=5.0, ge=1, le=3600)
     dash_allowed_origins: CommaList = Field(default_factory=list)
 
+    # notifier: signals to webhooks, Telegram and Discord (docs/subscribers.md); each destination
+    # takes the signals matching its symbols, model keys and actions (empty: all)
+    signal_webhook_urls: CommaList = Field(default_factory=list)
+    signal_webhook_secret: SecretStr | None = None
+    signal_webhook_symbols: CommaList = Field(default_factory=list)
+    signal_webhook_models: CommaList = Field(default_factory=list)
+    signal_webhook_actions: CommaList = Field(default_factory=lambda: ["buy", "sell"])
+    telegram_bot_token: SecretStr | None = None
+    telegram_chat_id: str | None = None
+    telegram_api_base_url: str = "https://api.telegram.org"
+    telegram_symbols: CommaList = Field(default_factory=list)
+    telegram_models: CommaList = Field(default_factory=list)
+    telegram_actions: CommaList = Field(default_factory=lambda: ["buy", "sell"])
+    discord_webhook_url: SecretStr | None = None
+    discord_symbols: CommaList = Field(default_factory=list)
+    discord_models: CommaList = Field(default_factory=list)
+    discord_actions: CommaList = Field(default_factory=lambda: ["buy", "sell"])
+    notifier_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    notifier_park_after_seconds: float = Field(default=300.0, gt=0, le=86400)
+    notifier_metrics_port: int = Field(default=9103, ge=0, le=65535)
+
     @field_validator(
         "symbols",
         "targets",
@@ -154,6 +178,16 @@ class Settings(BaseSettings):
         "ip_allowlist",
         "trusted_proxies",
         "dash_allowed_origins",
+        "signal_webhook_urls",
+        "signal_webhook_symbols",
+        "signal_webhook_models",
+        "signal_webhook_actions",
+        "telegram_symbols",
+        "telegram_models",
+        "telegram_actions",
+        "discord_symbols",
+        "discord_models",
+        "discord_actions",
         mode="before",
     )
     @classmethod
@@ -213,7 +247,43 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown targets {sorted(unknown)}; use direction and/or return")
         return value
 
-    @field_validator("webhook_secret")
+    @field_validator("signal_webhook_actions", "telegram_actions", "discord_actions")
+    @classmethod
+    def _known_actions(cls, value: list[str]) -> list[str]:
+        value = [action.lower() for action in value]
+        unknown = set(value) - {"buy", "sell", "hold"}
+        if unknown:
+            raise ValueError(f"unknown actions {sorted(unknown)}; use buy, sell and/or hold")
+        return value
+
+    @field_validator("signal_webhook_urls", "telegram_api_base_url")
+    @classmethod
+    def _http_urls(cls, value: str | list[str]) -> str | list[str]:
+        for url in [value] if isinstance(value, str) else value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} is not an http:// or https:// URL")
+        return value
+
+    @field_validator("discord_webhook_url")
+    @classmethod
+    def _discord_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("http://", "https://")):
+            raise ValueError("must be the webhook's http:// or https:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _destinations_complete(self) -> Self:
+        if self.signal_webhook_urls and self.signal_webhook_secret is None:
+            raise ValueError(
+                "ITFF_SIGNAL_WEBHOOK_URLS needs ITFF_SIGNAL_WEBHOOK_SECRET (whsec_...) to sign"
+            )
+        if (self.telegram_bot_token is None) != (self.telegram_chat_id is None):
+            raise ValueError(
+                "set both ITFF_TELEGRAM_BOT_TOKEN and ITFF_TELEGRAM_CHAT_ID, or neither"
+            )
+        return self
+
+    @field_validator("webhook_secret", "signal_webhook_secret")
     @classmethod
     def _whsec(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None:

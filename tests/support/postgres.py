@@ -153,6 +153,15 @@ def postgres_url(postgres_server_url: str, postgres_template: str) -> Iterator[s
 
 
 @pytest.fixture
+def postgres_blank_url(postgres_server_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database (no migration applied), dropped afterwards."""
+    name = f"itff_blank_{uuid.uuid4().hex[:12]}"
+    admin_execute(postgres_server_url, f'CREATE DATABASE "{name}"')
+    yield with_database(postgres_server_url, name)
+    admin_execute(postgres_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
 def store(request: pytest.FixtureRequest) -> str:
     """`sqlite` unless the test is parametrised over `STORES` (`both_stores`)."""
     chosen: str = getattr(request, "param", "sqlite")
@@ -165,5 +174,14 @@ def database_url(store: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
     (already migrated: the `session_factory` fixture's upgrade is then a no-op)."""
     if store == "postgresql":
         url: str = request.getfixturevalue("postgres_url")
+        return url
+    return f"sqlite+aiosqlite:///{tmp_path / 'itff.db'}"
+
+
+@pytest.fixture
+def blank_database_url(store: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """Like `database_url`, but empty: for tests that run the migrations themselves."""
+    if store == "postgresql":
+        url: str = request.getfixturevalue("postgres_blank_url")
         return url
     return f"sqlite+aiosqlite:///{tmp_path / 'itff.db'}"

@@ -10,9 +10,10 @@ fail, saying why.
 Each test's database is `CREATE DATABASE ... TEMPLATE` of one migrated at the start of the session
 (tens of milliseconds instead of a migration run), dropped afterwards.
 
-Use from a test module: `pytestmark = both_stores` (or `@both_stores` on a test or class) runs
-every test whose fixtures reach `database_url` (`settings`, `session_factory`, ...) once per store;
-the PostgreSQL variants carry the `postgres` marker (`-m "not postgres"` leaves them out).
+Use from a test module: `pytestmark = both_stores` (the `both_stores` marker; or `@both_stores` on
+a test or class) runs every test whose fixtures reach `database_url` (`settings`,
+`session_factory`, ...) once per store, and leaves the module's other tests alone; the PostgreSQL
+variants carry the `postgres` marker (`-m "not postgres"` leaves them out).
 """
 
 from __future__ import annotations
@@ -38,7 +39,15 @@ from tests.support.kafka import _docker_answers
 
 CONTAINER_IMAGE = "postgres:16-alpine"
 STORES = ("sqlite", pytest.param("postgresql", marks=pytest.mark.postgres))
-both_stores = pytest.mark.parametrize("store", STORES, indirect=True)
+both_stores = pytest.mark.both_stores
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`both_stores` tests whose fixtures reach the database run once per store; the others in
+    a marked module or class are left as they are."""
+    marked = metafunc.definition.get_closest_marker("both_stores") is not None
+    if marked and "store" in metafunc.fixturenames:
+        metafunc.parametrize("store", STORES, indirect=True)
 
 
 def async_url(url: str) -> str:

@@ -19,6 +19,8 @@ from tests.support.env import child_env
 from tests.support.kafka import free_port
 from tests.support.postgres import reachable_temp_dir
 
+pytestmark = pytest.mark.postgres  # Debian's server binaries, like the PostgreSQL variants
+
 
 @pytest.fixture
 def data_dir() -> Iterator[Path]:

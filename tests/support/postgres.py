@@ -94,11 +94,10 @@ def local_test_server(data_dir: Path) -> postgres.LocalPostgres:
     """The project's server on a free port, its cluster under `data_dir`, fsync off."""
     from tests.support.kafka import free_port
 
+    configured = os.environ.get("ITFF_POSTGRES_BIN_DIR")
     return postgres.LocalPostgres(
         data_dir=data_dir,
-        bin_dir=postgres.find_bin_dir(Path(os.environ["ITFF_POSTGRES_BIN_DIR"]))
-        if os.environ.get("ITFF_POSTGRES_BIN_DIR")
-        else postgres.find_bin_dir(),
+        bin_dir=postgres.find_bin_dir(Path(configured) if configured else None),
         port=free_port(),
         fast=True,
     )

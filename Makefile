@@ -25,8 +25,8 @@ run: install ## the whole bot on this machine: Kafka, receiver, consumer, schedu
 test: install system-deps lint-imports ## the whole suite: layer contracts, core, real Kafka, real browser
 	$(BIN)/python -m pytest
 
-test-fast: install ## the tests that need no broker and no browser (markers `kafka`, `browser`)
-	$(BIN)/python -m pytest -m "not kafka and not browser"
+test-fast: install ## the tests that need no broker, no browser, no PostgreSQL (markers `kafka`, `browser`, `postgres`)
+	$(BIN)/python -m pytest -m "not kafka and not browser and not postgres"
 
 lint-imports: install ## the layer order of bot/ and the edges (pyproject.toml [tool.importlinter])
 	$(BIN)/lint-imports

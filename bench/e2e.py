@@ -7,7 +7,10 @@ reads the signals topic with a plain aiokafka consumer. Latency = from the POST 
 signal being read downstream (per signal); `Signal.latency_ms` (receipt -> emission) is also shown.
 
     ITFF_KAFKA_BOOTSTRAP=localhost:9092 .venv/bin/python bench/e2e.py [--rates 100,500,2000]
-        [--seconds 5] [--symbols 4] [--direct]
+        [--seconds 5] [--symbols 4] [--direct] [--store sqlite,postgresql]
+
+`--store` runs the whole bench once per store (`postgresql`: a local server of `itff postgres`,
+fsync on, in a temporary folder) and ends with the stores' figures side by side.
 
 After each rate, the consumer's own metrics (`itff_consumer_batch_stage_seconds`) say where a
 batch's time went: read, infer, write, publish (until Kafka acknowledged), commit, as means per
@@ -26,6 +29,7 @@ import argparse
 import asyncio
 import cProfile
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -33,6 +37,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +50,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import sessionmaker
 
+from bot import postgres
 from bot.artifacts import registry_from_settings
 from bot.contracts import Settings, Signal, TradingViewMessage, load_settings
 from bot.kafka import admin_client, ensure_topics
@@ -69,12 +76,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def bench_settings(root: Path, bootstrap: str) -> Settings:
+def bench_settings(root: Path, bootstrap: str, database_url: str | None = None) -> Settings:
     return load_settings(
         env="test",
         kafka_bootstrap=bootstrap,
         topic_prefix=f"bench{uuid.uuid4().hex[:8]}",
-        database_url=f"sqlite+aiosqlite:///{root / 'itff.db'}",
+        database_url=database_url or f"sqlite+aiosqlite:///{root / 'itff.db'}",
         artifact_dir=root / "artifacts",
         log_dir=root / "logs",
         tradingview_passphrase=PASSPHRASE,
@@ -251,13 +258,14 @@ async def drive(
         return time.monotonic() - start
 
 
-def report(run: Run, duration: float, models_per_alert: int, drained: float) -> None:
+def report(run: Run, duration: float, models_per_alert: int, drained: float) -> str:
+    """Prints the rate's figures; returns them in short for the side-by-side store table."""
     expected = len(run.sent_at) * models_per_alert
     lat = np.array(run.latencies) * 1000
     emission = np.array(run.emission)
     if lat.size == 0:
         print(f"{run.rate:>6}/s  no signals received ({run.errors} errors)")
-        return
+        return f"no signals ({run.errors} errors)"
     tenth = max(1, lat.size // 10)
     first, last = np.median(lat[:tenth]), np.median(lat[-tenth:])
     sustained = run.received == expected and drained < 2.0 and last < 3 * first + 50
@@ -270,6 +278,10 @@ def report(run: Run, duration: float, models_per_alert: int, drained: float) -> 
         f"p95 {np.percentile(emission, 95):6.1f})  "
         f"first/last decile p50 {first:6.1f}/{last:6.1f}  drain {drained:4.1f}s  "
         f"errors {run.errors}  {'sustained' if sustained else 'BACKLOG'}"
+    )
+    return (
+        f"{run.received}/{expected} p50 {np.percentile(lat, 50):6.1f} "
+        f"p99 {np.percentile(lat, 99):7.1f} {'ok' if sustained else 'BACKLOG'}"
     )
 
 
@@ -347,10 +359,33 @@ async def wait_consumer(log: Path, within: float = 240.0) -> None:
     raise SystemExit(f"the consumer did not start within {within:.0f}s; see {log}")
 
 
-async def main(rates: list[int], seconds: float, n_symbols: int, *, direct: bool) -> None:
+@contextmanager
+def store_url(store: str) -> Iterator[str | None]:
+    """None (the bench's SQLite file) or a local PostgreSQL server's database, as
+    `itff postgres start` runs it (fsync on), stopped afterwards."""
+    if store == "sqlite":
+        yield None
+        return
+    folder = Path(tempfile.mkdtemp(prefix="itff-bench-pg-"))
+    folder.chmod(0o755)  # the server's system user must reach its data under root
+    server = postgres.LocalPostgres(
+        data_dir=folder / "postgres", bin_dir=postgres.find_bin_dir(), port=free_port()
+    )
+    result = postgres.start(server)
+    try:
+        yield server.url(result.port)
+    finally:
+        postgres.stop(server)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def main(
+    rates: list[int], seconds: float, n_symbols: int, *, direct: bool, database_url: str | None
+) -> dict[int, str]:
     bootstrap = os.environ.get("ITFF_KAFKA_BOOTSTRAP", "localhost:9092")
     root = Path(tempfile.mkdtemp(prefix="itff-bench-"))
-    settings = bench_settings(root, bootstrap)
+    settings = bench_settings(root, bootstrap, database_url)
+    figures: dict[int, str] = {}
     symbols = ["SPX", "NDX", *(f"SYN{i}" for i in range(max(0, n_symbols - 2)))][:n_symbols]
     print(f"preparing {len(symbols)} symbols x {len(LINES)} champion models under {root} ...")
     streams = await prepare(settings, symbols)
@@ -404,7 +439,7 @@ async def main(rates: list[int], seconds: float, n_symbols: int, *, direct: bool
             while run.received < expected and time.monotonic() - done < 30:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
             drained = max(0.0, run.last_received - done)
-            report(run, duration, len(LINES), drained)
+            figures[rate] = report(run, duration, len(LINES), drained)
             report_stages(before, await consumer_totals(metrics_url))
             await asyncio.sleep(1.0)
     finally:
@@ -417,6 +452,16 @@ async def main(rates: list[int], seconds: float, n_symbols: int, *, direct: bool
         async with admin_client(settings.bootstrap) as admin:  # leave the shared broker clean
             await admin.delete_topics(list(settings.topics.all()))
     print(f"logs and database: {root}")
+    return figures
+
+
+def compare(rates: list[int], figures: dict[str, dict[int, str]]) -> None:
+    """The stores side by side: signals received/expected, e2e latency ms, sustained or not."""
+    print("\nstores side by side (signals, e2e ms p50/p99, sustained):")
+    print(f"{'rate':>8}  " + "  ".join(f"{store:<40}" for store in figures))
+    for rate in rates:
+        cells = "  ".join(f"{by_rate.get(rate, '-'):<40}" for by_rate in figures.values())
+        print(f"{rate:>6}/s  {cells}")
 
 
 async def inprocess(
@@ -499,10 +544,23 @@ if __name__ == "__main__":
     parser.add_argument("--batches", default="1,10,100,500", help="--inprocess batch sizes")
     parser.add_argument("--alerts", type=int, default=2000, help="--inprocess alerts per size")
     parser.add_argument("--profile", type=Path, default=None, help="--inprocess cProfile file")
+    parser.add_argument(
+        "--store",
+        default="sqlite",
+        help="sqlite, postgresql (a local server, `itff postgres`) or both: sqlite,postgresql",
+    )
     options = parser.parse_args()
     if options.inprocess:
         sizes = [int(b) for b in options.batches.split(",")]
         asyncio.run(inprocess(sizes, options.alerts, options.symbols, options.profile))
     else:
         rates = [int(r) for r in options.rates.split(",")]
-        asyncio.run(main(rates, options.seconds, options.symbols, direct=options.direct))
+        figures: dict[str, dict[int, str]] = {}
+        for store in options.store.split(","):
+            print(f"== store: {store}", flush=True)
+            with store_url(store) as url:
+                figures[store] = asyncio.run(
+                    main(rates, options.seconds, options.symbols, direct=options.direct,
+                         database_url=url)
+                )  # fmt: skip
+        compare(rates, figures)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages that the test suite drives for real: headless Chromium (dashboard browser tests)
-# and promtool (Prometheus config and alert rules checks), shellcheck (run by actionlint); and, from
+# and promtool (Prometheus config and alert rules checks), shellcheck (run by actionlint), PostgreSQL's
+# server binaries (the local server of `itff postgres` and the tests' PostgreSQL store); and, from
 # the Go module proxy, actionlint (CI workflows) and amtool (Alertmanager config). Installs only what
 # is missing.
 set -euo pipefail
@@ -8,6 +9,7 @@ need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   echo "installing Debian packages: ${need[*]}"

@@ -54,8 +54,15 @@ def ensure_sqlite_dir(url: str) -> None:
 
 def create_engine(url: str, *, synchronous: Synchronous = "NORMAL", **kwargs: Any) -> AsyncEngine:
     """An async engine; SQLite gets WAL, a busy timeout, foreign keys and `synchronous` (see the
-    module's docstring) on every connection."""
+    module's docstring) on every connection, PostgreSQL (asyncpg) a `lock_timeout` as long."""
     ensure_sqlite_dir(url)
+    if make_url(url).drivername == "postgresql+asyncpg":
+        # the same bounded wait for a lock as SQLite's busy timeout: a write blocked longer
+        # fails (a transient error the consumer retries with backoff) instead of hanging
+        settings = {"lock_timeout": str(SQLITE_BUSY_TIMEOUT_MS)}
+        connect_args = kwargs.pop("connect_args", {})
+        server_settings = settings | connect_args.get("server_settings", {})
+        kwargs["connect_args"] = connect_args | {"server_settings": server_settings}
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         pragmas = partial(_sqlite_pragmas, synchronous=synchronous)

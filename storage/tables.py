@@ -50,19 +50,22 @@ class UtcDateTime(TypeDecorator[datetime]):
             return _SqliteDateTime()  # type: ignore[no-untyped-call]  # as is: not adapted away
         return dialect.type_descriptor(self.impl)
 
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:  # noqa: ARG002
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
         if value.tzinfo is not UTC:
             value = value.astimezone(UTC)
-        return value.replace(tzinfo=None)
+        # SQLite keeps naive UTC text; PostgreSQL's timestamptz takes the aware instant (a naive
+        # value would be read in the client's local time zone by asyncpg)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:  # noqa: ARG002
         if value is None:
             return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+        # PostgreSQL answers in the session's TimeZone: the same instant, shown in UTC
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):

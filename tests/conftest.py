@@ -18,12 +18,17 @@ from storage.migrate import upgrade_async
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
 
-pytest_plugins: list[str] = ["tests.support.kafka", "tests.support.webhook"]
+pytest_plugins: list[str] = [
+    "tests.support.kafka",
+    "tests.support.postgres",
+    "tests.support.webhook",
+]
 
 
 @pytest.fixture
-def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """Settings of one test: its own topic prefix, database file, artifact and log folders."""
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str) -> Settings:
+    """Settings of one test: its own topic prefix, database (a SQLite file, or a PostgreSQL
+    database under `both_stores`), artifact and log folders."""
     for name in list(__import__("os").environ):
         if name.startswith("ITFF_") and name != "ITFF_KAFKA_BOOTSTRAP":
             monkeypatch.delenv(name)
@@ -31,7 +36,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     return load_settings(
         env="test",
         topic_prefix=f"t{uuid.uuid4().hex[:10]}",
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'itff.db'}",
+        database_url=database_url,
         artifact_dir=tmp_path / "artifacts",
         log_dir=tmp_path / "logs",
         report_dir=tmp_path / "reports",
@@ -44,7 +49,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
 
 @pytest.fixture
 async def session_factory(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    """A migrated SQLite database of this test."""
+    """The migrated database of this test (SQLite, or PostgreSQL under `both_stores`)."""
     await upgrade_async(settings.database_url)
     engine = create_engine(settings.database_url)
     yield create_session_factory(engine)

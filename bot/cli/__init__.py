@@ -24,6 +24,7 @@ app = typer.Typer(
 COMMAND_MODULES = (
     "bot.cli.db",
     "bot.cli.kafka",
+    "bot.cli.postgres",
     "bot.cli.up",
     "bot.cli.artifacts",
     "bot.cli.consumer",

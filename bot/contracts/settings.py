@@ -75,6 +75,10 @@ class Settings(BaseSettings):
 
     # storage and artifacts
     database_url: str = "sqlite+aiosqlite:///var/itff.db"
+    # the local PostgreSQL server of `itff postgres start` (Debian's binaries)
+    postgres_data_dir: Path = Path("var/postgres")
+    postgres_port: int | None = Field(default=None, ge=1, le=65535)
+    postgres_bin_dir: Path | None = None
     artifact_dir: Path = Path("artifacts")
     artifact_base_url: str | None = None
     artifact_signing_key: SecretStr | None = None

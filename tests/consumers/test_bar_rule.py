@@ -30,6 +30,9 @@ from tests.support.consumer import (
     seed_bars,
     signal_rows,
 )
+from tests.support.postgres import both_stores
+
+pytestmark = both_stores
 
 BARS = sample_bars("SPX")
 STORED = 600

@@ -16,6 +16,9 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaTimeoutEr
 from consumers.commits import CommitPipeline, Span
 from consumers.deadletters import RecordRef
 from consumers.failures import Backoff
+from tests.support.postgres import both_stores
+
+pytestmark = both_stores
 
 P0, P1, P2 = (TopicPartition("alerts", p) for p in range(3))
 

@@ -33,8 +33,9 @@ from tests.support.consumer import (
 )
 from tests.support.env import child_env
 from tests.support.kafka import local_test_broker
+from tests.support.postgres import both_stores
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+pytestmark = [pytest.mark.kafka, pytest.mark.slow, both_stores]
 ITFF = Path(sys.executable).with_name("itff")
 
 

@@ -21,6 +21,9 @@ from consumers.failures import (
     stage,
     stage_of,
 )
+from tests.support.postgres import both_stores
+
+pytestmark = both_stores
 
 
 def db_error(

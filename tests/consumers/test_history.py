@@ -25,8 +25,9 @@ from tests.support.consumer import (
     seed_bars,
     signals_of,
 )
+from tests.support.postgres import both_stores
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, both_stores]
 
 
 def _changed(alert: Alert) -> Alert:

@@ -31,8 +31,9 @@ from tests.support.consumer import (
     signal_rows,
     signals_of,
 )
+from tests.support.postgres import both_stores
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, both_stores]
 
 
 async def test_alerts_become_one_signal_per_champion_once_even_when_published_twice(

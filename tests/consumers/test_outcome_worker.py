@@ -10,6 +10,9 @@ import pytest
 
 from bot.core import LIVE_COLUMNS, live_metrics, resolve, resolve_all
 from consumers.outcomes import snapshot_due
+from tests.support.postgres import both_stores
+
+pytestmark = both_stores
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 CLOSES = [100.0, 110.0, 99.0, 90.0, 120.0]

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -48,6 +49,7 @@ from consumers.failures import ProcessingFailed, is_transient
 from consumers.runner import running_consumer
 from consumers.served_models import PredictorModels
 from consumers.service import InferenceService
+from storage.db import sync_url
 from storage.tables import Bar
 from tests.support.consumer import (
     SEED_BARS,
@@ -63,6 +65,9 @@ from tests.support.consumer import (
     signal_rows,
     signals_of,
 )
+from tests.support.postgres import both_stores
+
+pytestmark = both_stores
 
 BARS = sample_bars("SPX")
 NESTED = b"[" * 100_000
@@ -148,7 +153,11 @@ def stages(letters: Sequence[DeadLetter]) -> dict[int | None, tuple[str, str]]:
 
 @contextmanager
 def write_locked(settings: Settings) -> Iterator[None]:
-    """Another writer holds the SQLite database's write lock (readers go on: WAL)."""
+    """Another writer holds the database's write lock (readers go on: SQLite's WAL, PostgreSQL's
+    EXCLUSIVE table locks)."""
+    if make_url(settings.database_url).get_backend_name() == "postgresql":
+        yield from _postgres_write_locked(settings.database_url)
+        return
     path = make_url(settings.database_url).database
     assert path is not None
     connection = sqlite3.connect(path, isolation_level=None)
@@ -160,9 +169,24 @@ def write_locked(settings: Settings) -> Iterator[None]:
         connection.close()
 
 
+WRITTEN = ("bars", "bar_revisions", "signals", "outcomes")  # the tables a batch writes
+
+
+def _postgres_write_locked(url: str) -> Iterator[None]:
+    engine = sa.create_engine(sync_url(url))
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text(f"LOCK TABLE {', '.join(WRITTEN)} IN EXCLUSIVE MODE"))
+            yield
+            connection.rollback()
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture
 def short_busy_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    """SQLite waits 0.1 s for a lock instead of 10 s, so a held lock fails a write quickly."""
+    """The database waits 0.1 s for a lock instead of 10 s (SQLite's busy timeout, PostgreSQL's
+    lock_timeout), so a held lock fails a write quickly."""
     monkeypatch.setattr("storage.db.SQLITE_BUSY_TIMEOUT_MS", 100)
 
 

@@ -22,8 +22,9 @@ from tests.support.consumer import (
     seed_bars,
     signal_rows,
 )
+from tests.support.postgres import both_stores
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, both_stores]
 LINES = [("direction", "logreg"), ("return", "ridge")]
 
 

@@ -1,4 +1,5 @@
-"""The consumer's repositories on a real migrated SQLite file: every write is idempotent."""
+"""The consumer's repositories on a real migrated SQLite file and PostgreSQL database: every write
+is idempotent."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from storage.signals import (
     signals_for_alerts,
 )
 from storage.tables import Bar, Outcome
+from tests.support.postgres import both_stores
+
+pytestmark = both_stores
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 

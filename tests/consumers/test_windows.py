@@ -21,6 +21,9 @@ from consumers.windows import (
     upsert,
     with_history,
 )
+from tests.support.postgres import both_stores
+
+pytestmark = both_stores
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 

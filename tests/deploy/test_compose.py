@@ -243,3 +243,21 @@ def test_no_forwarded_header_is_believed_without_a_proxy_in_front(
 ) -> None:
     """Clients reach these services through the published port, not through a proxy."""
     assert services[name]["environment"]["ITFF_TRUSTED_PROXIES"] == ""
+
+
+def test_postgres_is_an_optional_profile_that_the_migration_waits_for(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    postgres = services["postgres"]
+    assert postgres["profiles"] == ["postgres"]
+    assert postgres["image"].split(":")[0] == "postgres"  # the official image
+    env = postgres["environment"]
+    assert (env["POSTGRES_USER"], env["POSTGRES_DB"]) == ("itff", "itff")
+    assert "postgres-data:/var/lib/postgresql/data" in postgres["volumes"]
+    assert "postgres-data" in compose["volumes"]
+    assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+    wait = services["migrate"]["depends_on"]["postgres"]
+    assert wait == {"condition": "service_healthy", "required": False}
+    for name in ITFF_SERVICES:
+        if name not in ("topics", "migrate"):
+            assert condition(services[name], "migrate") == "service_completed_successfully"

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.contracts import BadInput, Settings, Signal, TransientError, utcnow
@@ -30,6 +30,9 @@ from tests.support.dashboard import (
     live_return,
     seed_dashboard,
 )
+from tests.support.postgres import both_stores
+
+pytestmark = both_stores
 
 
 @pytest.fixture
@@ -221,7 +224,11 @@ async def test_results_are_cached_until_they_expire(
 
 
 async def test_the_reader_cannot_write(queries: DashboardQueries) -> None:
-    with pytest.raises(OperationalError, match="readonly"), queries.engine.begin() as connection:
+    # SQLite: "attempt to write a readonly database"; PostgreSQL: "read-only transaction"
+    with (
+        pytest.raises(DBAPIError, match=r"readonly|read-only"),
+        queries.engine.begin() as connection,
+    ):
         connection.execute(text("DELETE FROM signals"))
     assert len(queries.signals()) == 2 * N_SIGNALS
 
@@ -257,8 +264,8 @@ async def test_an_empty_database_gives_empty_frames(
     assert data.latencies.empty
 
 
-def test_a_database_without_tables_says_to_upgrade(settings: Settings) -> None:
-    reader = DashboardQueries.from_url(settings.database_url)
+def test_a_database_without_tables_says_to_upgrade(blank_database_url: str) -> None:
+    reader = DashboardQueries.from_url(blank_database_url)
     try:
         with pytest.raises(TransientError, match="itff db upgrade"):
             reader.signals()

@@ -21,6 +21,9 @@ from panel_app.server import (
     server_options,
 )
 from tests.support.dashboard import A_KEY, N_SIGNALS, seed_dashboard
+from tests.support.postgres import both_stores
+
+pytestmark = both_stores
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost"])
@@ -123,8 +126,8 @@ async def test_views_show_empty_states_then_data(
     assert not dashboard.problem.visible
 
 
-async def test_an_unreadable_database_shows_a_banner(settings: Settings) -> None:
-    queries = DashboardQueries.from_url(settings.database_url)
+async def test_an_unreadable_database_shows_a_banner(blank_database_url: str) -> None:
+    queries = DashboardQueries.from_url(blank_database_url)
     dashboard = Dashboard(queries, drift_margin=0.05, refresh_seconds=5)
     try:
         await dashboard.refresh()

@@ -12,6 +12,9 @@ from bot.contracts import BadInput
 from bot.pipeline import backfill, refresh_symbol, stored_bars
 from storage.tables import Bar
 from tests.support.pipeline import write_sample_slice
+from tests.support.postgres import both_stores
+
+pytestmark = both_stores
 
 
 async def _count(session_factory) -> int:

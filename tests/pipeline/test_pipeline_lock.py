@@ -25,6 +25,9 @@ from tests.pipeline.conftest import Collect
 from tests.support.cli import ROOT, run_itff
 from tests.support.env import child_env
 from tests.support.pipeline import write_sample_slice
+from tests.support.postgres import both_stores
+
+pytestmark = both_stores
 
 MANUAL_RUN = """
 import asyncio, sys

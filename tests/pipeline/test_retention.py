@@ -10,6 +10,9 @@ from bot.pipeline import RetentionPolicy, apply_retention, expired_logs, log_dat
 from storage import model_versions as model_repo
 from storage.tables import Bar, LiveMetricSnapshot, Outcome, SignalRow
 from tests.support.pipeline import small_bundle
+from tests.support.postgres import both_stores
+
+pytestmark = both_stores
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 POLICY = RetentionPolicy(signals_days=30, outcomes_days=10, logs_days=7, keep_versions=2)

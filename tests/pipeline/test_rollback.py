@@ -12,8 +12,9 @@ from bot.kafka import ModelEventPublisher
 from bot.pipeline import ChampionSwitch
 from storage import model_versions as model_repo
 from tests.support.pipeline import small_bundle
+from tests.support.postgres import both_stores
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, both_stores]
 KEY = "SPX-direction-logreg"
 
 

@@ -19,8 +19,9 @@ from storage import model_versions as model_repo
 from storage import runs as run_repo
 from storage.tables import BacktestEquity, Bar
 from tests.support.pipeline import write_sample_slice
+from tests.support.postgres import both_stores
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, both_stores]
 DIRECTION = "SPX-direction-logreg"
 RETURN = "SPX-return-ridge"
 

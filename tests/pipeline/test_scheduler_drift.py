@@ -14,6 +14,9 @@ from bot.core import GAUGE_WINDOW, MIN_SIGNALS
 from bot.pipeline import LIVE, ItffScheduler, refresh_drift_gauge
 from storage import model_versions as model_repo
 from storage.signals import OutcomeRecord, insert_live_metrics, insert_outcomes, insert_signals
+from tests.support.postgres import both_stores
+
+pytestmark = both_stores
 
 KEY = "SPX-direction-logreg"
 THIN = "NDX-direction-logreg"  # a champion with too few resolved signals

@@ -7,6 +7,9 @@ from prometheus_client import REGISTRY
 from bot.pipeline import ItffScheduler
 from storage.db import create_engine, create_session_factory
 from storage.migrate import upgrade_async
+from tests.support.postgres import both_stores
+
+pytestmark = both_stores
 
 
 async def test_the_scheduler_exports_the_configured_drift_margin(

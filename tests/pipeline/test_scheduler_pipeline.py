@@ -14,6 +14,9 @@ from bot.pipeline import PIPELINE, RETRY, ItffScheduler, ensure_jobs, make_sched
 from storage import runs as run_repo
 from storage.tables import PipelineRun
 from tests.support.pipeline import write_sample_slice
+from tests.support.postgres import both_stores
+
+pytestmark = both_stores
 
 
 def _small(settings, tmp_path, **update):

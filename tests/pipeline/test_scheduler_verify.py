@@ -13,6 +13,9 @@ from bot.contracts import IntegrityError
 from bot.pipeline import VERIFY, ItffScheduler
 from storage import model_versions as model_repo
 from tests.support.pipeline import small_bundle
+from tests.support.postgres import both_stores
+
+pytestmark = both_stores
 
 KEY = "SPX-direction-logreg"
 

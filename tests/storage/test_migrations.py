@@ -1,12 +1,11 @@
-"""The Alembic migrations on real SQLite: head matches the tables; 0003 (optional volume, bar
-revisions) and 0004 (parked outbox entries) go up and down keeping the rows. Alembic's environment
-runs its own event loop, so it runs in a thread, as `storage.migrate.upgrade_async` runs it:
-`asyncio.run` here would drop pytest-asyncio's loop."""
+"""The Alembic migrations on real SQLite and PostgreSQL: head matches the tables; 0003 (optional
+volume, bar revisions) and 0004 (parked outbox entries) go up and down keeping the rows.
+Alembic's environment runs its own event loop, so it runs in a thread, as
+`storage.migrate.upgrade_async` runs it: `asyncio.run` here would drop pytest-asyncio's loop."""
 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 from alembic import command
@@ -18,12 +17,15 @@ from storage import migrate
 from storage.db import sync_url
 from storage.migrate import alembic_config, upgrade_async
 from storage.tables import Base
+from tests.support.postgres import both_stores
 
-ENTRY = (
+pytestmark = both_stores
+
+ENTRY = text(
     "INSERT INTO outbox (alert_id, topic, key, payload, created_at, attempts, last_error) "
-    "VALUES ('alert-0001', 'itff.alerts', x'535058', x'7b7d', '2026-12-04 10:00:00.000000', 3, "
+    "VALUES ('alert-0001', 'itff.alerts', :key, :payload, '2026-12-04 10:00:00.000000', 3, "
     "'MessageSizeTooLargeError()')"
-)
+).bindparams(key=b"SPX", payload=b"{}")
 
 
 def _engine(url: str) -> Engine:
@@ -37,8 +39,8 @@ def _outbox(engine: Engine) -> tuple[set[str], list[Any]]:
     return columns, [tuple(row) for row in rows]
 
 
-async def test_head_matches_the_tables(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'itff.db'}"
+async def test_head_matches_the_tables(blank_database_url: str) -> None:
+    url = blank_database_url
     await upgrade_async(url)
     engine = _engine(url)
     with engine.connect() as connection:
@@ -47,12 +49,14 @@ async def test_head_matches_the_tables(tmp_path: Path) -> None:
     engine.dispose()
 
 
-async def test_0004_adds_parked_at_and_downgrades_keeping_the_entries(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'itff.db'}"
+async def test_0004_adds_parked_at_and_downgrades_keeping_the_entries(
+    blank_database_url: str,
+) -> None:
+    url = blank_database_url
     await upgrade_async(url, "0003")
     engine = _engine(url)
     with engine.begin() as connection:
-        connection.execute(text(ENTRY))
+        connection.execute(ENTRY)
     entry = ("alert-0001", 3, "MessageSizeTooLargeError()")
 
     await upgrade_async(url, "0004")
@@ -85,9 +89,9 @@ def _volumes(engine: Engine) -> list[Any]:
 
 
 async def test_0003_makes_volume_optional_and_downgrades_a_missing_one_to_zero(
-    tmp_path: Path,
+    blank_database_url: str,
 ) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'itff.db'}"
+    url = blank_database_url
     await upgrade_async(url, "0002")
     engine = _engine(url)
     with engine.begin() as connection:
@@ -106,9 +110,9 @@ async def test_0003_makes_volume_optional_and_downgrades_a_missing_one_to_zero(
     engine.dispose()
 
 
-async def test_every_migration_goes_down_and_up_again(tmp_path: Path) -> None:
+async def test_every_migration_goes_down_and_up_again(blank_database_url: str) -> None:
     """From head to base one step at a time, and back: each downgrade undoes its upgrade."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'itff.db'}"
+    url = blank_database_url
     await upgrade_async(url)
     known = migrate.revisions()
     for revision in reversed(["base", *known[:-1]]):

@@ -1,10 +1,14 @@
-"""The outbox's repository functions on real SQLite: what is queued, what is parked, and when."""
+"""The outbox's repository functions on real SQLite and PostgreSQL: what is queued, what is
+parked, and when."""
 
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage import outbox as repo
+from tests.support.postgres import both_stores
+
+pytestmark = both_stores
 
 Sessions = async_sessionmaker[AsyncSession]
 

@@ -1,5 +1,6 @@
-"""The pipeline lock on real SQLite: of concurrent takers exactly one wins; an expired lock is
-taken over, and its former holder can neither extend nor release its successor's lock."""
+"""The pipeline lock on real SQLite and PostgreSQL: of concurrent takers exactly one wins; an
+expired lock is taken over, and its former holder can neither extend nor release its successor's
+lock."""
 
 from __future__ import annotations
 
@@ -7,23 +8,25 @@ import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy import text
 
 from storage import pipeline_lock as lock_repo
 from storage.db import create_engine, create_session_factory
 from storage.migrate import upgrade_async
+from tests.support.postgres import both_stores
 
 T0 = datetime(2026, 12, 4, 2, 30, tzinfo=UTC)
 TTL = timedelta(seconds=60)
 CONTENDERS = 6
 
 
-async def _url(tmp_path: Path) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'itff.db'}"
-    await upgrade_async(url)
-    return url
+pytestmark = both_stores
+
+
+async def _url(database_url: str) -> str:
+    await upgrade_async(database_url)
+    return database_url
 
 
 async def _call(url: str, action, **kwargs):
@@ -63,8 +66,8 @@ def _race(url: str, run_ids: list[str], barrier: threading.Barrier) -> list[bool
         return list(pool.map(_contender, [url] * len(run_ids), run_ids, [barrier] * len(run_ids)))
 
 
-async def test_of_concurrent_takers_exactly_one_wins(tmp_path: Path) -> None:
-    url = await _url(tmp_path)
+async def test_of_concurrent_takers_exactly_one_wins(database_url: str) -> None:
+    url = await _url(database_url)
     for round_ in range(3):
         barrier = threading.Barrier(CONTENDERS)
         run_ids = [f"r{round_}-{n}" for n in range(CONTENDERS)]
@@ -77,8 +80,8 @@ async def test_of_concurrent_takers_exactly_one_wins(tmp_path: Path) -> None:
         assert await _call(url, lock_repo.current) is None
 
 
-async def test_a_live_lock_is_refused_and_an_expired_one_taken_over(tmp_path: Path) -> None:
-    url = await _url(tmp_path)
+async def test_a_live_lock_is_refused_and_an_expired_one_taken_over(database_url: str) -> None:
+    url = await _url(database_url)
 
     async def take(run_id: str, now: datetime) -> bool:
         return await _call(url, lock_repo.acquire, run_id=run_id, holder=run_id, now=now, ttl=TTL)
@@ -95,8 +98,8 @@ async def test_a_live_lock_is_refused_and_an_expired_one_taken_over(tmp_path: Pa
     assert (await _call(url, lock_repo.current)).run_id == "second"  # not released
 
 
-async def test_a_heartbeat_keeps_the_lock_past_its_first_expiry(tmp_path: Path) -> None:
-    url = await _url(tmp_path)
+async def test_a_heartbeat_keeps_the_lock_past_its_first_expiry(database_url: str) -> None:
+    url = await _url(database_url)
     assert await _call(url, lock_repo.acquire, run_id="a", holder="a", now=T0, ttl=TTL)
     later = T0 + TTL - timedelta(seconds=5)
     assert await _call(url, lock_repo.heartbeat, run_id="a", now=later, ttl=TTL)

@@ -1,15 +1,19 @@
-"""`UtcDateTime` on SQLite: the fast writer stores exactly the text SQLAlchemy's own would."""
+"""`UtcDateTime`: on SQLite the fast writer stores exactly the text SQLAlchemy's own would; on
+both stores an instant comes back as it went in, whatever the time zones around it."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from storage.tables import Bar, Base, UtcDateTime, _SqliteDateTime
+from tests.support.postgres import both_stores
 
 MOMENTS = [
     datetime(2019, 1, 2, tzinfo=UTC),
@@ -53,3 +57,27 @@ def test_round_trip_through_sqlite_keeps_the_instant() -> None:
 def test_naive_datetimes_are_refused() -> None:
     with pytest.raises(ValueError, match="naive"):
         UtcDateTime().process_bind_param(datetime(2019, 1, 2), sqlite.dialect())  # noqa: DTZ001
+
+
+@both_stores
+async def test_the_instant_survives_any_client_and_session_time_zone(
+    session_factory: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Neither the process's local zone nor the server session's moves a stored instant."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        async with session_factory() as session, session.begin():
+            if session.get_bind().dialect.name == "postgresql":
+                await session.execute(text("SET TIME ZONE 'Asia/Tokyo'"))
+            session.add_all(
+                Bar(symbol="SPX", interval="1D", time=moment, open=1, high=1, low=1, close=1)
+                for moment in MOMENTS
+            )
+        async with session_factory() as session:
+            stored = list(await session.scalars(select(Bar.time).order_by(Bar.time)))
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert stored == sorted(MOMENTS)
+    assert all(moment.tzinfo is UTC for moment in stored)

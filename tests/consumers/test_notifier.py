@@ -17,9 +17,10 @@ from consumers.notifier import running_notifier
 from consumers.notifier.parked import notifications, retry_parked
 from tests.support.consumer import counted, eventually, produce
 from tests.support.destinations import Destinations, destination_servers
+from tests.support.postgres import both_stores
 from tests.support.webhook import new_secret
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, both_stores]
 BAR = datetime(2018, 12, 31, tzinfo=UTC)
 
 

@@ -16,7 +16,7 @@ from storage import outbox
 from storage import pipeline_lock as lock_repo
 from storage.bars import upsert_frame
 from storage.db import sync_url
-from storage.tables import BarRevision, Base, ModelEventRow
+from storage.tables import BarRevision, Base, ModelEventRow, Notification
 from tests.conftest import SAMPLE_DIR
 from tests.support.cli import run_itff
 from tests.support.dashboard import seed_dashboard
@@ -44,6 +44,12 @@ async def _fill(sessions: Sessions) -> None:
             )
         )  # fmt: skip
         session.add(ModelEventRow(model_key="SPX-direction-logreg", version="v2", event="promoted"))
+        session.add(
+            Notification(
+                destination="webhook-1", signal_id="s1", status="parked", attempts=3,
+                last_error="HTTP 503", signal='{"signal_id": "s1"}',
+            )
+        )  # fmt: skip
         for n in range(3):
             await outbox.add_outbox_entry(
                 session=session, alert_id=f"alert-{n}", topic="itff.alerts", key=b"SPX",

@@ -55,6 +55,7 @@ def train(bars: pd.DataFrame, model_type: str, lookback: int) -> ModelBundle:
         feature_names=FEATURE_NAMES, lookback=lookback, horizon=1, interval="1D",
         thresholds=Thresholds(0.53, 0.47), train_start=bars.index[0].to_pydatetime(),
         train_end=bars.index[-1].to_pydatetime(), ood=ood_summary(pipeline[0].transform(X)),
+        fit_windows=X,
     )  # fmt: skip
 
 

@@ -90,7 +90,9 @@ class PredictionService:
                 from bot.artifacts import registry_from_settings
                 from bot.serving import Predictor
 
-                self._predictor = Predictor(registry_from_settings(self._settings))
+                self._predictor = Predictor(
+                    registry_from_settings(self._settings), runtime=self._settings.serving_runtime
+                )
             return self._predictor
 
     def _current(self) -> Any:

@@ -70,7 +70,10 @@ def bars_frame(bars: list[PredictBar]) -> pd.DataFrame:
 
 
 def _as_dict(prediction: Any) -> dict[str, Any]:
-    fields = ("model_key", "model_version", "target", "prediction", "probability", "action", "ood")
+    fields = (
+        "model_key", "model_version", "target", "prediction", "probability", "action", "ood",
+        "score", "buy_threshold", "sell_threshold",
+    )  # fmt: skip
     is_instance = is_dataclass(prediction) and not isinstance(prediction, type)
     source = asdict(prediction) if is_instance else vars(prediction)
     return {name: source[name] for name in fields}

@@ -55,6 +55,9 @@ class Prediction:
     action: Action
     ood: bool
     ood_distance: float  # squared Mahalanobis distance of the scaled input
+    score: float  # what the thresholds act on: P(up) (direction) or the predicted log return
+    buy_threshold: float  # action = buy when score >= buy_threshold (and not ood)
+    sell_threshold: float  # action = sell when score <= sell_threshold (and not buy, not ood)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,11 +242,16 @@ def _predict(served: _Served, windows: FloatArray) -> list[Prediction]:
         probabilities: list[float | None] = scores.tolist()
     else:
         values, probabilities = scores.tolist(), [None] * len(scores)
+    buy, sell = bundle.thresholds.buy, bundle.thresholds.sell
+    rows = zip(
+        values, probabilities, actions, ood.tolist(), distances.tolist(), scores.tolist(),
+        strict=True,
+    )  # fmt: skip
     return [
-        Prediction(key, version, target, value, probability, action, out, distance)
-        for value, probability, action, out, distance in zip(
-            values, probabilities, actions, ood.tolist(), distances.tolist(), strict=True
+        Prediction(
+            key, version, target, value, probability, action, out, distance, score, buy, sell
         )
+        for value, probability, action, out, distance, score in rows
     ]
 
 

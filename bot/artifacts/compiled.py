@@ -14,7 +14,7 @@ StandardScaler does it (`(x - mean) / scale`), so its output is bit-identical.
 An export is only written when the compiled model reproduces the scikit-learn pipeline on the
 training windows: scores to `TOLERANCE` and identical actions; otherwise the publish fails.
 A pipeline with no compiled form (another scaler or estimator) is published without one and is
-served through scikit-learn (the consumer counts it in `itff_serving_sklearn_models`).
+served through scikit-learn (flagged in the gauge `itff_serving_sklearn_models`).
 """
 
 from __future__ import annotations

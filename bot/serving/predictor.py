@@ -10,7 +10,7 @@ window to the training inputs exceeds the bundle's threshold; the action is then
 Runtimes (`ITFF_SERVING_RUNTIME`): `compiled` (the default) serves the pickle-free compiled form of
 each version (`bot.artifacts.compiled`: the scaler as plain arrays, ONNX Runtime or treelite for the
 model) and never unpickles; a version published without a compiled form is then served through
-scikit-learn, counted in `itff_serving_sklearn_models_total`, with a warning. `sklearn` unpickles
+scikit-learn, flagged in `itff_serving_sklearn_models`, with a warning. `sklearn` unpickles
 the verified joblib pipeline (the reference path, for benchmarks and comparisons).
 
 Thread-safe: loads and swaps happen under a lock, predictions read immutable served models, so the
@@ -27,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from prometheus_client import Counter
+from prometheus_client import Gauge
 
 from bot.artifacts import ArtifactRegistry, NoCompiledForm
 from bot.contracts import Action, BadInput, IntegrityError, NotFound, Target
@@ -37,10 +37,10 @@ from bot.runtime import get_logger
 FloatArray = NDArray[np.float64]
 Runtime = Literal["compiled", "sklearn"]
 log = get_logger(__name__)
-SKLEARN_FALLBACK = Counter(
+SKLEARN_FALLBACK = Gauge(
     "itff_serving_sklearn_models",
-    "Model versions loaded through scikit-learn (unpickled) while the compiled runtime is "
-    "configured, because they have no compiled form",
+    "1 while the key's served version has no compiled form and is served through scikit-learn "
+    "(unpickled) although the compiled runtime is configured; 0 once it is served compiled",
     ["model_key"],
 )
 
@@ -179,8 +179,9 @@ class Predictor:
                 compiled = self.registry.load_compiled(key)
             except NoCompiledForm as exc:
                 log.warning("served through scikit-learn: no compiled form", error=str(exc))
-                SKLEARN_FALLBACK.labels(key).inc()
+                SKLEARN_FALLBACK.labels(key).set(1)
             else:
+                SKLEARN_FALLBACK.labels(key).set(0)
                 scorer = compiled.scorer
                 return _Served(compiled.bundle, scorer.scaled, scorer.scores, "compiled")
         return _prepare(self.registry.load(key))

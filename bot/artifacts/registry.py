@@ -168,6 +168,9 @@ class ArtifactRegistry:
                 file=SERVING_FILE,
             )
         model = verified_bytes(folder, str(name), manifest, label=label)
+        for other in set(manifest.files) - {META_FILE, SERVING_FILE, str(name)}:
+            # hashed, never unpickled: a version with any altered file is not served at all
+            verified_bytes(folder, other, manifest, label=label)
         try:
             compiled = CompiledModel(
                 bundle_from_meta(meta, None, label=label, compiled=True), serving, model

@@ -106,7 +106,7 @@ def test_a_pipeline_without_compiled_form_is_served_by_sklearn_and_counted(
     )
 
 
-@pytest.mark.parametrize("name", ["model.onnx", "serving.json"])
+@pytest.mark.parametrize("name", ["model.onnx", "serving.json", "model.joblib"])
 def test_an_altered_compiled_file_is_never_loaded(registry: ArtifactRegistry, name: str) -> None:
     bundle = make_bundle(version=V1)
     published = registry.publish(bundle)

@@ -1,5 +1,7 @@
 """Serving never unpickles: the consumer's model loading and predictions, run in a fresh process
-under an audit hook that records every unpickled class and every `.joblib` file opened."""
+under an audit hook that records every class an unpickler looks up (`pickle.find_class`, raised by
+pickle's and joblib's unpicklers alike). model.joblib is still hashed (a version with any altered
+file is refused) but never unpickled."""
 
 from __future__ import annotations
 
@@ -27,8 +29,6 @@ SERVE = textwrap.dedent(
     def audit(event, args):
         if event == "pickle.find_class":
             seen.append(f"unpickled {args[0]}.{args[1]}")
-        elif event == "open" and str(args[0]).endswith(".joblib"):
-            seen.append(f"opened {args[0]}")
 
     sys.addaudithook(audit)
 
@@ -79,5 +79,4 @@ def test_the_audit_sees_unpickling_on_the_sklearn_runtime(artifacts: Path) -> No
     and both runtimes decide the same actions."""
     result = serve(artifacts, "sklearn")
     assert any(item.startswith("unpickled sklearn.") for item in result["seen"])
-    assert sum(item.startswith("opened") for item in result["seen"]) == len(LINES)
     assert result["served"] == serve(artifacts, "compiled")["served"]

@@ -196,17 +196,19 @@ async def post(
     run: Run,
     index: dict[str, Run],
 ) -> None:
-    sent = time.monotonic()
+    # registered before sending: a signal may be read before this task sees the 202
+    alert_id = TradingViewMessage.model_validate(body).to_alert(source="tradingview").alert_id
+    run.sent_at[alert_id] = time.monotonic()
+    index[alert_id] = run
     try:
         async with session.post(url, json=body) as response:
             payload = await response.json()
-            if response.status != 202:
-                run.errors += 1
+            if response.status == 202 and payload["alert_id"] == alert_id:
                 return
-            run.sent_at[payload["alert_id"]] = sent
-            index[payload["alert_id"]] = run
     except aiohttp.ClientError:
-        run.errors += 1
+        pass
+    run.errors += 1
+    del run.sent_at[alert_id]
 
 
 async def drive_direct(
@@ -350,7 +352,9 @@ async def wait_consumer(log: Path, within: float = 240.0) -> None:
     raise SystemExit(f"the consumer did not start within {within:.0f}s; see {log}")
 
 
-async def main(rates: list[int], seconds: float, n_symbols: int, *, direct: bool) -> None:
+async def main(
+    rates: list[int], seconds: float, n_symbols: int, *, direct: bool, runtime: str
+) -> None:
     bootstrap = os.environ.get("ITFF_KAFKA_BOOTSTRAP", "localhost:9092")
     root = Path(tempfile.mkdtemp(prefix="itff-bench-"))
     settings = bench_settings(root, bootstrap)
@@ -358,7 +362,8 @@ async def main(rates: list[int], seconds: float, n_symbols: int, *, direct: bool
     print(f"preparing {len(symbols)} symbols x {len(LINES)} champion models under {root} ...")
     streams = await prepare(settings, symbols)
     port = free_port()
-    env = webhook_env(settings, port)
+    env = webhook_env(settings, port) | {"ITFF_SERVING_RUNTIME": runtime}
+    print(f"serving runtime: {runtime}")
     consumer_log = root / "consumer.log"
     procs = [] if direct else [start(["webhook"], env, root / "webhook.log")]
     metrics_port = free_port()
@@ -530,10 +535,21 @@ if __name__ == "__main__":
     parser.add_argument("--alerts", type=int, default=2000, help="--inprocess alerts per size")
     parser.add_argument("--profile", type=Path, default=None, help="--inprocess cProfile file")
     parser.add_argument("--runtimes", default="compiled,sklearn", help="--inprocess runtimes")
+    parser.add_argument(
+        "--runtime", default="compiled", help="ITFF_SERVING_RUNTIME of the processes"
+    )
     parser.add_argument("--writes", default="sync,aiosqlite", help="--inprocess SQLite writes")
     options = parser.parse_args()
     if options.inprocess:
         asyncio.run(inprocess(options))
     else:
         rates = [int(r) for r in options.rates.split(",")]
-        asyncio.run(main(rates, options.seconds, options.symbols, direct=options.direct))
+        asyncio.run(
+            main(
+                rates,
+                options.seconds,
+                options.symbols,
+                direct=options.direct,
+                runtime=options.runtime,
+            )
+        )

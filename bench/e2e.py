@@ -20,7 +20,9 @@ batch, with the mean batch size.
 `--inprocess` runs no Kafka client: `InferenceService.process` (decode, features, 3 models per
 symbol, one SQLite transaction) on batches of alert records, in this process; it prints alerts/s
 per batch size, with the consumer's SQLite write (one synchronous transaction in the worker thread)
-and the aiosqlite one alternated (`--profile FILE` writes a cProfile of the former).
+and the aiosqlite one alternated (`--profile FILE` writes a cProfile of the former), for each
+serving runtime (`--runtimes compiled,sklearn`: the same models, the same batches, one run), with
+the process CPU time per alert (the goal: at most 0.3 ms at 4 symbols x 3 champions, batches of 10).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from bot import postgres
 from bot.artifacts import registry_from_settings
 from bot.contracts import Settings, Signal, TradingViewMessage, load_settings
 from bot.kafka import admin_client, ensure_topics
+from bot.serving import Predictor
 from consumers.deadletters import RecordRef
 from consumers.served_models import PredictorModels
 from consumers.service import InferenceService
@@ -200,17 +203,19 @@ async def post(
     run: Run,
     index: dict[str, Run],
 ) -> None:
-    sent = time.monotonic()
+    # registered before sending: a signal may be read before this task sees the 202
+    alert_id = TradingViewMessage.model_validate(body).to_alert(source="tradingview").alert_id
+    run.sent_at[alert_id] = time.monotonic()
+    index[alert_id] = run
     try:
         async with session.post(url, json=body) as response:
             payload = await response.json()
-            if response.status != 202:
-                run.errors += 1
+            if response.status == 202 and payload["alert_id"] == alert_id:
                 return
-            run.sent_at[payload["alert_id"]] = sent
-            index[payload["alert_id"]] = run
     except aiohttp.ClientError:
-        run.errors += 1
+        pass
+    run.errors += 1
+    del run.sent_at[alert_id]
 
 
 async def drive_direct(
@@ -380,17 +385,26 @@ def store_url(store: str) -> Iterator[str | None]:
 
 
 async def main(
-    rates: list[int], seconds: float, n_symbols: int, *, direct: bool, database_url: str | None
+    rates: list[int],
+    seconds: float,
+    n_symbols: int,
+    *,
+    direct: bool,
+    database_url: str | None,
+    runtime: str,
 ) -> dict[int, str]:
     bootstrap = os.environ.get("ITFF_KAFKA_BOOTSTRAP", "localhost:9092")
     root = Path(tempfile.mkdtemp(prefix="itff-bench-"))
     settings = bench_settings(root, bootstrap, database_url)
     figures: dict[int, str] = {}
     symbols = ["SPX", "NDX", *(f"SYN{i}" for i in range(max(0, n_symbols - 2)))][:n_symbols]
-    print(f"preparing {len(symbols)} symbols x {len(LINES)} champion models under {root} ...")
+    print(
+        f"preparing {len(symbols)} symbols x {len(LINES)} champion models under {root} "
+        f"(serving runtime: {runtime}) ..."
+    )
     streams = await prepare(settings, symbols)
     port = free_port()
-    env = webhook_env(settings, port)
+    env = webhook_env(settings, port) | {"ITFF_SERVING_RUNTIME": runtime}
     consumer_log = root / "consumer.log"
     procs = [] if direct else [start(["webhook"], env, root / "webhook.log")]
     metrics_port = free_port()
@@ -464,29 +478,31 @@ def compare(rates: list[int], figures: dict[str, dict[int, str]]) -> None:
         print(f"{rate:>6}/s  {cells}")
 
 
-async def inprocess(
-    batch_sizes: list[int], alerts: int, n_symbols: int, profile: Path | None
-) -> None:
+async def inprocess(options: argparse.Namespace) -> None:
     """The consumer's batch path alone: records -> stored bars and signals (no Kafka)."""
     root = Path(tempfile.mkdtemp(prefix="itff-bench-"))
     settings = bench_settings(root, "localhost:9")
+    n_symbols, runtimes = options.symbols, options.runtimes.split(",")
     symbols = ["SPX", "NDX", *(f"SYN{i}" for i in range(max(0, n_symbols - 2)))][:n_symbols]
     streams = await prepare(settings, symbols, topics=False)
     engine = create_engine(settings.database_url)
     sync_engine = create_sync_sqlite_engine(settings.database_url)
-    models = PredictorModels.from_settings(settings)
+    registry = registry_from_settings(settings)
     # the consumer's SQLite write (one hop, a synchronous connection in the inference thread)
     # and the aiosqlite one (any other database), alternated on the same batches' sizes
-    services = {
-        write: InferenceService(
-            session_factory=create_session_factory(engine),
-            champion_specs=models.specs,
-            predict=models.predict_windows,
-            lookback=settings.lookback,
-            sync_sessions=sessionmaker(sync_engine, expire_on_commit=False) if sync else None,
-        )
-        for write, sync in (("sync", True), ("aiosqlite", False))
-    }
+    services = {}
+    for runtime in runtimes:
+        models = PredictorModels(Predictor(registry, runtime=runtime))
+        for write in options.writes.split(","):
+            services[runtime, write] = InferenceService(
+                session_factory=create_session_factory(engine),
+                champion_specs=models.specs,
+                predict=models.predict_windows,
+                lookback=settings.lookback,
+                sync_sessions=sessionmaker(sync_engine, expire_on_commit=False)
+                if write == "sync"
+                else None,
+            )
     offset = 0
 
     def records(count: int) -> list[RecordRef]:
@@ -501,37 +517,62 @@ async def inprocess(
 
     for service in services.values():
         await service.process(records(20))  # warm-up: windows, models
-    profiler = cProfile.Profile() if profile else None
-    for size in batch_sizes:
-        for write, service in services.items():
-            batches = [records(size) for _ in range(max(1, alerts // size))]
-            signals = 0
-            stages_before = stage_sums()
-            if profiler and write == "sync":
-                profiler.enable()
-            started = time.perf_counter()
-            for batch in batches:
-                signals += len((await service.process(batch)).signals)
-            elapsed = time.perf_counter() - started
-            if profiler:
-                profiler.disable()
-            count = size * len(batches)
-            print(
-                f"batch {size:>4} ({write:>9} write): {count:>6} alerts in {elapsed:6.2f}s  "
-                f"{count / elapsed:8.0f} alerts/s  {elapsed / len(batches) * 1000:7.2f} ms/batch  "
-                f"signals {signals}/{count * len(LINES)}  ms/batch: "
-                + ", ".join(
-                    f"{stage} {(after - stages_before[stage]) / len(batches) * 1000:.1f}"
-                    for stage, after in stage_sums().items()
-                    if stage in ("read", "infer", "write")
-                )
-            )
-    if profiler and profile:
-        profiler.dump_stats(profile)
-        print(f"profile: {profile}")
+    profiler = cProfile.Profile() if options.profile else None
+    cpu: dict[tuple[int, str, str], float] = {}
+    for size in [int(b) for b in options.batches.split(",")]:
+        for (runtime, write), service in services.items():
+            batches = [records(size) for _ in range(max(1, options.alerts // size))]
+            profiling = profiler if write == "sync" and runtime == runtimes[0] else None
+            cpu[size, runtime, write] = await measure(service, batches, profiling, runtime, write)
+    report_cpu(cpu, f"{n_symbols} symbols x {len(LINES)} champions")
+    if profiler and options.profile:
+        profiler.dump_stats(options.profile)
+        print(f"profile: {options.profile}")
     await engine.dispose()
     sync_engine.dispose()
     print(f"database: {root}")
+
+
+async def measure(
+    service: InferenceService,
+    batches: list[list[RecordRef]],
+    profiler: cProfile.Profile | None,
+    runtime: str,
+    write: str,
+) -> float:
+    """Process the batches, print their figures; the process CPU milliseconds per alert."""
+    signals, stages_before = 0, stage_sums()
+    if profiler:
+        profiler.enable()
+    started, cpu_started = time.perf_counter(), time.process_time()
+    for batch in batches:
+        signals += len((await service.process(batch)).signals)
+    elapsed, cpu_used = time.perf_counter() - started, time.process_time() - cpu_started
+    if profiler:
+        profiler.disable()
+    size = len(batches[0])
+    count = size * len(batches)
+    stages = ", ".join(
+        f"{stage} {(after - stages_before[stage]) / len(batches) * 1000:.2f}"
+        for stage, after in stage_sums().items()
+        if stage in ("read", "infer", "write")
+    )
+    print(
+        f"batch {size:>4} {runtime:>8} ({write:>9} write): {count:>6} alerts "
+        f"{count / elapsed:8.0f} alerts/s  {elapsed / len(batches) * 1000:7.2f} ms/batch  "
+        f"CPU {cpu_used / count * 1000:6.3f} ms/alert  signals {signals}/{count * len(LINES)}  "
+        f"ms/batch: {stages}"
+    )
+    return cpu_used / count * 1000
+
+
+def report_cpu(cpu: dict[tuple[int, str, str], float], setup: str) -> None:
+    print(f"process CPU ms per alert ({setup}), runtimes side by side:")
+    for size, write in dict.fromkeys((size, write) for size, _, write in cpu):
+        row = "  ".join(
+            f"{r} {ms:6.3f}" for (s, r, w), ms in cpu.items() if (s, w) == (size, write)
+        )
+        print(f"  batch {size:>4} ({write:>9} write): {row}")
 
 
 if __name__ == "__main__":
@@ -549,10 +590,14 @@ if __name__ == "__main__":
         default="sqlite",
         help="sqlite, postgresql (a local server, `itff postgres`) or both: sqlite,postgresql",
     )
+    parser.add_argument("--runtimes", default="compiled,sklearn", help="--inprocess runtimes")
+    parser.add_argument(
+        "--runtime", default="compiled", help="ITFF_SERVING_RUNTIME of the processes"
+    )
+    parser.add_argument("--writes", default="sync,aiosqlite", help="--inprocess SQLite writes")
     options = parser.parse_args()
     if options.inprocess:
-        sizes = [int(b) for b in options.batches.split(",")]
-        asyncio.run(inprocess(sizes, options.alerts, options.symbols, options.profile))
+        asyncio.run(inprocess(options))
     else:
         rates = [int(r) for r in options.rates.split(",")]
         figures: dict[str, dict[int, str]] = {}
@@ -561,6 +606,6 @@ if __name__ == "__main__":
             with store_url(store) as url:
                 figures[store] = asyncio.run(
                     main(rates, options.seconds, options.symbols, direct=options.direct,
-                         database_url=url)
+                         database_url=url, runtime=options.runtime)
                 )  # fmt: skip
         compare(rates, figures)

@@ -1,11 +1,13 @@
-"""Predictor latency: 1 window, per row in batches of 256, and the live path from raw bars.
+"""Predictor latency per model type, compiled runtime vs scikit-learn side by side in one run:
+1 window, per row in batches of 256, and the live path from raw bars.
 
 Trains real pipelines (bot.core.estimators) on SPX features, publishes them into a temporary signed
-registry and serves them through `Predictor`, exactly as the consumer does. Prints figures; asserts
-nothing.
+registry (which exports the compiled form) and serves them through `Predictor` with both runtimes,
+exactly as the consumer does. Prints figures and the 1-row ratio (goal: >= 20x); asserts nothing.
 
-    .venv/bin/python bench/predict.py [--lookback 5] [--repeat 2000] [--models logreg,hgb]
-                                      [--threads N]   (cap OpenMP/BLAS threads, as OMP_NUM_THREADS)
+    .venv/bin/python bench/predict.py [--lookback 5] [--repeat 2000]
+        [--models direction-logreg,return-hgb,...]   (default: every trainable model type)
+        [--threads N]   (cap OpenMP/BLAS threads, as OMP_NUM_THREADS)
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +32,7 @@ from bot.core import (
     build_features,
     make_pipeline,
     ood_summary,
+    supported_model_types,
     to_windows,
 )
 from bot.serving import Predictor
@@ -43,18 +47,24 @@ def load_bars() -> pd.DataFrame:
     return frame.set_index("time").astype("float64")
 
 
-def train(bars: pd.DataFrame, model_type: str, lookback: int) -> ModelBundle:
+MODELS = [f"{t}-{m}" for t in ("direction", "return") for m in supported_model_types(t)]
+
+
+def train(bars: pd.DataFrame, target: str, model_type: str, lookback: int) -> ModelBundle:
     features = build_features(bars).to_numpy()[WARMUP_BARS:]
     X = to_windows(features, lookback)[:-1]
     close = bars["close"].to_numpy()[WARMUP_BARS + lookback - 1 :]
-    y = (np.diff(close) > 0).astype(int)
-    pipeline = make_pipeline(model_type, "direction", seed=7).fit(X, y)
+    log_return = np.diff(np.log(close))
+    y = (log_return > 0).astype(int) if target == "direction" else log_return
+    pipeline = make_pipeline(model_type, target, seed=7).fit(X, y)
+    thresholds = Thresholds(0.53, 0.47) if target == "direction" else Thresholds(1e-3, -1e-3)
     return ModelBundle(
-        symbol="SPX", target="direction", model_type=model_type,
+        symbol="SPX", target=target, model_type=model_type,
         version=datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ"), pipeline=pipeline,
         feature_names=FEATURE_NAMES, lookback=lookback, horizon=1, interval="1D",
-        thresholds=Thresholds(0.53, 0.47), train_start=bars.index[0].to_pydatetime(),
+        thresholds=thresholds, train_start=bars.index[0].to_pydatetime(),
         train_end=bars.index[-1].to_pydatetime(), ood=ood_summary(pipeline[0].transform(X)),
+        fit_windows=X,
     )  # fmt: skip
 
 
@@ -69,48 +79,58 @@ def timings(call: Callable[[], object], repeat: int) -> np.ndarray:
     return out
 
 
-def show(label: str, seconds: np.ndarray, rows: int) -> None:
+def show(label: str, seconds: np.ndarray, rows: int) -> float:
     p50, p95, p99 = (np.percentile(seconds, q) * 1e6 / rows for q in (50, 95, 99))
     rate = rows / np.median(seconds)
     print(
-        f"  {label:<28} per row p50 {p50:9.1f} us  p95 {p95:9.1f} us  p99 {p99:9.1f} us  "
+        f"  {label:<34} per row p50 {p50:9.1f} us  p95 {p95:9.1f} us  p99 {p99:9.1f} us  "
         f"{rate:12,.0f} rows/s"
     )
+    return float(p50)
 
 
 def bench_model(
     registry: ArtifactRegistry, bundle: ModelBundle, bars: pd.DataFrame, repeat: int
-) -> None:
+) -> dict[str, float]:
+    """Both runtimes on the same inputs; the 1-row p50s (whole call, model only), in us."""
     registry.publish(bundle)
     registry.promote(bundle.key, bundle.version)
-    start = time.perf_counter()
-    predictor = Predictor(registry)
-    predictor.reload(bundle.key)
-    load_ms = (time.perf_counter() - start) * 1e3
-    size = (registry.root / bundle.key / bundle.version / "model.joblib").stat().st_size
+    folder = registry.root / bundle.key / bundle.version
+    compiled_file = next(folder.glob("model.[ot]*"))
     print(f"{bundle.key} (lookback {bundle.lookback}, {len(bundle.input_names)} inputs)")
-    print(f"  verified load (SHA-256 + HMAC + unpickle)  {load_ms:8.1f} ms  model {size:,} bytes")
+    print(
+        f"  files: model.joblib {(folder / 'model.joblib').stat().st_size:,} bytes, "
+        f"{compiled_file.name} {compiled_file.stat().st_size:,} bytes"
+    )
     windows = to_windows(build_features(bars).to_numpy()[WARMUP_BARS:], bundle.lookback)
     one, batch = windows[-1:], windows[-BATCH:]
-    show("1 window", timings(lambda: predictor.predict_windows(bundle.key, one), repeat), 1)
-    show(
-        f"batch of {BATCH}",
-        timings(lambda: predictor.predict_windows(bundle.key, batch), max(repeat // 20, 20)),
-        BATCH,
-    )
     recent = bars.iloc[-(WARMUP_BARS + bundle.lookback + 50) :]
-    show(
-        f"live path ({len(recent)} bars)",
-        timings(lambda: predictor.predict_bars("SPX", recent), max(repeat // 10, 20)),
-        1,
-    )
+    p50 = {}
+    for runtime in ("compiled", "sklearn"):
+        start = time.perf_counter()
+        predictor = Predictor(registry, runtime=runtime)  # type: ignore[arg-type]
+        predictor.reload(bundle.key)
+        load_ms = (time.perf_counter() - start) * 1e3
+        print(f"  [{runtime}] verified load {load_ms:8.1f} ms")
+        one_row = partial(predictor.predict_windows, bundle.key, one)
+        p50[runtime] = show(f"[{runtime}] 1 window", timings(one_row, repeat), 1)
+        served = predictor._get(bundle.key)  # noqa: SLF001 - the model call alone, for the table
+        model_only = partial(served.score, served.scale(one))
+        p50[f"{runtime} model"] = show(
+            f"[{runtime}] 1 window, model only", timings(model_only, repeat), 1
+        )
+        many = partial(predictor.predict_windows, bundle.key, batch)
+        show(f"[{runtime}] batch of {BATCH}", timings(many, max(repeat // 20, 20)), BATCH)
+        live = partial(predictor.predict_bars, "SPX", recent)
+        show(f"[{runtime}] live path ({len(recent)} bars)", timings(live, max(repeat // 10, 20)), 1)
+    return p50
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lookback", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=2000)
-    parser.add_argument("--models", default="logreg,hgb")
+    parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
@@ -123,10 +143,21 @@ def main() -> None:
         f"predictor latency on {len(bars)} SPX bars; {args.repeat} repeats of 1 window; "
         f"OpenMP/BLAS threads: {threads}"
     )
-    for model_type in args.models.split(","):
+    ratios = {}
+    for name in args.models.split(","):
+        target, model_type = name.split("-")
         with tempfile.TemporaryDirectory() as folder:
             registry = ArtifactRegistry(Path(folder), signing_key=b"bench-signing-key-0123456789")
-            bench_model(registry, train(bars, model_type, args.lookback), bars, args.repeat)
+            bundle = train(bars, target, model_type, args.lookback)
+            ratios[name] = bench_model(registry, bundle, bars, args.repeat)
+    print("1-row p50, compiled vs sklearn (goal: the predictor call >= 20x cheaper):")
+    for name, p50 in ratios.items():
+        print(
+            f"  {name:<18} predictor call: compiled {p50['compiled']:7.1f} us  sklearn "
+            f"{p50['sklearn']:7.1f} us  {p50['sklearn'] / p50['compiled']:5.1f}x   model alone: "
+            f"compiled {p50['compiled model']:7.1f} us  sklearn {p50['sklearn model']:7.1f} us  "
+            f"{p50['sklearn model'] / p50['compiled model']:5.1f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -57,6 +57,12 @@ class PredictionLike(Protocol):
     def action(self) -> Action: ...
     @property
     def ood(self) -> bool: ...
+    @property
+    def score(self) -> float: ...
+    @property
+    def buy_threshold(self) -> float: ...
+    @property
+    def sell_threshold(self) -> float: ...
 
 
 FloatArray = NDArray[np.float64]
@@ -120,6 +126,9 @@ def make_signal(
         ood=bool(prediction.ood),
         latency_ms=latency_ms,
         emitted_at=emitted_at,
+        score=float(prediction.score),
+        buy_threshold=float(prediction.buy_threshold),
+        sell_threshold=float(prediction.sell_threshold),
     )
 
 

@@ -54,7 +54,7 @@ class PredictorModels:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PredictorModels:
-        return cls(Predictor(registry_from_settings(settings)))
+        return cls(Predictor(registry_from_settings(settings), runtime=settings.serving_runtime))
 
     def specs(self, symbol: str) -> list[ModelSpec]:
         """Specs of the symbol's champions; one that cannot be loaded is left out and logged."""

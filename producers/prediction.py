@@ -70,7 +70,10 @@ def bars_frame(bars: list[PredictBar]) -> pd.DataFrame:
 
 
 def _as_dict(prediction: Any) -> dict[str, Any]:
-    fields = ("model_key", "model_version", "target", "prediction", "probability", "action", "ood")
+    fields = (
+        "model_key", "model_version", "target", "prediction", "probability", "action", "ood",
+        "score", "buy_threshold", "sell_threshold",
+    )  # fmt: skip
     is_instance = is_dataclass(prediction) and not isinstance(prediction, type)
     source = asdict(prediction) if is_instance else vars(prediction)
     return {name: source[name] for name in fields}
@@ -90,7 +93,9 @@ class PredictionService:
                 from bot.artifacts import registry_from_settings
                 from bot.serving import Predictor
 
-                self._predictor = Predictor(registry_from_settings(self._settings))
+                self._predictor = Predictor(
+                    registry_from_settings(self._settings), runtime=self._settings.serving_runtime
+                )
             return self._predictor
 
     def _current(self) -> Any:

@@ -131,6 +131,10 @@ class SignalRow(Base):
     latency_ms: Mapped[float] = mapped_column(Float)
     emitted_at: Mapped[datetime]
     horizon: Mapped[int] = mapped_column(Integer, default=1)  # bars until the outcome is known
+    # Signal schema_version 2: the score the action was decided on and its thresholds
+    score: Mapped[float | None] = mapped_column(Float)
+    buy_threshold: Mapped[float | None] = mapped_column(Float)
+    sell_threshold: Mapped[float | None] = mapped_column(Float)
 
 
 class Outcome(Base):

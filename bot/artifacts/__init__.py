@@ -1,6 +1,13 @@
 """Model artifacts: the verified registry, its on-disk format and manifest, HTTP and S3
 transports."""
 
+from bot.artifacts.compiled import (
+    CompiledExportError,
+    CompiledModel,
+    CompiledScorer,
+    NoCompiledForm,
+    export_compiled,
+)
 from bot.artifacts.format import (
     ARTIFACT_FILES,
     CHAMPION_FILE,
@@ -23,13 +30,18 @@ __all__ = [
     "MODEL_FILE",
     "ArtifactIntegrityError",
     "ArtifactRegistry",
+    "CompiledExportError",
+    "CompiledModel",
+    "CompiledScorer",
     "FetchResult",
+    "NoCompiledForm",
     "PresignedUrls",
     "RemoteOptions",
     "Signer",
     "VerificationResult",
     "VersionInfo",
     "describe",
+    "export_compiled",
     "fetch_many",
     "make_manifest",
     "meta_of",

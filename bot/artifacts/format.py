@@ -1,6 +1,8 @@
 """The on-disk format of artifact versions: names, manifest, signature, atomic file writes.
 
-The manifest lists the SHA-256 and size of `meta.json` and `model.joblib`. Its canonical form (the
+The manifest lists the SHA-256 and size of `meta.json`, `model.joblib` and, for versions that have
+a compiled serving form (`bot.artifacts.compiled`), of `serving.json` and `model.onnx` or
+`model.treelite`. Its canonical form (the
 JSON document without `signature`, keys sorted, no spaces, ASCII) is what the HMAC-SHA256 signs
 and what the version digest (`sha256` of a version, in ModelEvents) hashes.
 """
@@ -28,7 +30,11 @@ META_FILE = "meta.json"
 MANIFEST_FILE = "manifest.json"
 CHAMPION_FILE = "CHAMPION"
 HISTORY_FILE = "HISTORY.json"
-ARTIFACT_FILES = (META_FILE, MODEL_FILE)
+SERVING_FILE = "serving.json"
+ONNX_FILE = "model.onnx"
+TREELITE_FILE = "model.treelite"
+ARTIFACT_FILES = (META_FILE, MODEL_FILE)  # in every version
+COMPILED_FILES = (SERVING_FILE, ONNX_FILE, TREELITE_FILE)  # in versions with a compiled form
 MIN_SIGNING_KEY_BYTES = 16
 SIGNATURE_ALGORITHM = "HMAC-SHA256"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:!-]{0,119}")
@@ -212,11 +218,23 @@ def _parse_manifest(
         if not isinstance(doc.get(field), str) or (expected and doc[field] != expected):
             raise _broken(label, f"manifest {field} {doc.get(field)!r} does not match {expected!r}")
     files = doc.get("files")
-    if not isinstance(files, dict) or sorted(files) != sorted(ARTIFACT_FILES):
-        raise _broken(label, f"manifest must list exactly {list(ARTIFACT_FILES)}")
-    entries = {name: _file_entry(files[name], label) for name in ARTIFACT_FILES}
+    if not isinstance(files, dict) or not _known_files(files):
+        raise _broken(
+            label,
+            f"manifest must list {list(ARTIFACT_FILES)}, optionally with {SERVING_FILE} and one "
+            f"of {ONNX_FILE} / {TREELITE_FILE}",
+        )
+    entries = {name: _file_entry(files[name], label) for name in sorted(files)}
     created = str(doc.get("created_at", ""))
     return Manifest(doc["key"], doc["version"], created, entries, _digest(raw), signed)
+
+
+def _known_files(files: dict[str, Any]) -> bool:
+    names = set(files)
+    compiled = names - set(ARTIFACT_FILES)
+    return set(ARTIFACT_FILES) <= names and (
+        not compiled or compiled in ({SERVING_FILE, ONNX_FILE}, {SERVING_FILE, TREELITE_FILE})
+    )
 
 
 def _file_entry(entry: Any, label: str) -> FileEntry:

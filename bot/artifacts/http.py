@@ -32,7 +32,6 @@ import aiohttp
 from yarl import URL
 
 from bot.artifacts.format import (
-    ARTIFACT_FILES,
     MANIFEST_FILE,
     ArtifactIntegrityError,
     Manifest,
@@ -183,8 +182,7 @@ class RemoteArtifacts:
 
     async def files(self, manifest: Manifest, staging: Path) -> None:
         """Download each file of the manifest, size-capped and hashed while streaming."""
-        for name in ARTIFACT_FILES:
-            entry = manifest.files[name]
+        for name, entry in manifest.files.items():
             url = self.url(manifest.key, manifest.version, name)
             await self._retrying(url, self._to_file(staging / name, entry.size, entry.sha256))
 

@@ -14,7 +14,6 @@ import platform
 from datetime import datetime
 from typing import Any
 
-import joblib
 import numpy as np
 
 from bot.artifacts.format import FORMAT, META_FILE, MODEL_FILE, ArtifactIntegrityError, check_name
@@ -59,11 +58,15 @@ def meta_of(bundle: ModelBundle) -> bytes:
     return json.dumps(meta, separators=(",", ":"), allow_nan=False).encode()
 
 
-def bundle_from_meta(meta: Any, pipeline: Any, *, label: str) -> ModelBundle:
-    """Rebuild and check the bundle; a malformed meta.json or pipeline is an integrity error."""
+def bundle_from_meta(
+    meta: Any, pipeline: Any, *, label: str, compiled: bool = False
+) -> ModelBundle:
+    """Rebuild and check the bundle; a malformed meta.json or pipeline is an integrity error.
+
+    `compiled`: the bundle serves a compiled form and has no pipeline (`pipeline` is None)."""
     try:
         bundle = _bundle(meta, pipeline)
-        check_bundle(bundle)
+        check_bundle(bundle, pipeline=not compiled)
     except (KeyError, TypeError, ValueError) as exc:
         raise ArtifactIntegrityError(
             f"{label}: meta.json is incomplete or malformed ({exc!r}); re-publish the version",
@@ -103,7 +106,7 @@ def _bundle(meta: dict[str, Any], pipeline: Any) -> ModelBundle:
     )
 
 
-def check_bundle(bundle: ModelBundle) -> None:
+def check_bundle(bundle: ModelBundle, *, pipeline: bool = True) -> None:
     """Refuse a bundle the predictor could not serve correctly (BadInput saying what is wrong)."""
     check_name(bundle.key, "model key")
     check_name(bundle.version, "version")
@@ -120,7 +123,8 @@ def check_bundle(bundle: ModelBundle) -> None:
         raise BadInput("thresholds must be numbers, got NaN")
     n_inputs = bundle.lookback * len(names)
     _check_ood(bundle.ood, n_inputs)
-    scaler_of(bundle.pipeline, n_inputs)
+    if pipeline:
+        scaler_of(bundle.pipeline, n_inputs)
 
 
 def _check_ood(ood: OodSummary, n_inputs: int) -> None:
@@ -196,6 +200,8 @@ def _num(value: float) -> float | str:
 
 
 def pickle_pipeline(pipeline: Any) -> bytes:
+    import joblib
+
     buffer = io.BytesIO()
     try:
         joblib.dump(pipeline, buffer)

@@ -26,15 +26,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import joblib
-
+from bot.artifacts.compiled import CompiledModel, NoCompiledForm, export_compiled
 from bot.artifacts.format import (
-    ARTIFACT_FILES,
     CHAMPION_FILE,
     HISTORY_FILE,
     MANIFEST_FILE,
     META_FILE,
     MODEL_FILE,
+    SERVING_FILE,
     ArtifactIntegrityError,
     Manifest,
     Signer,
@@ -137,6 +136,8 @@ class ArtifactRegistry:
         manifest = self._manifest(key, version)
         meta_raw = verified_bytes(folder, META_FILE, manifest, label=label)
         model_raw = verified_bytes(folder, MODEL_FILE, manifest, label=label)
+        import joblib  # the sklearn runtime only: compiled serving never unpickles
+
         pipeline = joblib.load(io.BytesIO(model_raw))
         bundle = bundle_from_meta(json.loads(meta_raw), pipeline, label=label)
         if bundle.key != key or bundle.version != version:
@@ -146,6 +147,46 @@ class ArtifactRegistry:
                 file=META_FILE,
             )
         return bundle
+
+    def load_compiled(self, key: str, version: str | None = None) -> CompiledModel:
+        """The compiled serving form of a version (the champion by default); never unpickles.
+
+        Raises `NoCompiledForm` when the version was published without one.
+        """
+        version = self._resolve(key, version)
+        folder, label = self._dir(key, version), f"{key}/{version}"
+        manifest = self._manifest(key, version)
+        if SERVING_FILE not in manifest.files:
+            raise NoCompiledForm(f"{label} has no compiled serving form; it is served by sklearn")
+        meta = json.loads(verified_bytes(folder, META_FILE, manifest, label=label))
+        serving = json.loads(verified_bytes(folder, SERVING_FILE, manifest, label=label))
+        name = serving.get("file") if isinstance(serving, dict) else None
+        if name not in manifest.files or name in (META_FILE, MODEL_FILE, SERVING_FILE):
+            raise ArtifactIntegrityError(
+                f"{label}: serving.json names {name!r}, not a compiled file of the manifest; "
+                "re-publish the version",
+                file=SERVING_FILE,
+            )
+        model = verified_bytes(folder, str(name), manifest, label=label)
+        for other in set(manifest.files) - {META_FILE, SERVING_FILE, str(name)}:
+            # hashed, never unpickled: a version with any altered file is not served at all
+            verified_bytes(folder, other, manifest, label=label)
+        try:
+            compiled = CompiledModel(
+                bundle_from_meta(meta, None, label=label, compiled=True), serving, model
+            )
+        except Exception as exc:  # any runtime's parse error means the same
+            raise ArtifactIntegrityError(
+                f"{label}: the compiled serving form is malformed ({exc!r}); re-publish it",
+                file=SERVING_FILE,
+            ) from exc
+        if compiled.bundle.key != key or compiled.bundle.version != version:
+            raise ArtifactIntegrityError(
+                f"{label}: meta.json describes {compiled.bundle.key}/{compiled.bundle.version}; "
+                "the folder was moved or copied by hand: re-publish or re-fetch it",
+                file=META_FILE,
+            )
+        return compiled
 
     def check_manifest(self, folder: Path, key: str, version: str) -> Manifest:
         """Parse and authenticate the manifest in `folder` (e.g. a download) for key/version."""
@@ -169,7 +210,11 @@ class ArtifactRegistry:
     def publish(self, bundle: ModelBundle) -> PublishedVersion:
         """Write a new version atomically: staged, fsynced, verified, then renamed into place."""
         check_bundle(bundle)
-        files = {META_FILE: meta_of(bundle), MODEL_FILE: pickle_pipeline(bundle.pipeline)}
+        files = {
+            META_FILE: meta_of(bundle),
+            MODEL_FILE: pickle_pipeline(bundle.pipeline),
+            **export_compiled(bundle),
+        }
         manifest, digest = make_manifest(bundle.key, bundle.version, files, self._signer)
         with self._writer():
             self._refuse_existing(bundle.key, bundle.version)
@@ -278,7 +323,7 @@ class ArtifactRegistry:
         """Verify signature and checksums of a version without unpickling; its digest."""
         version = self._resolve(key, version)
         manifest = self._manifest(key, version)
-        for name in ARTIFACT_FILES:
+        for name in manifest.files:
             verified_bytes(self._dir(key, version), name, manifest, label=f"{key}/{version}")
         return str(manifest.digest)
 
@@ -346,7 +391,7 @@ class ArtifactRegistry:
         self, staging: Path, key: str, version: str, digest: str
     ) -> PublishedVersion:
         manifest = read_manifest(staging, key, version, self._signer, label=f"{key}/{version}")
-        for name in ARTIFACT_FILES:
+        for name in manifest.files:
             verified_bytes(staging, name, manifest, label=f"{key}/{version} (staged)")
         if manifest.digest != digest:
             raise ArtifactIntegrityError(

@@ -146,8 +146,17 @@ class ArtifactBucket:
             raise NotFound(f"the bucket has no complete version {key}/{version}; push it first")
         return {
             name: self.presign_object(key, version, name, expires=expires)
-            for name in (*ARTIFACT_FILES, MANIFEST_FILE)
+            for name in (*self._listed_files(key, version), MANIFEST_FILE)
         }
+
+    def _listed_files(self, key: str, version: str) -> list[str]:
+        """The files the remote manifest lists (the compiled ones too, where present)."""
+        raw = self._get(self.object_key(key, version, MANIFEST_FILE))
+        try:
+            files = json.loads(raw or b"{}").get("files", {})
+        except (ValueError, AttributeError) as exc:
+            raise IntegrityError(f"the bucket's manifest of {key}/{version} is unreadable") from exc
+        return sorted({*ARTIFACT_FILES, *files})
 
     def presign_object(self, *parts: str, expires: int) -> str:
         """A pre-signed GET URL of `{prefix}/{parts...}`, valid for `expires` seconds."""
@@ -179,7 +188,7 @@ class ArtifactBucket:
                 f"the bucket already holds {key}/{version} with another manifest; versions are "
                 "immutable: investigate before overwriting (see docs/runbooks/incident-response.md)"
             )
-        for name in ARTIFACT_FILES:
+        for name in sorted(json.loads(manifest).get("files", ARTIFACT_FILES)):
             self._put(self.object_key(key, version, name), (folder / name).read_bytes())
         self._put(manifest_key, manifest)
         return PushedVersion(key, version, uploaded=True)

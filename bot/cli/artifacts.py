@@ -201,9 +201,9 @@ def predict(
     from bot.data import load_bars
     from bot.serving import Predictor
 
-    _, registry = _registry()
+    settings, registry = _registry()
     bars = load_bars(f"csv:{csv}", symbol.upper())
-    predictions = Predictor(registry).predict_bars(symbol, bars)
+    predictions = Predictor(registry, settings.serving_runtime).predict_bars(symbol, bars)
     bar_time = bars.index[-1].isoformat()
     if as_json:
         head = {"symbol": symbol.upper(), "bar_time": bar_time}

@@ -29,6 +29,9 @@ from pydantic import (
 from bot.contracts.bars import MAX_EPOCH_DIGITS, from_epoch, interval_length, representable
 
 SCHEMA_VERSION: Literal[1] = 1
+# Signal 2 adds the optional `score`, `buy_threshold`, `sell_threshold`: version 1 readers that
+# ignore unknown fields read it unchanged, and this class still reads version 1 signals
+SIGNAL_SCHEMA_VERSION: Literal[2] = 2
 # Prices and volumes of real instruments, with orders of magnitude to spare (a meme coin quoted in
 # BTC near 1e-10, an index near 1e5): beyond them a bar is a bug or an attack, and its features
 # (ratios of consecutive bars) would overflow the models' scaler downstream
@@ -256,11 +259,17 @@ class TradingViewMessage(_Bar):
 
 
 class Signal(BaseModel):
-    """One model's forecast for one alert, on `itff.signals` (key = symbol)."""
+    """One model's forecast for one alert, on `itff.signals` (key = symbol).
+
+    `action` is decided on `score` (P(up) for `direction`, the predicted log return for
+    `return`): `buy` when score >= `buy_threshold`, else `sell` when score <= `sell_threshold`,
+    else `hold`; always `hold` when `ood`. `prediction` is the model's own class (score > 0.5) or
+    value and is not what the action is decided on (see docs/consumers.md, "Reading a signal").
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1, 2] = SIGNAL_SCHEMA_VERSION
     signal_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
     alert_id: str
     symbol: Symbol
@@ -275,6 +284,10 @@ class Signal(BaseModel):
     ood: bool
     latency_ms: float = Field(ge=0.0)
     emitted_at: UtcDatetime = Field(default_factory=utcnow)
+    # schema_version 2: what the action was decided on (None in version 1 signals)
+    score: float | None = None
+    buy_threshold: float | None = None
+    sell_threshold: float | None = None
 
 
 class ModelEvent(BaseModel):

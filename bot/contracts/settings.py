@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     horizon: int = Field(default=1, ge=1, le=64)
     cost_bps: float = Field(default=1.0, ge=0)
     seed: int = 42
+    # compiled: the pickle-free ONNX / treelite form; sklearn: the unpickled pipeline (reference)
+    serving_runtime: Literal["compiled", "sklearn"] = "compiled"
 
     # webhook receiver
     webhook_host: str = "0.0.0.0"  # noqa: S104 - a webhook receiver must be reachable

@@ -28,6 +28,12 @@ class Thresholds:
     buy: float
     sell: float
 
+    def codes(self, scores: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.int8]:
+        """1 (buy), -1 (sell) or 0 (hold) per score, before any OOD override."""
+        buy = scores >= self.buy
+        sell = (scores <= self.sell) & ~buy
+        return buy.astype(np.int8) - sell.astype(np.int8)
+
 
 @dataclass(frozen=True, slots=True)
 class OodSummary:
@@ -56,6 +62,10 @@ class ModelBundle:
     metrics: dict[str, float | None] = field(default_factory=dict)
     library_versions: dict[str, str] = field(default_factory=dict)
     created_at: datetime | None = None
+    # the training inputs, in memory only (never stored): the compiled export is checked on them
+    fit_windows: npt.NDArray[np.floating[Any]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     @property
     def key(self) -> str:

@@ -124,5 +124,6 @@ def train_model(
         train_start=ds.times[0].to_pydatetime(), train_end=bars.index[-1].to_pydatetime(),
         ood=ood_summary(scaled), metrics=_bundle_metrics(report),
         library_versions=library_versions(), created_at=datetime.now(UTC),
+        fit_windows=ds.X[: ds.n_labelled],
     )  # fmt: skip
     return TrainResult(bundle=bundle, report=report)

@@ -7,6 +7,12 @@ served model is one that verified (checksums and signature) and whose pipeline o
 scaler. The input is out of distribution (`ood`) when the squared Mahalanobis distance of the scaled
 window to the training inputs exceeds the bundle's threshold; the action is then `hold`.
 
+Runtimes (`ITFF_SERVING_RUNTIME`): `compiled` (the default) serves the pickle-free compiled form of
+each version (`bot.artifacts.compiled`: the scaler as plain arrays, ONNX Runtime or treelite for the
+model) and never unpickles; a version published without a compiled form is then served through
+scikit-learn, flagged in `itff_serving_sklearn_models`, with a warning. `sklearn` unpickles
+the verified joblib pipeline (the reference path, for benchmarks and comparisons).
+
 Thread-safe: loads and swaps happen under a lock, predictions read immutable served models, so the
 consumer may call it from many worker threads (`asyncio.to_thread`).
 """
@@ -16,19 +22,27 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
+from prometheus_client import Gauge
 
-from bot.artifacts import ArtifactRegistry
+from bot.artifacts import ArtifactRegistry, NoCompiledForm
 from bot.contracts import Action, BadInput, IntegrityError, NotFound, Target
 from bot.core import ModelBundle, ood_distances
 from bot.runtime import get_logger
 
 FloatArray = NDArray[np.float64]
+Runtime = Literal["compiled", "sklearn"]
 log = get_logger(__name__)
+SKLEARN_FALLBACK = Gauge(
+    "itff_serving_sklearn_models",
+    "1 while the key's served version has no compiled form and is served through scikit-learn "
+    "(unpickled) although the compiled runtime is configured; 0 once it is served compiled",
+    ["model_key"],
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,16 +55,19 @@ class Prediction:
     action: Action
     ood: bool
     ood_distance: float  # squared Mahalanobis distance of the scaled input
+    score: float  # what the thresholds act on: P(up) (direction) or the predicted log return
+    buy_threshold: float  # action = buy when score >= buy_threshold (and not ood)
+    sell_threshold: float  # action = sell when score <= sell_threshold (and not buy, not ood)
 
 
 @dataclass(frozen=True, slots=True)
 class _Served:
-    """A champion ready to serve: its bundle and the parts each prediction needs."""
+    """A champion ready to serve: its bundle and the two steps of each prediction."""
 
     bundle: ModelBundle
-    scaler: Any
-    head: Any  # the pipeline after its scaler
-    up_column: int  # column of class 1 in predict_proba (direction models)
+    scale: Callable[[FloatArray], FloatArray]  # windows -> scaled windows (the OOD input)
+    score: Callable[[FloatArray], FloatArray]  # scaled windows -> P(up) or predicted return
+    runtime: Runtime
 
     @property
     def n_inputs(self) -> int:
@@ -60,8 +77,9 @@ class _Served:
 class Predictor:
     """Serves the verified champions of an `ArtifactRegistry` (loaded once, cached)."""
 
-    def __init__(self, registry: ArtifactRegistry) -> None:
+    def __init__(self, registry: ArtifactRegistry, runtime: Runtime = "compiled") -> None:
         self.registry = registry
+        self.runtime = runtime
         self._served: dict[str, _Served] = {}
         self._lock = threading.Lock()
 
@@ -85,6 +103,10 @@ class Predictor:
         """The bundle served for `key` (the verified champion, loaded on first use)."""
         return self._get(key).bundle
 
+    def runtime_of(self, key: str) -> Runtime:
+        """The runtime that serves `key` (`sklearn` for a version without a compiled form)."""
+        return self._get(key).runtime
+
     def served_versions(self) -> dict[str, str]:
         return {key: served.bundle.version for key, served in self._served.items()}
 
@@ -94,7 +116,7 @@ class Predictor:
         On any failure the previously served version keeps serving and the error is raised.
         """
         with self._lock:
-            served = _prepare(self.registry.load(key))
+            served = self._load(key)
             self._served[key] = served
         return served.bundle
 
@@ -147,13 +169,33 @@ class Predictor:
         with self._lock:
             served = self._served.get(key)
             if served is None:
-                served = _prepare(self.registry.load(key))
+                served = self._load(key)
                 self._served[key] = served
             return served
 
+    def _load(self, key: str) -> _Served:
+        if self.runtime == "compiled":
+            try:
+                compiled = self.registry.load_compiled(key)
+            except NoCompiledForm as exc:
+                log.warning("served through scikit-learn: no compiled form", error=str(exc))
+                SKLEARN_FALLBACK.labels(key).set(1)
+            else:
+                SKLEARN_FALLBACK.labels(key).set(0)
+                scorer = compiled.scorer
+                return _Served(compiled.bundle, scorer.scaled, scorer.scores, "compiled")
+        return _prepare(self.registry.load(key))
+
 
 def _prepare(bundle: ModelBundle) -> _Served:
-    """Split the verified pipeline into scaler and head and check the head can score."""
+    """Split the verified pipeline into scaler and head and check the head can score.
+
+    Finiteness and shape were checked by `_check_windows`/`_rows_to_windows` and the estimators
+    were verified at load, so scikit-learn's own per-call checks (finiteness, parameter
+    validation) are skipped: for one window they cost more than the arithmetic.
+    """
+    from sklearn import config_context
+
     pipeline = bundle.pipeline
     # the estimator itself when it directly follows the scaler: a sliced Pipeline re-checks
     # fittedness on every call, which costs more than a one-row prediction
@@ -167,24 +209,26 @@ def _prepare(bundle: ModelBundle) -> _Served:
                 f"predict_proba over classes 0/1, got classes {classes}; retrain it"
             )
         up_column = classes.index(1)
-    return _Served(bundle, pipeline.steps[0][1], head, up_column)
+    scaler = pipeline.steps[0][1]
+    fast = {"assume_finite": True, "skip_parameter_validation": True}
+
+    def scale(windows: FloatArray) -> FloatArray:
+        with config_context(**fast):
+            return np.asarray(scaler.transform(windows), dtype=np.float64)
+
+    def score(scaled: FloatArray) -> FloatArray:
+        with config_context(**fast):
+            if bundle.target == "direction":
+                return np.asarray(head.predict_proba(scaled), dtype=np.float64)[:, up_column]
+            return np.asarray(head.predict(scaled), dtype=np.float64).reshape(-1)
+
+    return _Served(bundle, scale, score, "sklearn")
 
 
 def _scores(served: _Served, windows: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Scaled inputs and scores.
-
-    Finiteness and shape were checked by `_check_windows`/`_rows_to_windows` and the estimators
-    were verified at load, so scikit-learn's own per-call checks (finiteness, parameter
-    validation) are skipped: for one window they cost more than the arithmetic.
-    """
-    from sklearn import config_context
-
-    with config_context(assume_finite=True, skip_parameter_validation=True):
-        scaled = np.asarray(served.scaler.transform(windows), dtype=np.float64)
-        if served.bundle.target == "direction":
-            proba = np.asarray(served.head.predict_proba(scaled), dtype=np.float64)
-            return scaled, proba[:, served.up_column]
-        return scaled, np.asarray(served.head.predict(scaled), dtype=np.float64).reshape(-1)
+    """Scaled inputs and scores."""
+    scaled = served.scale(windows)
+    return scaled, served.score(scaled)
 
 
 def _predict(served: _Served, windows: FloatArray) -> list[Prediction]:
@@ -199,21 +243,25 @@ def _predict(served: _Served, windows: FloatArray) -> list[Prediction]:
         probabilities: list[float | None] = scores.tolist()
     else:
         values, probabilities = scores.tolist(), [None] * len(scores)
+    buy, sell = bundle.thresholds.buy, bundle.thresholds.sell
+    rows = zip(
+        values, probabilities, actions, ood.tolist(), distances.tolist(), scores.tolist(),
+        strict=True,
+    )  # fmt: skip
     return [
-        Prediction(key, version, target, value, probability, action, out, distance)
-        for value, probability, action, out, distance in zip(
-            values, probabilities, actions, ood.tolist(), distances.tolist(), strict=True
+        Prediction(
+            key, version, target, value, probability, action, out, distance, score, buy, sell
         )
+        for value, probability, action, out, distance, score in rows
     ]
+
+
+_ACTIONS: dict[int, Action] = {1: "buy", -1: "sell", 0: "hold"}
 
 
 def _actions(scores: FloatArray, bundle: ModelBundle, ood: NDArray[np.bool_]) -> list[Action]:
-    buy = scores >= bundle.thresholds.buy
-    sell = (scores <= bundle.thresholds.sell) & ~buy
-    return [
-        "hold" if out else "buy" if up else "sell" if down else "hold"
-        for out, up, down in zip(ood.tolist(), buy.tolist(), sell.tolist(), strict=True)
-    ]
+    codes = np.where(ood, 0, bundle.thresholds.codes(scores)).tolist()
+    return [_ACTIONS[code] for code in codes]
 
 
 # ---- input validation ------------------------------------------------------------------------

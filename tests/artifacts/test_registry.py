@@ -50,6 +50,8 @@ def test_publish_then_load_round_trips_the_whole_bundle(registry: ArtifactRegist
         "manifest.json",
         "meta.json",
         "model.joblib",
+        "model.onnx",  # the compiled serving form (logreg: ONNX)
+        "serving.json",
     ]
     loaded = registry.load(KEY, V1)
     X = training_inputs(2, 3, seed=7, n=20)

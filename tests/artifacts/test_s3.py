@@ -175,7 +175,7 @@ def test_presigned_urls_install_and_verify_the_champion(
     bucket.push(registry)
 
     urls = bucket.presign(key, expires=120)
-    assert set(urls) == {*ARTIFACT_FILES, MANIFEST_FILE}
+    assert set(urls) == {*ARTIFACT_FILES, "serving.json", "model.onnx", MANIFEST_FILE}
     assert all("X-Amz-Signature=" in url for url in urls.values())
     consumer = ArtifactRegistry(tmp_path / "consumer", signing_key=SIGNING_KEY.encode())
     assert _fetch_into(consumer, urls) == versions[1]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import func, select
@@ -89,6 +90,31 @@ async def test_an_alert_for_the_latest_stored_bar_yields_its_signals(
         latest[0].alert_id: pytest.approx(expected(stored, BARS.iloc[:STORED]), rel=1e-9)
     }
     assert len(await signal_rows(session_factory)) == 3
+
+
+async def test_live_compiled_signals_equal_the_batch_scikit_learn_scores(
+    settings: Settings, session_factory: async_sessionmaker[AsyncSession], stored: Predictor
+) -> None:
+    """Parity through the compiled path: the consumer (compiled, no unpickling) gives the scores
+    and actions that the unpickled pipelines give in one batch over the same history."""
+    from bot.core import build_features, predict_scores, to_windows
+
+    replay = alerts_for("SPX", BARS.iloc[STORED - 40 : STORED])
+    result = await service(settings, session_factory).process(refs(replay))
+    assert result.dead_letters == []
+    assert settings.serving_runtime == "compiled"
+    registry = stored.registry
+    reference = Predictor(registry, "sklearn")
+    features = build_features(BARS.iloc[:STORED]).to_numpy(dtype=float)
+    for key in stored.champion_keys("SPX"):
+        bundle = registry.load(key)  # the batch side: the pipeline itself
+        windows = to_windows(features, bundle.lookback)[-len(replay) :]
+        batch = predict_scores(bundle.pipeline, windows, bundle.target)
+        live = {s.alert_id: s for s in result.signals if s.model_key == key}
+        scores = [live[alert.alert_id].score for alert in replay]
+        np.testing.assert_allclose(scores, batch, rtol=0, atol=1e-9)
+        actions = [p.action for p in reference.predict_windows(key, windows)]
+        assert [live[alert.alert_id].action for alert in replay] == actions
 
 
 async def test_replayed_old_bars_are_predicted_on_their_own_history_only(

@@ -75,6 +75,24 @@ async def test_alerts_become_one_signal_per_champion_once_even_when_published_tw
     assert {r.model_version for r in rows} == {"v1"}
     assert all(r.latency_ms >= 0 and r.horizon == 1 for r in rows)
     assert all(s.symbol == "SPX" and s.interval == "1D" for s in signals)
+    # schema_version 2: each signal explains its action with the score and the thresholds
+    champions = {key: registry(settings).meta(key)["thresholds"] for key in published}
+    for s in signals:
+        assert s.schema_version == 2
+        assert (s.buy_threshold, s.sell_threshold) == (
+            champions[s.model_key]["buy"],
+            champions[s.model_key]["sell"],
+        )
+        assert s.score is not None
+        assert s.score == (s.probability if s.target == "direction" else s.prediction)
+        expected_action = (
+            "hold" if s.ood else "buy" if s.score >= s.buy_threshold
+            else "sell" if s.score <= s.sell_threshold else "hold"
+        )  # fmt: skip
+        assert s.action == expected_action
+    by_id = {s.signal_id: s for s in signals}
+    assert all((r.score, r.buy_threshold) == (by_id[r.signal_id].score,
+               by_id[r.signal_id].buy_threshold) for r in rows)  # fmt: skip
     assert await count_rows(session_factory, Bar) == SEED_BARS + len(stream)
     assert counted("itff_consumer_signals_total", redelivered="false") - before == expected
 

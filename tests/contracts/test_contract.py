@@ -155,15 +155,17 @@ def test_a_removed_field_and_a_new_action_are_breaking() -> None:
 def test_generate_refuses_to_change_a_released_version_incompatibly(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     shutil.copytree(DOCS / "schemas", docs / "schemas")
-    released = docs / "schemas" / "signals" / "v1.json"
+    current = Signal.model_fields["schema_version"].default  # the version the code writes
+    released = docs / "schemas" / "signals" / f"v{current}.json"
     loose = json.loads(released.read_text())
     loose["properties"]["extra_field"] = {"type": "string"}
     loose["properties"]["prediction"] = {"type": "string"}
     released.write_text(json.dumps(loose))
     problems = incompatibilities(docs, contract_files(docs))
+    label = f"signals v{current} against released v{current}"
     assert problems == [
-        "signals v1 against released v1: prediction: retyped (now also number; no longer string)",
-        "signals v1 against released v1: extra_field: removed",
+        f"{label}: prediction: retyped (now also number; no longer string)",
+        f"{label}: extra_field: removed",
     ]
 
 

@@ -101,8 +101,9 @@ def test_every_message_has_a_schema_version() -> None:
         model_key="SPX-direction-logreg", version="v1", sha256="0" * 64, event="promoted"
     )
     letter = DeadLetter(original=b"\xff\x00", error="bad", reason="undecodable", stage="decode")
-    for message in (signal, event, letter):
+    for message in (event, letter):
         assert json.loads(message.model_dump_json())["schema_version"] == 1
+    assert json.loads(signal.model_dump_json())["schema_version"] == 2
     assert DeadLetter.model_validate_json(letter.model_dump_json()).original == b"\xff\x00"
 
 
@@ -122,3 +123,42 @@ def test_signal_probability_is_bounded() -> None:
             ood=False,
             latency_ms=1,
         )
+
+
+V1_SIGNAL = {
+    "schema_version": 1, "signal_id": "s" * 32, "alert_id": "a" * 32, "symbol": "SPX",
+    "interval": "1D", "bar_time": "2026-01-02T00:00:00Z", "model_key": "SPX-direction-logreg",
+    "model_version": "v1", "target": "direction", "prediction": 0.0, "probability": 0.477,
+    "action": "buy", "ood": False, "latency_ms": 3.2, "emitted_at": "2026-01-02T00:00:01Z",
+}  # fmt: skip
+
+
+def test_a_version_1_signal_still_validates_without_the_explanation() -> None:
+    signal = Signal.model_validate_json(json.dumps(V1_SIGNAL))
+    assert signal.schema_version == 1
+    assert (signal.score, signal.buy_threshold, signal.sell_threshold) == (None, None, None)
+
+
+def test_version_2_only_adds_optional_fields_that_explain_the_action() -> None:
+    """A version 1 reader (its fields, unknown ones ignored) reads a version 2 signal unchanged."""
+    explained = Signal.model_validate(
+        {
+            **V1_SIGNAL,
+            "schema_version": 2,
+            "score": 0.477,
+            "buy_threshold": 0.47,
+            "sell_threshold": 0.4,
+        }
+    )
+    wire = json.loads(explained.model_dump_json())
+    assert {k: v for k, v in wire.items() if k in V1_SIGNAL and k != "schema_version"} == {
+        k: v for k, v in V1_SIGNAL.items() if k != "schema_version"
+    }
+    assert set(wire) - set(V1_SIGNAL) == {"score", "buy_threshold", "sell_threshold"}
+    required = {name for name, field in Signal.model_fields.items() if field.is_required()}
+    assert required.isdisjoint({"score", "buy_threshold", "sell_threshold"})
+    # the action follows the threshold, not `prediction`: buy at 0.477 >= 0.47 although < 0.5
+    assert explained.action == "buy"
+    assert explained.score is not None
+    assert explained.buy_threshold is not None
+    assert explained.score >= explained.buy_threshold

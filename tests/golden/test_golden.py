@@ -52,3 +52,47 @@ def test_predictions_from_the_stored_windows_themselves(bars):
     pipeline = make_pipeline("logreg", "direction", SEED).fit(train.X[:n], train.y[:n])
     scores = predict_scores(pipeline, np.array(STORED["windows"]), "direction")
     np.testing.assert_allclose(scores, STORED["predictions"]["direction-logreg"], rtol=1e-7)
+
+
+@pytest.mark.parametrize("key", sorted(STORED["predictions"]))
+def test_the_compiled_serving_form_gives_the_stored_predictions(bars, key, tmp_path):
+    """Published, exported and served through the compiled runtime (no unpickling), the stored
+    windows give the stored scores, and the same actions as the scikit-learn runtime."""
+    from datetime import UTC, datetime
+
+    from bot.artifacts import ArtifactRegistry
+    from bot.core import (
+        FEATURE_NAMES,
+        ModelBundle,
+        Thresholds,
+        make_dataset,
+        make_pipeline,
+        neutral_score,
+        ood_summary,
+    )
+    from bot.serving import Predictor
+    from tests.golden.make_golden import HORIZON, LOOKBACK, SEED, TRAIN_BARS
+
+    target, model_type = key.split("-")
+    train = make_dataset(bars.iloc[:TRAIN_BARS], lookback=LOOKBACK, horizon=HORIZON, target=target)
+    X, y = train.X[: train.n_labelled], train.y[: train.n_labelled]
+    pipeline = make_pipeline(model_type, target, SEED).fit(X, y)
+    cut = neutral_score(target)
+    bundle = ModelBundle(
+        symbol="SPX", target=target, model_type=model_type, version="20260101T000000Z-0001",
+        pipeline=pipeline, feature_names=FEATURE_NAMES, lookback=LOOKBACK, horizon=HORIZON,
+        interval="1D", thresholds=Thresholds(cut, cut), fit_windows=X,
+        train_start=datetime(2015, 1, 1, tzinfo=UTC), train_end=datetime(2018, 1, 1, tzinfo=UTC),
+        ood=ood_summary(pipeline[0].transform(X)),
+    )  # fmt: skip
+    registry = ArtifactRegistry(tmp_path, signing_key=b"golden-signing-key-0123456789")
+    registry.publish(bundle)
+    registry.promote(bundle.key, bundle.version)
+    compiled, reference = Predictor(registry, "compiled"), Predictor(registry, "sklearn")
+    windows = np.array(STORED["windows"])
+    served = compiled.predict_windows(bundle.key, windows)
+    assert compiled.runtime_of(bundle.key) == "compiled"
+    scores = [p.probability if target == "direction" else p.prediction for p in served]
+    np.testing.assert_allclose(scores, STORED["predictions"][key], rtol=1e-7)
+    actions = [p.action for p in reference.predict_windows(bundle.key, windows)]
+    assert [p.action for p in served] == actions

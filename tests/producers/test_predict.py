@@ -114,10 +114,13 @@ async def test_rows_with_wrong_feature_names_are_422(receiver: MakeReceiver, cha
     assert (await response.json())["detail"]
 
 
+@pytest.mark.parametrize("name", ["serving.json", "model.onnx", "model.joblib"])
 async def test_tampered_artifact_is_409(
-    receiver: MakeReceiver, champion: str, settings, spx_bars: pd.DataFrame
+    receiver: MakeReceiver, champion: str, settings, spx_bars: pd.DataFrame, name: str
 ) -> None:
-    model_file = settings.artifact_dir / KEY / champion / "model.joblib"
+    """The files /predict serves (the compiled form), and model.joblib, which it hashes but never
+    unpickles: a version with any altered file is not served."""
+    model_file = settings.artifact_dir / KEY / champion / name
     model_file.write_bytes(model_file.read_bytes() + b"tampered")
     client = await receiver()
     body = {"symbol": "SPX", "bars": _bars_body(spx_bars.iloc[-120:])}

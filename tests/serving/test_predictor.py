@@ -75,6 +75,7 @@ def real_bundle(version: str = "20260101T000000Z-0001", lookback: int = 3) -> Mo
         train_start=bars.index[0].to_pydatetime(),
         train_end=bars.index[-1].to_pydatetime(),
         ood=ood_summary(pipeline[0].transform(X)),
+        fit_windows=X,
     )
 
 
@@ -240,14 +241,19 @@ def test_a_pipeline_without_its_scaler_is_refused_at_load(registry: ArtifactRegi
         Predictor(registry).predict_windows(DIRECTION, np.zeros((1, 6)))
 
 
-def test_a_tampered_artifact_is_refused(registry: ArtifactRegistry) -> None:
+@pytest.mark.parametrize(
+    ("runtime", "name"), [("sklearn", "model.joblib"), ("compiled", "model.onnx")]
+)
+def test_a_tampered_artifact_is_refused(
+    registry: ArtifactRegistry, runtime: str, name: str
+) -> None:
     bundle = serve(registry, make_bundle())
-    model = registry.root / DIRECTION / bundle.version / "model.joblib"
+    model = registry.root / DIRECTION / bundle.version / name
     data = bytearray(model.read_bytes())
     data[-30] ^= 0xFF
     model.write_bytes(bytes(data))
-    with pytest.raises(IntegrityError, match=r"model\.joblib: SHA-256 mismatch"):
-        Predictor(registry).predict_windows(DIRECTION, np.zeros((1, 6)))
+    with pytest.raises(IntegrityError, match=rf"{name}: SHA-256 mismatch"):
+        Predictor(registry, runtime).predict_windows(DIRECTION, np.zeros((1, 6)))  # type: ignore[arg-type]
 
 
 def test_reload_swaps_in_the_new_champion_and_keeps_the_old_on_failure(
@@ -297,7 +303,9 @@ def test_predictions_from_many_threads_during_reloads(registry: ArtifactRegistry
     switcher.join()
     for result in results:
         assert len({p.model_version for p in result}) == 1
-        assert [p.probability for p in result] == expected[result[0].model_version]
+        assert [p.probability for p in result] == pytest.approx(
+            expected[result[0].model_version], abs=1e-12
+        )
 
 
 def test_predict_bars_builds_features_like_training(registry: ArtifactRegistry) -> None:

@@ -6,6 +6,7 @@ Alembic's environment runs its own event loop, so it runs in a thread, as
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from alembic import command
@@ -126,4 +127,35 @@ async def test_every_migration_goes_down_and_up_again(blank_database_url: str) -
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
+    engine.dispose()
+
+
+V1_SIGNAL_ROW = (
+    "INSERT INTO signals (signal_id, alert_id, symbol, interval, bar_time, model_key, "
+    "model_version, target, prediction, probability, action, ood, latency_ms, emitted_at, horizon) "
+    "VALUES ('s1', 'a1', 'SPX', '1D', '2026-12-01 00:00:00.000000', 'SPX-direction-logreg', 'v1', "
+    "'direction', 0, 0.477, 'buy', 0, 3.2, '2026-12-01 00:00:01.000000', 1)"
+)
+SCORE_COLUMNS = {"score", "buy_threshold", "sell_threshold"}
+
+
+async def test_0009_adds_the_signal_explanation_and_keeps_version_1_signals(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'itff.db'}"
+    await upgrade_async(url, "0005")
+    engine = _engine(url)
+    with engine.begin() as connection:
+        connection.execute(text(V1_SIGNAL_ROW))
+
+    await upgrade_async(url, "0009")
+    assert {c["name"] for c in inspect(engine).get_columns("signals")} >= SCORE_COLUMNS
+    with engine.connect() as connection:
+        row = connection.execute(
+            text("SELECT probability, score, buy_threshold FROM signals")
+        ).one()
+    assert tuple(row) == (0.477, None, None)  # a version 1 signal: nothing made up
+
+    await asyncio.to_thread(command.downgrade, alembic_config(url), "0005")
+    assert not SCORE_COLUMNS & {c["name"] for c in inspect(engine).get_columns("signals")}
+    with engine.connect() as connection:
+        assert connection.scalar(text("SELECT count(*) FROM signals")) == 1
     engine.dispose()

@@ -69,6 +69,7 @@ def make_bundle(
         metrics={"accuracy": 0.61, "roc_auc": float("nan"), "sharpe": None},
         library_versions={"trained_by": "tests"},
         created_at=datetime(2026, 1, 1, 3, 0, tzinfo=UTC),
+        fit_windows=X,
     )
 
 

@@ -81,6 +81,7 @@ def fit_bundle(
         train_start=bars.index[0].to_pydatetime(),
         train_end=bars.index[-1].to_pydatetime(),
         ood=ood,
+        fit_windows=windows[keep],
     )
 
 

@@ -40,6 +40,7 @@ def small_bundle(
         train_end=datetime(2020, 3, 1, tzinfo=UTC),
         ood=OodSummary(mean=np.zeros(2), precision=np.eye(2), threshold=9.0),
         metrics={"accuracy": accuracy, "sharpe": 0.5},
+        fit_windows=X,
     )
 
 

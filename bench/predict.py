@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bot.artifacts import ArtifactRegistry
+from bot.artifacts import ArtifactRegistry, generate_keypair
 from bot.core import (
     FEATURE_NAMES,
     WARMUP_BARS,
@@ -125,7 +125,7 @@ def main() -> None:
     )
     for model_type in args.models.split(","):
         with tempfile.TemporaryDirectory() as folder:
-            registry = ArtifactRegistry(Path(folder), signing_key=b"bench-signing-key-0123456789")
+            registry = ArtifactRegistry(Path(folder), signing_key=generate_keypair()[0])
             bench_model(registry, train(bars, model_type, args.lookback), bars, args.repeat)
 
 

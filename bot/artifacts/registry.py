@@ -4,7 +4,7 @@ Layout under the root (`ITFF_ARTIFACT_DIR`), one folder per model key and versio
 
     {key}/{version}/model.joblib   the fitted pipeline (scaler first), nothing else
     {key}/{version}/meta.json      the rest of the ModelBundle (plain JSON)
-    {key}/{version}/manifest.json  SHA-256 and size of both files, optionally an HMAC-SHA256
+    {key}/{version}/manifest.json  SHA-256 and size of each file, signed with Ed25519
     {key}/CHAMPION                 the serving version (switched with os.replace)
     {key}/HISTORY.json             former champions (the rollback stack) and promotion events
 
@@ -22,7 +22,7 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +37,6 @@ from bot.artifacts.format import (
     MODEL_FILE,
     ArtifactIntegrityError,
     Manifest,
-    Signer,
     WriterLock,
     check_name,
     fsync_dir,
@@ -46,13 +45,15 @@ from bot.artifacts.format import (
     read_history,
     read_manifest,
     replace_atomically,
+    resign_manifest,
     verified_bytes,
     write_history,
     write_synced,
 )
 from bot.artifacts.meta import bundle_from_meta, check_bundle, meta_of, pickle_pipeline
+from bot.artifacts.signing import Signer, Verifier
 from bot.artifacts.versions import PublishedVersion, Status, VerificationResult, VersionInfo
-from bot.contracts import BadInput, IntegrityError, NotFound
+from bot.contracts import BadInput, ConfigError, IntegrityError, NotFound
 from bot.core import ModelBundle
 
 if TYPE_CHECKING:
@@ -67,14 +68,32 @@ STALE_STAGING_SECONDS = 3600
 class ArtifactRegistry:
     """Model versions on disk, verified before use. See the module docstring for the layout."""
 
-    def __init__(self, root: Path, signing_key: bytes | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        signing_key: str | None = None,
+        *,
+        public_keys: Sequence[str] = (),
+        legacy_hmac_key: bytes | None = None,
+    ) -> None:
+        """`signing_key` (Ed25519 private, the scheduler's) signs what this registry publishes;
+        `public_keys` (and the signing key's own) verify; `legacy_hmac_key` verifies HMAC-era
+        manifests during the transition. No key at all: checksums only (development)."""
         self.root = Path(root)
-        self._signer = Signer(signing_key)
+        self._signer = Signer(signing_key) if signing_key else None
+        self._verifier = Verifier.of(
+            public_keys, signer=self._signer, legacy_hmac_key=legacy_hmac_key
+        )
         self._writer_lock = WriterLock(self.root / LOCK_FILE)
 
     @property
     def signed(self) -> bool:
-        return self._signer.enabled
+        """Whether signatures are required (a key is configured)."""
+        return self._verifier.enabled
+
+    @property
+    def key_ids(self) -> list[str]:
+        return self._verifier.key_ids
 
     # ---- readers -------------------------------------------------------------------------
 
@@ -149,7 +168,7 @@ class ArtifactRegistry:
 
     def check_manifest(self, folder: Path, key: str, version: str) -> Manifest:
         """Parse and authenticate the manifest in `folder` (e.g. a download) for key/version."""
-        return read_manifest(folder, key, version, self._signer, label=f"{key}/{version}")
+        return read_manifest(folder, key, version, self._verifier, label=f"{key}/{version}")
 
     def check_version(self, key: str, version: str) -> str:
         """Verify a published version (signature and checksums, no unpickling); its digest."""
@@ -184,7 +203,7 @@ class ArtifactRegistry:
 
         Idempotent when the same version is already installed with the same manifest digest.
         """
-        manifest = read_manifest(staging, None, None, self._signer, label=str(staging.name))
+        manifest = read_manifest(staging, None, None, self._verifier, label=str(staging.name))
         key, version = manifest.key, manifest.version
         check_name(key, "model key")
         check_name(version, "version")
@@ -224,6 +243,24 @@ class ArtifactRegistry:
                 del stack[len(stack) - 1 - stack[::-1].index(target) :]
             self._switch(key, target, history, event="rolled_back", previous=current)
             return target
+
+    def resign(self) -> list[str]:
+        """Re-sign every version that verifies (Ed25519, HMAC-era during the transition) with
+        the signing key; the digests do not change. Returns the re-signed `key/version`s."""
+        if self._signer is None:
+            raise ConfigError(
+                "ITFF_ARTIFACT_SIGNING_KEY is not set: `itff artifacts resign` signs with the "
+                "private key (create one with `itff artifacts keygen`)"
+            )
+        changed: list[str] = []
+        with self._writer():
+            for key in self.keys():
+                for version in self._version_names(key):
+                    label = f"{key}/{version}"
+                    folder = self._dir(key, version)
+                    if resign_manifest(folder, self._verifier, self._signer, label=label):
+                        changed.append(label)
+        return changed
 
     def prune(self, keep: int) -> list[str]:
         """Delete all but the newest `keep` versions of each key, never the champion nor the
@@ -271,7 +308,7 @@ class ArtifactRegistry:
 
     def _manifest(self, key: str, version: str) -> Manifest:
         return read_manifest(
-            self._dir(key, version), key, version, self._signer, label=f"{key}/{version}"
+            self._dir(key, version), key, version, self._verifier, label=f"{key}/{version}"
         )
 
     def _check_version(self, key: str, version: str) -> str:
@@ -308,7 +345,7 @@ class ArtifactRegistry:
         )
         folder = self._dir(key, version)
         try:
-            manifest = read_manifest(folder, key, version, Signer(None), label=version)
+            manifest = read_manifest(folder, key, version, Verifier(), label=version)
         except IntegrityError:
             return VersionInfo(key, version, status, None, None, signed=False, path=folder)
         return VersionInfo(
@@ -345,7 +382,7 @@ class ArtifactRegistry:
     def _install_staged(
         self, staging: Path, key: str, version: str, digest: str
     ) -> PublishedVersion:
-        manifest = read_manifest(staging, key, version, self._signer, label=f"{key}/{version}")
+        manifest = read_manifest(staging, key, version, self._verifier, label=f"{key}/{version}")
         for name in ARTIFACT_FILES:
             verified_bytes(staging, name, manifest, label=f"{key}/{version} (staged)")
         if manifest.digest != digest:
@@ -390,7 +427,13 @@ class ArtifactRegistry:
 
 
 def registry_from_settings(settings: Settings) -> ArtifactRegistry:
-    """The registry at `ITFF_ARTIFACT_DIR`, signing with `ITFF_ARTIFACT_SIGNING_KEY` when set."""
-    secret = settings.artifact_signing_key
-    key = secret.get_secret_value().encode() if secret is not None else None
-    return ArtifactRegistry(settings.artifact_dir, signing_key=key or None)
+    """The registry at `ITFF_ARTIFACT_DIR`: signing with `ITFF_ARTIFACT_SIGNING_KEY` when set,
+    verifying with `ITFF_ARTIFACT_PUBLIC_KEYS` (and `ITFF_ARTIFACT_LEGACY_HMAC_KEY`)."""
+    private = settings.artifact_signing_key
+    legacy = settings.artifact_legacy_hmac_key
+    return ArtifactRegistry(
+        settings.artifact_dir,
+        private.get_secret_value() if private is not None else None,
+        public_keys=settings.artifact_public_keys,
+        legacy_hmac_key=legacy.get_secret_value().encode() if legacy is not None else None,
+    )

@@ -7,6 +7,7 @@ environment. Invalid or placeholder configuration fails at start-up with one cle
 from __future__ import annotations
 
 import ipaddress
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal, Self
@@ -29,10 +30,14 @@ SECRETS = (
     "api_token",
     "webhook_secret",
     "artifact_signing_key",
+    "artifact_legacy_hmac_key",
     "s3_secret_access_key",
     "dash_password",
 )
 FILE_SCHEMES = ("csv", "parquet", "file")  # data sources that name a path (bot.data)
+# Ed25519 keys as `itff artifacts keygen` prints them (bot.artifacts.signing): 32 bytes, base64url
+PRIVATE_KEY_PATTERN = re.compile(r"ed25519sk_[A-Za-z0-9_-]{43}")
+PUBLIC_KEY_PATTERN = re.compile(r"ed25519pk_[A-Za-z0-9_-]{43}")
 
 
 def _split(value: object) -> object:
@@ -74,7 +79,9 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///var/itff.db"
     artifact_dir: Path = Path("artifacts")
     artifact_base_url: str | None = None
-    artifact_signing_key: SecretStr | None = None
+    artifact_signing_key: SecretStr | None = None  # Ed25519 private key: the scheduler only
+    artifact_public_keys: CommaList = Field(default_factory=list)  # Ed25519, verifying
+    artifact_legacy_hmac_key: SecretStr | None = None  # the HMAC-era key, during the transition
     artifact_keep_versions: int = Field(default=5, ge=2)
     # S3-compatible object storage for `itff artifacts push` (AWS S3, Cloudflare R2, MinIO)
     s3_endpoint_url: str | None = None
@@ -154,6 +161,7 @@ class Settings(BaseSettings):
         "ip_allowlist",
         "trusted_proxies",
         "dash_allowed_origins",
+        "artifact_public_keys",
         mode="before",
     )
     @classmethod
@@ -211,6 +219,28 @@ class Settings(BaseSettings):
         unknown = set(value) - {"direction", "return"}
         if unknown:
             raise ValueError(f"unknown targets {sorted(unknown)}; use direction and/or return")
+        return value
+
+    @field_validator("artifact_signing_key")
+    @classmethod
+    def _ed25519_private(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not PRIVATE_KEY_PATTERN.fullmatch(value.get_secret_value()):
+            raise ValueError(
+                "is not an Ed25519 private key (ed25519sk_...): create one with `itff artifacts "
+                "keygen`; an HMAC key of an earlier release goes to ITFF_ARTIFACT_LEGACY_HMAC_KEY "
+                "during the transition"
+            )
+        return value
+
+    @field_validator("artifact_public_keys")
+    @classmethod
+    def _ed25519_public(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not PUBLIC_KEY_PATTERN.fullmatch(item):
+                raise ValueError(
+                    f"{item[:16]!r}... is not an Ed25519 public key (ed25519pk_... as `itff "
+                    "artifacts keygen` prints it; comma-separated to rotate)"
+                )
         return value
 
     @field_validator("webhook_secret")

@@ -23,9 +23,9 @@ from bot.artifacts import (
 )
 from bot.contracts import BadInput, ConfigError, IntegrityError, NotFound, TransientError
 from tests.support.bundles import make_bundle, training_inputs
+from tests.support.keys import OTHER_SIGNING_KEY, PUBLIC_KEY, SIGNING_KEY
 
 KEY = "SPX-direction-logreg"
-SIGNING_KEY = b"remote-artifacts-signing-key-0123"
 TOKEN = "sv=2025&sig=a%2Fb%3D"  # a pre-signed query: must reach the server byte for byte
 FAST = RemoteOptions(retries=2, backoff=0.01)
 V1, V2 = "20260101T000000Z-0001", "20260102T000000Z-0001"
@@ -76,7 +76,7 @@ def publisher(tmp_path: Path) -> ArtifactRegistry:
 
 @pytest.fixture
 def local(tmp_path: Path) -> ArtifactRegistry:
-    return ArtifactRegistry(tmp_path / "local", signing_key=SIGNING_KEY)
+    return ArtifactRegistry(tmp_path / "local", public_keys=[PUBLIC_KEY])
 
 
 @pytest.fixture
@@ -155,9 +155,9 @@ async def test_a_forged_manifest_is_refused_before_any_file_is_downloaded(
     server, base = mirror
     folder = publisher.root / KEY / V1
     files = {name: (folder / name).read_bytes() for name in ("meta.json", "model.joblib")}
-    forged, _ = make_manifest(KEY, V1, files, Signer(b"not-the-real-signing-key-000000"))
+    forged, _ = make_manifest(KEY, V1, files, Signer(OTHER_SIGNING_KEY))
     (folder / "manifest.json").write_bytes(forged)
-    with pytest.raises(IntegrityError, match="signed with another key"):
+    with pytest.raises(IntegrityError, match="not in ITFF_ARTIFACT_PUBLIC_KEYS"):
         await fetch(local, base)
     assert server.requests["model.joblib"] == 0
     assert nothing_installed(local)

@@ -28,9 +28,9 @@ from bot.core import (
 )
 from bot.serving import Predictor
 from tests.support.bundles import FEATURES, make_bundle, training_inputs
+from tests.support.keys import SIGNING_KEY
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "SPX_1d.csv"
-SIGNING_KEY = b"predictor-tests-signing-key-0123"
 DIRECTION = "SPX-direction-logreg"
 RETURN = "SPX-return-ridge"
 

@@ -284,12 +284,24 @@ def read_history(path: Path) -> dict[str, Any]:
 
 
 def write_history(
-    path: Path, history: dict[str, Any], event: str, version: str, previous: str | None
+    path: Path,
+    history: dict[str, Any],
+    event: str,
+    version: str,
+    previous: str | None,
+    *,
+    sequence: int = 0,
 ) -> None:
     """Record a champion switch; `version` leaves the rollback stack (it now serves)."""
     from bot.contracts import utcnow
 
     history["previous"] = [v for v in history["previous"] if v != version][-MAX_HISTORY:]
-    record = {"event": event, "version": version, "previous": previous, "at": utcnow().isoformat()}
+    record = {
+        "event": event,
+        "version": version,
+        "previous": previous,
+        "sequence": sequence,
+        "at": utcnow().isoformat(),
+    }
     history["events"] = [*history["events"], record][-MAX_HISTORY:]
     replace_atomically(path, json.dumps(history, indent=2).encode())

@@ -5,7 +5,8 @@ Layout under the root (`ITFF_ARTIFACT_DIR`), one folder per model key and versio
     {key}/{version}/model.joblib   the fitted pipeline (scaler first), nothing else
     {key}/{version}/meta.json      the rest of the ModelBundle (plain JSON)
     {key}/{version}/manifest.json  SHA-256 and size of each file, signed with Ed25519
-    {key}/CHAMPION                 the serving version (switched with os.replace)
+    {key}/CHAMPION                 the serving version: a signed pointer with a sequence number
+                                   (bot.artifacts.pointers), switched with os.replace
     {key}/HISTORY.json             former champions (the rollback stack) and promotion events
 
 Nothing is unpickled before the manifest's signature and every checksum verify, and the pickle is
@@ -21,6 +22,7 @@ import io
 import json
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -51,6 +53,13 @@ from bot.artifacts.format import (
     write_synced,
 )
 from bot.artifacts.meta import bundle_from_meta, check_bundle, meta_of, pickle_pipeline
+from bot.artifacts.pointers import (
+    Pointer,
+    make_pointer,
+    parse_pointer,
+    pointer_version,
+    refuse_older,
+)
 from bot.artifacts.signing import Signer, Verifier
 from bot.artifacts.versions import PublishedVersion, Status, VerificationResult, VersionInfo
 from bot.contracts import BadInput, ConfigError, IntegrityError, NotFound
@@ -85,11 +94,17 @@ class ArtifactRegistry:
             public_keys, signer=self._signer, legacy_hmac_key=legacy_hmac_key
         )
         self._writer_lock = WriterLock(self.root / LOCK_FILE)
+        self._seen: dict[str, Pointer] = {}  # the newest pointer accepted per key
+        self._seen_lock = threading.Lock()
 
     @property
     def signed(self) -> bool:
         """Whether signatures are required (a key is configured)."""
         return self._verifier.enabled
+
+    @property
+    def verifier(self) -> Verifier:
+        return self._verifier
 
     @property
     def key_ids(self) -> list[str]:
@@ -103,18 +118,22 @@ class ArtifactRegistry:
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and is_name(p.name))
 
     def champion(self, key: str) -> str | None:
-        check_name(key, "model key")
+        pointer = self.pointer(key)
+        return pointer.version if pointer else None
+
+    def pointer(self, key: str) -> Pointer | None:
+        """The verified champion pointer of `key`; one older than a pointer this registry object
+        accepted before (a replay) is refused with `ArtifactIntegrityError`."""
+        where = f"{check_name(key, 'model key')}/{CHAMPION_FILE}"
         try:
-            version = (self.root / key / CHAMPION_FILE).read_text(encoding="utf-8").strip()
+            raw = (self.root / key / CHAMPION_FILE).read_bytes()
         except FileNotFoundError:
             return None
-        if not is_name(version):
-            raise ArtifactIntegrityError(
-                f"{key}/{CHAMPION_FILE} holds {version[:40]!r}, not a version name; "
-                f"restore it with `itff rollback {key} --to VERSION`",
-                file=CHAMPION_FILE,
-            )
-        return version
+        pointer = parse_pointer(raw, self._verifier, key=key, where=where)
+        with self._seen_lock:
+            refuse_older(self._seen.get(key), pointer, where=where)
+            self._seen[key] = pointer
+        return pointer
 
     def champions(self) -> dict[str, str]:
         found = {key: self.champion(key) for key in self.keys()}
@@ -212,11 +231,31 @@ class ArtifactRegistry:
                 return self._same_or_refuse(key, version, manifest.digest)
             return self._install_staged(staging, key, version, manifest.digest)
 
+    def adopt(self, raw: bytes, key: str) -> Pointer:
+        """Install a pointer signed elsewhere (fetched from the bucket) verbatim, once it verifies,
+        names a verified local version and is not older than the local one."""
+        where = f"the fetched {key}/{CHAMPION_FILE}"
+        pointer = parse_pointer(raw, self._verifier, key=key, where=where)
+        with self._writer():
+            self._check_version(key, pointer.version)
+            current = self.pointer(key)
+            refuse_older(current, pointer, where=where)
+            with self._seen_lock:
+                refuse_older(self._seen.get(key), pointer, where=where)
+            if current is not None and current.raw == raw:
+                return pointer
+            history = self._history(key)
+            if current and current.version != pointer.version:
+                history["previous"].append(current.version)
+            previous = current.version if current else None
+            self._write_pointer(pointer, history, previous=previous)
+            return pointer
+
     def promote(self, key: str, version: str) -> None:
         """Make a verified version the champion; the former one becomes the rollback target."""
         with self._writer():
             self._check_version(key, version)
-            current = self.champion(key)
+            current = self._current(key)
             if current == version:
                 return
             history = self._history(key)
@@ -227,7 +266,7 @@ class ArtifactRegistry:
     def rollback(self, key: str, to: str | None = None) -> str:
         """Return to the previous champion (or `to`), verified first; returns the new champion."""
         with self._writer():
-            current = self.champion(key)
+            current = self._current(key)
             target = to if to is not None else self.rollback_target(key)
             if target is None:
                 raise NotFound(
@@ -260,6 +299,9 @@ class ArtifactRegistry:
                     folder = self._dir(key, version)
                     if resign_manifest(folder, self._verifier, self._signer, label=label):
                         changed.append(label)
+                current = self._current(key)
+                if current is not None:
+                    self._switch(key, current, self._history(key), event="resigned", previous=None)
         return changed
 
     def prune(self, keep: int) -> list[str]:
@@ -331,7 +373,13 @@ class ArtifactRegistry:
                 results.append(
                     VerificationResult(key, version, ok=False, file=exc.file, problem=str(exc))
                 )
-        champion = self.champion(key)
+        try:
+            champion = self.champion(key)
+        except ArtifactIntegrityError as exc:
+            return [
+                *results,
+                VerificationResult(key, "", ok=False, file=exc.file, problem=str(exc)),
+            ]
         if champion and champion not in self._version_names(key):
             problem = f"{key}/{CHAMPION_FILE} names {champion}, which does not exist"
             results.append(
@@ -355,11 +403,48 @@ class ArtifactRegistry:
     def _history(self, key: str) -> dict[str, Any]:
         return read_history(self.root / check_name(key, "model key") / HISTORY_FILE)
 
+    def _current(self, key: str) -> str | None:
+        """The champion as the writer sees it: verified, or (on the scheduler, which re-signs
+        whatever it switches) the version an unverifiable pointer names."""
+        try:
+            return self.champion(key)
+        except ArtifactIntegrityError:
+            if self._signer is None:
+                raise
+            return pointer_version((self.root / key / CHAMPION_FILE).read_bytes())
+
     def _switch(
         self, key: str, version: str, history: dict[str, Any], *, event: str, previous: str | None
     ) -> None:
-        write_history(self.root / key / HISTORY_FILE, history, event, version, previous)
-        replace_atomically(self.root / key / CHAMPION_FILE, f"{version}\n".encode())
+        if self._signer is None and self._verifier.enabled:
+            raise ConfigError(
+                f"switching the champion of {key} needs ITFF_ARTIFACT_SIGNING_KEY (the pointer is "
+                "signed): run it on the scheduler, a consumer only verifies"
+            )
+        sequence = self._last_sequence(key, history) + 1
+        pointer = make_pointer(key, version, sequence, event, self._signer)
+        self._write_pointer(pointer, history, previous=previous)
+
+    def _last_sequence(self, key: str, history: dict[str, Any]) -> int:
+        recorded = [int(e.get("sequence") or 0) for e in history["events"] if isinstance(e, dict)]
+        try:
+            raw = (self.root / key / CHAMPION_FILE).read_bytes()
+            on_disk = int(json.loads(raw).get("sequence") or 0)
+        except (FileNotFoundError, ValueError, AttributeError, TypeError):
+            on_disk = 0
+        return max([on_disk, *recorded])
+
+    def _write_pointer(
+        self, pointer: Pointer, history: dict[str, Any], *, previous: str | None
+    ) -> None:
+        key = pointer.key
+        write_history(
+            self.root / key / HISTORY_FILE, history, pointer.event, pointer.version, previous,
+            sequence=pointer.sequence,
+        )  # fmt: skip
+        replace_atomically(self.root / key / CHAMPION_FILE, pointer.raw)
+        with self._seen_lock:
+            self._seen[key] = pointer
 
     def _refuse_existing(self, key: str, version: str) -> None:
         if self._dir(key, version).exists():

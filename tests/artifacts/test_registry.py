@@ -25,6 +25,7 @@ from bot.artifacts import (
     registry_from_settings,
 )
 from bot.artifacts.format import canonical
+from bot.artifacts.pointers import make_pointer
 from bot.contracts import BadInput, ConfigError, IntegrityError, NotFound, Settings
 from tests.support.bundles import SideEffect, make_bundle, training_inputs
 from tests.support.keys import OTHER_PUBLIC_KEY, OTHER_SIGNING_KEY, PUBLIC_KEY, SIGNING_KEY
@@ -231,7 +232,7 @@ def hmac_era_registry(root: Path) -> ArtifactRegistry:
         del document["signature"]
         document["signature"] = legacy_hmac_signature(LEGACY_HMAC_KEY, canonical(document))
         (folder / "manifest.json").write_text(json.dumps(document))
-    writer.promote(KEY, V2)
+    (root / KEY / "CHAMPION").write_text(f"{V2}\n")  # one line, unsigned, as they wrote it
     return writer
 
 
@@ -252,6 +253,7 @@ def test_an_hmac_era_registry_serves_during_the_transition_and_is_resigned(
 
     scheduler = ArtifactRegistry(root, SIGNING_KEY, legacy_hmac_key=LEGACY_HMAC_KEY)
     assert scheduler.resign() == [f"{KEY}/{V1}", f"{KEY}/{V2}"]
+    assert scheduler.pointer(KEY).sequence == 1  # type: ignore[union-attr]
     assert scheduler.resign() == []  # already signed with this key
     assert without_legacy.load(KEY).version == V2  # the legacy key is no longer needed
     assert without_legacy.check_version(KEY, V2) == digest  # same body, same digest
@@ -367,9 +369,13 @@ def test_verify_reports_every_version_and_a_dangling_pointer(registry: ArtifactR
         registry.publish(make_bundle(version=version))
     registry.promote(KEY, V2)
     assert [(r.version, r.ok) for r in registry.verify()] == [(V1, True), (V2, True)]
-    (registry.root / KEY / "CHAMPION").write_text(V3)
+    dangling = make_pointer(KEY, V3, 7, "promoted", Signer(SIGNING_KEY))
+    (registry.root / KEY / "CHAMPION").write_bytes(dangling.raw)
     failed = [r for r in registry.verify(KEY) if not r.ok]
     assert [(r.version, r.file) for r in failed] == [(V3, "CHAMPION")]
+    (registry.root / KEY / "CHAMPION").write_text(V2)  # unsigned: refused, named
+    failed = [r for r in registry.verify(KEY) if not r.ok]
+    assert [(r.file, "unsigned pointer" in str(r.problem)) for r in failed] == [("CHAMPION", True)]
     with pytest.raises(NotFound):
         registry.verify("NDX-direction-logreg")
 

@@ -149,7 +149,9 @@ def test_push_uploads_versions_manifests_and_champion(s3_settings: Settings) -> 
     }
     assert expected | {f"{s3_settings.s3_prefix}/{key}/{CHAMPION_FILE}"} <= listed
     index = json.loads(_download(bucket.presign_object(INDEX_FILE, expires=60)))
-    assert index == {"champions": {key: versions[1]}}
+    assert index["champions"] == {key: versions[1]}
+    assert index["pointers"][key] == json.loads((registry.root / key / CHAMPION_FILE).read_text())
+    assert index["pointers"][key]["signature"]["algorithm"] == "Ed25519"
 
 
 def test_push_is_idempotent_and_refuses_a_rewritten_version(s3_settings: Settings) -> None:
@@ -173,7 +175,7 @@ def test_presigned_urls_install_and_verify_the_champion(
     bucket.push(registry)
 
     urls = bucket.presign(key, expires=120)
-    assert set(urls) == {*ARTIFACT_FILES, MANIFEST_FILE}
+    assert set(urls) == {*ARTIFACT_FILES, MANIFEST_FILE, CHAMPION_FILE}
     assert all("X-Amz-Signature=" in url for url in urls.values())
     consumer = ArtifactRegistry(tmp_path / "consumer", public_keys=[PUBLIC_KEY])
     assert _fetch_into(consumer, urls) == versions[1]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bot.contracts import BadInput, Settings, load_settings
+from bot.contracts import BadInput, Settings, load_settings, service_settings
 
 if TYPE_CHECKING:
     from producers.replay import ReplaySummary, Shot
@@ -32,7 +32,7 @@ def webhook(
     from producers.server import serve
     from storage.migrate import upgrade
 
-    settings = load_settings()
+    settings = service_settings("webhook")
     configure_logging(level=settings.log_level, json=settings.log_json, service="itff-webhook")
     upgrade(settings.database_url)
     host, port = host or settings.webhook_host, port or settings.webhook_port

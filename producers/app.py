@@ -28,8 +28,9 @@ from producers.outbox import Outbox
 from producers.prediction import PredictionService
 from producers.publisher import KafkaPublisher, Publisher
 from producers.ratelimit import AUTH_FAILURE, RateLimits
+from producers.readiness import Readiness
 from producers.responses import error_middleware, quiet_malformed_http
-from producers.state import DELIVERY, GUARDS, METRICS, PREDICTION, SETTINGS, Guards
+from producers.state import DELIVERY, GUARDS, METRICS, PREDICTION, READINESS, SETTINGS, Guards
 from producers.telemetry import ReceiverMetrics
 from storage.db import create_engine, create_session_factory
 
@@ -91,6 +92,7 @@ def create_app(
         metrics=metrics,
     )
     app[PREDICTION] = PredictionService(settings, predictor)
+    app[READINESS] = Readiness(sink)
     app.cleanup_ctx.append(_delivery_context)
     _add_routes(app)
     return app
@@ -119,17 +121,21 @@ async def _delivery_context(app: web.Application) -> AsyncIterator[None]:
     counts = await delivery.outbox.load_counts()
     connected = await delivery.publisher.connect()
     app[METRICS].kafka_connected.set(int(connected))
+    app[READINESS].record(connected)
     log.info(
         "receiver started", kafka=connected, outbox_depth=counts.queued, outbox_parked=counts.parked
     )
     drainer = asyncio.create_task(delivery.outbox.run(), name="itff-outbox-drainer")
     app[DRAINER]["outbox"] = drainer
+    prober = asyncio.create_task(app[READINESS].run(), name="itff-readiness")
+    app[DRAINER]["readiness"] = prober
     try:
         yield
     finally:
-        drainer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await drainer
+        for task in (prober, drainer):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await delivery.publisher.stop()
         await app[ENGINE].dispose()
         log.info("receiver stopped", outbox_depth=delivery.outbox.depth)

@@ -6,6 +6,7 @@ import json
 
 from pydantic import SecretStr
 
+from producers.state import READINESS, SETTINGS
 from tests.support.webhook import MakeReceiver, new_secret, signed_headers, tv_message
 
 URL = "/webhook/tradingview"
@@ -156,6 +157,19 @@ async def test_health_is_up_and_readiness_reports_kafka_down_and_outbox_depth(
     body = await ready.json()
     assert (body["status"], body["kafka"], body["outbox_depth"]) == ("degraded", False, 1)
     assert body["error"] == "kafka_unreachable"
+
+
+async def test_readiness_answers_from_cached_state_without_the_kafka_address(
+    receiver: MakeReceiver,
+) -> None:
+    client = await receiver()
+    readiness = client.app[READINESS]
+    bodies = [await (await client.get("/ready")).json() for _ in range(50)]
+    assert readiness.probes <= 1, "a broker request per /ready call"
+    assert {body["status"] for body in bodies} == {"degraded"}
+    bootstrap = client.app[SETTINGS].bootstrap
+    assert bootstrap not in json.dumps(bodies)
+    assert bootstrap.split(":")[-1] not in bodies[0]["detail"]
 
 
 async def test_metrics_count_outcomes_and_latency_by_route(receiver: MakeReceiver) -> None:

@@ -44,7 +44,7 @@ def create_app(
     settings: Settings, *, publisher: Publisher | None = None, predictor: Any | None = None
 ) -> web.Application:
     """The webhook receiver: `POST /webhook/tradingview`, `POST /webhook`, `POST /predict`,
-    `GET /health`, `GET /ready`, `GET /metrics`."""
+    `GET /health`, `GET /ready`. Its metrics are served apart (`create_metrics_app`)."""
     metrics = ReceiverMetrics()
     quiet_malformed_http()
     app = web.Application(
@@ -113,7 +113,34 @@ def _add_routes(app: web.Application) -> None:
     app.router.add_post("/predict", api.predict)
     app.router.add_get("/health", api.health)
     app.router.add_get("/ready", api.ready)
-    app.router.add_get("/metrics", api.metrics)
+
+
+def create_metrics_app(receiver: web.Application) -> web.Application:
+    """`GET /metrics` of `receiver`, for a listener of its own: alert volumes and rejection
+    reasons are not for the public port."""
+    metrics = web.Application()
+    metrics[METRICS] = receiver[METRICS]
+    metrics.router.add_get("/metrics", api.metrics)
+    return metrics
+
+
+def metrics_listener(host: str, port: int) -> Any:
+    """A cleanup context for the receiver that serves its metrics on `host:port` (0: none)."""
+
+    async def listen(app: web.Application) -> AsyncIterator[None]:
+        if not port:
+            yield
+            return
+        runner = web.AppRunner(create_metrics_app(app), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        log.info("receiver metrics listening", host=host, port=port)
+        try:
+            yield
+        finally:
+            await runner.cleanup()
+
+    return listen
 
 
 async def _delivery_context(app: web.Application) -> AsyncIterator[None]:

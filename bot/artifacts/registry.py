@@ -129,6 +129,10 @@ class ArtifactRegistry:
             raw = (self.root / key / CHAMPION_FILE).read_bytes()
         except FileNotFoundError:
             return None
+        with self._seen_lock:
+            seen = self._seen.get(key)
+        if seen is not None and seen.raw == raw:
+            return seen  # the very bytes verified before: no second signature check
         pointer = parse_pointer(raw, self._verifier, key=key, where=where)
         with self._seen_lock:
             refuse_older(self._seen.get(key), pointer, where=where)
@@ -300,7 +304,7 @@ class ArtifactRegistry:
                     if resign_manifest(folder, self._verifier, self._signer, label=label):
                         changed.append(label)
                 current = self._current(key)
-                if current is not None:
+                if current is not None and not self._signed_by_signer(key):
                     self._switch(key, current, self._history(key), event="resigned", previous=None)
         return changed
 
@@ -402,6 +406,14 @@ class ArtifactRegistry:
 
     def _history(self, key: str) -> dict[str, Any]:
         return read_history(self.root / check_name(key, "model key") / HISTORY_FILE)
+
+    def _signed_by_signer(self, key: str) -> bool:
+        try:
+            document = json.loads((self.root / key / CHAMPION_FILE).read_bytes())
+            signature = document.get("signature") or {}
+        except (ValueError, AttributeError):
+            return False
+        return self._signer is not None and signature.get("key_id") == self._signer.key_id
 
     def _current(self, key: str) -> str | None:
         """The champion as the writer sees it: verified, or (on the scheduler, which re-signs

@@ -99,7 +99,7 @@ async def _serve_scheduler(settings: Settings) -> None:
     from bot.pipeline import ItffScheduler
     from bot.runtime import serve_metrics
 
-    serve_metrics(settings.scheduler_metrics_port)
+    serve_metrics(settings.scheduler_metrics_port, settings.metrics_host)
     async with pipeline_context(settings) as ctx:
         scheduler = ItffScheduler(
             settings,

@@ -28,7 +28,7 @@ def webhook(
 
     single_native_thread()
     from bot.runtime import configure_logging
-    from producers import create_app
+    from producers import create_app, metrics_listener
     from producers.server import serve
     from storage.migrate import upgrade
 
@@ -38,11 +38,14 @@ def webhook(
     host, port = host or settings.webhook_host, port or settings.webhook_port
     typer.echo(
         f"itff webhook: listening on http://{host}:{port} (POST /webhook/tradingview, "
-        f"POST /webhook, POST /predict, GET /health, GET /ready, GET /metrics); "
+        f"POST /webhook, POST /predict, GET /health, GET /ready); metrics on "
+        f"http://{settings.metrics_host}:{settings.webhook_metrics_port}/metrics; "
         f"Kafka {settings.bootstrap}, topic {settings.topics.alerts}",
         err=True,
     )
-    serve(create_app(settings), host=host, port=port)
+    app = create_app(settings)
+    app.cleanup_ctx.append(metrics_listener(settings.metrics_host, settings.webhook_metrics_port))
+    serve(app, host=host, port=port)
 
 
 File = Annotated[Path, typer.Argument(help="CSV of bars: time,open,high,low,close,volume")]

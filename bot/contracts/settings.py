@@ -128,6 +128,10 @@ class Settings(BaseSettings):
     ip_allowlist: CommaList = Field(default_factory=lambda: list(TRADINGVIEW_IPS))
     trusted_proxies: CommaList = Field(default_factory=list)
 
+    # Prometheus listeners: loopback unless opened for a scraper on a private network
+    metrics_host: str = "127.0.0.1"
+    webhook_metrics_port: int = Field(default=9100, ge=0, le=65535)  # 0: none
+
     # consumers, scheduler, dashboard
     consumer_metrics_port: int = Field(default=9101, ge=1, le=65535)
     scheduler_metrics_port: int = Field(default=9102, ge=1, le=65535)

@@ -123,6 +123,7 @@ def get_logger(name: str) -> Any:
     return structlog.get_logger(name)
 
 
-def serve_metrics(port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 - scraped by Prometheus
-    """Expose the default registry on `http://host:port/metrics` from a daemon thread."""
+def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
+    """Expose the default registry on `http://host:port/metrics` from a daemon thread
+    (`ITFF_METRICS_HOST`: loopback unless a scraper on a private network needs it)."""
     start_http_server(port, addr=host)

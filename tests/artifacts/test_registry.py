@@ -255,6 +255,7 @@ def test_an_hmac_era_registry_serves_during_the_transition_and_is_resigned(
     assert scheduler.resign() == [f"{KEY}/{V1}", f"{KEY}/{V2}"]
     assert scheduler.pointer(KEY).sequence == 1  # type: ignore[union-attr]
     assert scheduler.resign() == []  # already signed with this key
+    assert scheduler.pointer(KEY).sequence == 1  # type: ignore[union-attr]
     assert without_legacy.load(KEY).version == V2  # the legacy key is no longer needed
     assert without_legacy.check_version(KEY, V2) == digest  # same body, same digest
 

@@ -260,6 +260,7 @@ FIXED = {
     "webhook_host": ("webhook",), "webhook_port": ("webhook",),
     "consumer_metrics_port": ("consumer",), "scheduler_metrics_port": ("scheduler",),
     "dash_host": ("dashboard",), "dash_port": ("dashboard",),
+    "metrics_host": ("webhook", "consumer", "scheduler"), "webhook_metrics_port": ("webhook",),
 }  # fmt: skip
 # the secrets each service uses, and no other
 SECRETS_OF = {

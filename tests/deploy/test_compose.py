@@ -276,7 +276,7 @@ SECRETS_OF = {
     "scheduler": {"artifact_signing_key", "artifact_legacy_hmac_key", "s3_secret_access_key"},
     "dashboard": {"dash_password"},
 }
-PUBLIC_KEYS_FOR = {"webhook", "consumer"}  # they load models; the scheduler derives its own
+PUBLIC_KEYS_FOR = {"webhook", "consumer", "scheduler"}  # they verify models (rotation: scheduler)
 
 
 def passes_through(value: object, name: str) -> bool:

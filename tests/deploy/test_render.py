@@ -110,7 +110,7 @@ def test_shared_state_kafka_and_secrets() -> None:
         assert secrets == SECRETS_OF[name], f"{name} gets only the secrets it uses"
         for secret in secrets & GENERATED:
             assert variables[secret].get("generateValue") is True
-        loads_models = name in {"itff-webhook", "itff-consumer"}
+        loads_models = name in {"itff-webhook", "itff-consumer", "itff-scheduler"}
         assert ("ITFF_ARTIFACT_PUBLIC_KEYS" in variables) == loads_models, name
     kafka = SERVICES["itff-kafka"]
     assert kafka["type"] == "pserv"

@@ -89,7 +89,7 @@ def bench_model(
     load_ms = (time.perf_counter() - start) * 1e3
     size = (registry.root / bundle.key / bundle.version / "model.joblib").stat().st_size
     print(f"{bundle.key} (lookback {bundle.lookback}, {len(bundle.input_names)} inputs)")
-    print(f"  verified load (SHA-256 + HMAC + unpickle)  {load_ms:8.1f} ms  model {size:,} bytes")
+    print(f"  verified load (SHA-256, Ed25519, unpickle) {load_ms:8.1f} ms  model {size:,} B")
     windows = to_windows(build_features(bars).to_numpy()[WARMUP_BARS:], bundle.lookback)
     one, batch = windows[-1:], windows[-BATCH:]
     show("1 window", timings(lambda: predictor.predict_windows(bundle.key, one), repeat), 1)

@@ -48,8 +48,8 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
 COPY --chown=root:root data/sample /opt/itff/data/sample
 WORKDIR /var/lib/itff
 USER 10001:10001
-# 8080 receiver, 9101 consumer metrics, 9102 scheduler metrics, 5006 dashboard
-EXPOSE 8080 9101 9102 5006
+# 8080 receiver, 9100 receiver metrics, 9101 consumer metrics, 9102 scheduler metrics, 5006 dashboard
+EXPOSE 8080 9100 9101 9102 5006
 VOLUME ["/var/lib/itff/data", "/var/lib/itff/artifacts", "/var/lib/itff/reports", "/var/lib/itff/logs"]
 # Each role points ITFF_HEALTHCHECK_URL at its own endpoint (compose and render.yaml do).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \

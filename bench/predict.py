@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bot.artifacts import ArtifactRegistry
+from bot.artifacts import ArtifactRegistry, generate_keypair
 from bot.core import (
     FEATURE_NAMES,
     WARMUP_BARS,
@@ -147,7 +147,7 @@ def main() -> None:
     for name in args.models.split(","):
         target, model_type = name.split("-")
         with tempfile.TemporaryDirectory() as folder:
-            registry = ArtifactRegistry(Path(folder), signing_key=b"bench-signing-key-0123456789")
+            registry = ArtifactRegistry(Path(folder), signing_key=generate_keypair()[0])
             bundle = train(bars, target, model_type, args.lookback)
             ratios[name] = bench_model(registry, bundle, bars, args.repeat)
     print("1-row p50, compiled vs sklearn (goal: the predictor call >= 20x cheaper):")

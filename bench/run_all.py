@@ -44,6 +44,7 @@ class Bench:
 BENCHES = (
     Bench("features", ("--repeat", "200")),
     Bench("predict", ("--repeat", "200")),
+    Bench("signing", ("--repeat", "300")),
     Bench("backtest", ("--bars", "2000", "--repeat", "5")),
     Bench("train", ("--symbols", "2", "--bars", "1500", "--model-types", "logreg,ridge")),
     Bench("pipeline", ("--bars", "1500", "--model-types", "logreg"), kafka=True),

@@ -1,9 +1,10 @@
 """Hot reload on `ModelEvent`s: verify and swap in the new champion, or refuse and keep serving.
 
-The predictor loads and verifies the new version (SHA-256 and HMAC before unpickling) in a worker
-thread and swaps it in atomically: alerts keep being served by the old model until the swap, by the
-new one after, with no gap. A tampered or unverifiable artifact is refused: the old model keeps
-serving, `itff_consumer_model_reloads_total{result="refused"}` counts it and an error line says why.
+The predictor loads and verifies the new version (SHA-256 and Ed25519 signature before unpickling)
+in a worker thread and swaps it in atomically: alerts keep being served by the old model until the
+swap, by the new one after, with no gap. A tampered or unverifiable artifact is refused: the old
+model keeps serving, `itff_consumer_model_reloads_total{result="refused"}` counts it and an error
+line says why.
 
 A consumer that does not share the scheduler's disk (a remote is configured:
 `ITFF_ARTIFACT_BASE_URL` or `ITFF_S3_BUCKET`, see `bot.serving.install`) first installs the key's

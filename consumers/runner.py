@@ -102,7 +102,7 @@ async def run(settings: Settings, *, metrics_port: int | None = None) -> None:
         loop.add_signal_handler(signum, stop.set)
     port = settings.consumer_metrics_port if metrics_port is None else metrics_port
     if port:
-        serve_metrics(port)
+        serve_metrics(port, settings.metrics_host)
     async with running_consumer(settings):
         log.info("consumer metrics", url=f"http://localhost:{port}/metrics" if port else None)
         await stop.wait()

@@ -28,8 +28,9 @@ from producers.outbox import Outbox
 from producers.prediction import PredictionService
 from producers.publisher import KafkaPublisher, Publisher
 from producers.ratelimit import AUTH_FAILURE, RateLimits
+from producers.readiness import Readiness
 from producers.responses import error_middleware, quiet_malformed_http
-from producers.state import DELIVERY, GUARDS, METRICS, PREDICTION, SETTINGS, Guards
+from producers.state import DELIVERY, GUARDS, METRICS, PREDICTION, READINESS, SETTINGS, Guards
 from producers.telemetry import ReceiverMetrics
 from storage.db import create_engine, create_session_factory
 
@@ -43,7 +44,7 @@ def create_app(
     settings: Settings, *, publisher: Publisher | None = None, predictor: Any | None = None
 ) -> web.Application:
     """The webhook receiver: `POST /webhook/tradingview`, `POST /webhook`, `POST /predict`,
-    `GET /health`, `GET /ready`, `GET /metrics`."""
+    `GET /health`, `GET /ready`. Its metrics are served apart (`create_metrics_app`)."""
     metrics = ReceiverMetrics()
     quiet_malformed_http()
     app = web.Application(
@@ -91,6 +92,7 @@ def create_app(
         metrics=metrics,
     )
     app[PREDICTION] = PredictionService(settings, predictor)
+    app[READINESS] = Readiness(sink)
     app.cleanup_ctx.append(_delivery_context)
     _add_routes(app)
     return app
@@ -111,7 +113,34 @@ def _add_routes(app: web.Application) -> None:
     app.router.add_post("/predict", api.predict)
     app.router.add_get("/health", api.health)
     app.router.add_get("/ready", api.ready)
-    app.router.add_get("/metrics", api.metrics)
+
+
+def create_metrics_app(receiver: web.Application) -> web.Application:
+    """`GET /metrics` of `receiver`, for a listener of its own: alert volumes and rejection
+    reasons are not for the public port."""
+    metrics = web.Application()
+    metrics[METRICS] = receiver[METRICS]
+    metrics.router.add_get("/metrics", api.metrics)
+    return metrics
+
+
+def metrics_listener(host: str, port: int) -> Any:
+    """A cleanup context for the receiver that serves its metrics on `host:port` (0: none)."""
+
+    async def listen(app: web.Application) -> AsyncIterator[None]:
+        if not port:
+            yield
+            return
+        runner = web.AppRunner(create_metrics_app(app), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        log.info("receiver metrics listening", host=host, port=port)
+        try:
+            yield
+        finally:
+            await runner.cleanup()
+
+    return listen
 
 
 async def _delivery_context(app: web.Application) -> AsyncIterator[None]:
@@ -119,17 +148,21 @@ async def _delivery_context(app: web.Application) -> AsyncIterator[None]:
     counts = await delivery.outbox.load_counts()
     connected = await delivery.publisher.connect()
     app[METRICS].kafka_connected.set(int(connected))
+    app[READINESS].record(connected)
     log.info(
         "receiver started", kafka=connected, outbox_depth=counts.queued, outbox_parked=counts.parked
     )
     drainer = asyncio.create_task(delivery.outbox.run(), name="itff-outbox-drainer")
     app[DRAINER]["outbox"] = drainer
+    prober = asyncio.create_task(app[READINESS].run(), name="itff-readiness")
+    app[DRAINER]["readiness"] = prober
     try:
         yield
     finally:
-        drainer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await drainer
+        for task in (prober, drainer):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await delivery.publisher.stop()
         await app[ENGINE].dispose()
         log.info("receiver stopped", outbox_depth=delivery.outbox.depth)

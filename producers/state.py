@@ -13,6 +13,7 @@ from producers.history import HistoryGuard
 from producers.network import IpAllowlist
 from producers.prediction import PredictionService
 from producers.ratelimit import RateLimits
+from producers.readiness import Readiness
 from producers.telemetry import ReceiverMetrics
 
 
@@ -29,6 +30,7 @@ METRICS = web.AppKey("metrics", ReceiverMetrics)
 GUARDS = web.AppKey("guards", Guards)
 DELIVERY = web.AppKey("delivery", AlertDelivery)
 PREDICTION = web.AppKey("prediction", PredictionService)
+READINESS = web.AppKey("readiness", Readiness)
 
 
 def client_of(request: web.Request) -> str:

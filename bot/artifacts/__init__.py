@@ -14,13 +14,20 @@ from bot.artifacts.format import (
     MANIFEST_FILE,
     MODEL_FILE,
     ArtifactIntegrityError,
-    Signer,
     make_manifest,
     read_manifest,
 )
 from bot.artifacts.http import FetchResult, PresignedUrls, RemoteOptions, describe, fetch_many
 from bot.artifacts.meta import meta_of, pickle_pipeline
 from bot.artifacts.registry import ArtifactRegistry, registry_from_settings
+from bot.artifacts.signing import (
+    SignatureError,
+    Signer,
+    Verifier,
+    generate_keypair,
+    legacy_hmac_signature,
+    public_text,
+)
 from bot.artifacts.versions import VerificationResult, VersionInfo
 
 __all__ = [
@@ -37,15 +44,20 @@ __all__ = [
     "NoCompiledForm",
     "PresignedUrls",
     "RemoteOptions",
+    "SignatureError",
     "Signer",
     "VerificationResult",
+    "Verifier",
     "VersionInfo",
     "describe",
     "export_compiled",
     "fetch_many",
+    "generate_keypair",
+    "legacy_hmac_signature",
     "make_manifest",
     "meta_of",
     "pickle_pipeline",
+    "public_text",
     "read_manifest",
     "registry_from_settings",
 ]

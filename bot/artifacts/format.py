@@ -1,10 +1,9 @@
 """The on-disk format of artifact versions: names, manifest, signature, atomic file writes.
 
-The manifest lists the SHA-256 and size of `meta.json`, `model.joblib` and, for versions that have
-a compiled serving form (`bot.artifacts.compiled`), of `serving.json` and `model.onnx` or
-`model.treelite`. Its canonical form (the
-JSON document without `signature`, keys sorted, no spaces, ASCII) is what the HMAC-SHA256 signs
-and what the version digest (`sha256` of a version, in ModelEvents) hashes.
+The manifest lists the SHA-256 and size of each file of the version. Its canonical form (the JSON
+document without `signature`, keys sorted, no spaces, ASCII) is what the Ed25519 key signs
+(`bot.artifacts.signing`) and what the version digest (`sha256` of a version, in ModelEvents)
+hashes.
 """
 
 from __future__ import annotations
@@ -22,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.contracts import BadInput, ConfigError, IntegrityError
+from bot.artifacts.signing import SignatureError, Signer, Verifier
+from bot.contracts import BadInput, IntegrityError
 
 FORMAT = 1
 MODEL_FILE = "model.joblib"
@@ -35,8 +35,6 @@ ONNX_FILE = "model.onnx"
 TREELITE_FILE = "model.treelite"
 ARTIFACT_FILES = (META_FILE, MODEL_FILE)  # in every version
 COMPILED_FILES = (SERVING_FILE, ONNX_FILE, TREELITE_FILE)  # in versions with a compiled form
-MIN_SIGNING_KEY_BYTES = 16
-SIGNATURE_ALGORITHM = "HMAC-SHA256"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:!-]{0,119}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _RESERVED = frozenset({CHAMPION_FILE, HISTORY_FILE})
@@ -86,63 +84,8 @@ def canonical(document: dict[str, Any]) -> bytes:
     ).encode()
 
 
-class Signer:
-    """HMAC-SHA256 of canonical manifests with `ITFF_ARTIFACT_SIGNING_KEY`, or nothing."""
-
-    def __init__(self, key: bytes | None) -> None:
-        if key is not None and len(key) < MIN_SIGNING_KEY_BYTES:
-            raise ConfigError(
-                f"ITFF_ARTIFACT_SIGNING_KEY must be at least {MIN_SIGNING_KEY_BYTES} bytes; "
-                "generate one with `python -c 'import secrets; print(secrets.token_hex(32))'`"
-            )
-        self._key = key
-
-    @property
-    def enabled(self) -> bool:
-        return self._key is not None
-
-    @property
-    def key_id(self) -> str | None:
-        """A fingerprint that names the key without revealing it (to tell rotated keys apart)."""
-        if self._key is None:
-            return None
-        return hmac.new(self._key, b"itff artifact key id", hashlib.sha256).hexdigest()[:16]
-
-    def sign(self, body: bytes) -> dict[str, str] | None:
-        if self._key is None:
-            return None
-        value = hmac.new(self._key, body, hashlib.sha256).hexdigest()
-        return {"algorithm": SIGNATURE_ALGORITHM, "key_id": str(self.key_id), "value": value}
-
-    def check(self, body: bytes, signature: Any, *, label: str) -> None:
-        """Refuse unsigned or wrongly signed manifests when a key is configured."""
-        if self._key is None:
-            return
-        if not isinstance(signature, dict) or not isinstance(signature.get("value"), str):
-            raise ArtifactIntegrityError(
-                f"{label}: manifest.json is unsigned but ITFF_ARTIFACT_SIGNING_KEY is set; an "
-                "unsigned artifact is never loaded: re-publish it with the key or fetch a signed "
-                "one",
-                file=MANIFEST_FILE,
-            )
-        expected = hmac.new(self._key, body, hashlib.sha256).hexdigest()
-        if hmac.compare_digest(expected, signature["value"]):
-            return
-        hint = (
-            f"it was signed with another key (key id {signature.get('key_id')}, configured "
-            f"{self.key_id})"
-            if signature.get("key_id") != self.key_id
-            else "the manifest was edited after signing"
-        )
-        raise ArtifactIntegrityError(
-            f"{label}: manifest.json signature does not verify: {hint}; the version was not "
-            "loaded: roll back or re-publish it",
-            file=MANIFEST_FILE,
-        )
-
-
 def make_manifest(
-    key: str, version: str, files: dict[str, bytes], signer: Signer
+    key: str, version: str, files: dict[str, bytes], signer: Signer | None
 ) -> tuple[bytes, str]:
     """The manifest document for `files` and the version digest."""
     from bot.contracts import utcnow
@@ -158,12 +101,12 @@ def make_manifest(
         },
     }
     raw = canonical(body)
-    document = {**body, "signature": signer.sign(raw)}
+    document = {**body, "signature": signer.sign(raw) if signer else None}
     return json.dumps(document, indent=2, sort_keys=True).encode() + b"\n", _digest(raw)
 
 
 def read_manifest(
-    folder: Path, key: str | None, version: str | None, signer: Signer, *, label: str
+    folder: Path, key: str | None, version: str | None, verifier: Verifier, *, label: str
 ) -> Manifest:
     """Parse and authenticate a manifest; `key`/`version` must match when given."""
     try:
@@ -176,8 +119,26 @@ def read_manifest(
         raise _broken(label, f"manifest.json is not a valid manifest ({exc})") from exc
     if not isinstance(document, dict):
         raise _broken(label, "manifest.json is not a JSON object")
-    signer.check(raw, signature, label=label)
-    return _parse_manifest(document, key, version, raw, signed=signature is not None, label=label)
+    try:
+        signed = verifier.check(raw, signature, what=f"{label}/{MANIFEST_FILE}")
+    except SignatureError as exc:
+        raise ArtifactIntegrityError(
+            f"{exc}; the version was not loaded: roll back or re-publish it", file=MANIFEST_FILE
+        ) from exc
+    return _parse_manifest(document, key, version, raw, signed=signed, label=label)
+
+
+def resign_manifest(folder: Path, verifier: Verifier, signer: Signer, *, label: str) -> bool:
+    """Re-sign a verified manifest with `signer` (same body, same digest); whether it changed."""
+    path = folder / MANIFEST_FILE
+    read_manifest(folder, None, None, verifier, label=label)
+    document = json.loads(path.read_bytes())
+    signature = document.pop("signature", None)
+    if isinstance(signature, dict) and signature.get("key_id") == signer.key_id:
+        return False
+    document["signature"] = signer.sign(canonical(document))
+    replace_atomically(path, json.dumps(document, indent=2, sort_keys=True).encode() + b"\n")
+    return True
 
 
 def verified_bytes(folder: Path, name: str, manifest: Manifest, *, label: str) -> bytes:
@@ -339,12 +300,24 @@ def read_history(path: Path) -> dict[str, Any]:
 
 
 def write_history(
-    path: Path, history: dict[str, Any], event: str, version: str, previous: str | None
+    path: Path,
+    history: dict[str, Any],
+    event: str,
+    version: str,
+    previous: str | None,
+    *,
+    sequence: int = 0,
 ) -> None:
     """Record a champion switch; `version` leaves the rollback stack (it now serves)."""
     from bot.contracts import utcnow
 
     history["previous"] = [v for v in history["previous"] if v != version][-MAX_HISTORY:]
-    record = {"event": event, "version": version, "previous": previous, "at": utcnow().isoformat()}
+    record = {
+        "event": event,
+        "version": version,
+        "previous": previous,
+        "sequence": sequence,
+        "at": utcnow().isoformat(),
+    }
     history["events"] = [*history["events"], record][-MAX_HISTORY:]
     replace_atomically(path, json.dumps(history, indent=2).encode())

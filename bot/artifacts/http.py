@@ -2,16 +2,18 @@
 
 The remote side mirrors the registry layout (`bot.artifacts.s3` pushes exactly this to a bucket):
 
-    {base}/{key}/CHAMPION                       the version to fetch
+    {base}/{key}/CHAMPION                       the signed pointer naming the version to fetch
     {base}/{key}/{version}/manifest.json        checked first (signature when a key is set)
     {base}/{key}/{version}/meta.json, model.joblib
-    {base}/index.json                           optional: {"champions": {key: version}}
+    {base}/index.json                           optional: {"champions": {key: version}, ...}
 
 A query string on the base (a container-wide pre-signed token such as an Azure SAS) is appended,
 byte for byte, to every file URL. Each file is streamed into a staging folder under the registry
 root with its size capped by the manifest and its SHA-256 checked; the registry then re-verifies
 the whole version and renames it into place, so a corrupted or forged download installs nothing.
-The fetched version becomes the local champion (the former one stays for rollback).
+The fetched pointer is verified (signature, key, sequence not lower than the local one: a replayed
+older pointer is refused) and copied verbatim: the fetched version becomes the local champion (the
+former one stays for rollback).
 
 This is the one module of `bot/` that uses aiohttp (the HTTP client).
 """
@@ -32,11 +34,13 @@ import aiohttp
 from yarl import URL
 
 from bot.artifacts.format import (
+    CHAMPION_FILE,
     MANIFEST_FILE,
     ArtifactIntegrityError,
     Manifest,
     check_name,
 )
+from bot.artifacts.pointers import parse_pointer, refuse_older
 from bot.artifacts.registry import ArtifactRegistry
 from bot.contracts import BadInput, ConfigError, ItffError, NotFound, TransientError
 from bot.runtime import get_logger
@@ -81,6 +85,9 @@ class BaseUrl:
     def version(self, _key: str) -> str | None:
         return None  # read from {base}/{key}/CHAMPION
 
+    def has_pointer(self, _key: str) -> bool:
+        return True
+
     def keys(self) -> list[str] | None:
         return None  # read from {base}/index.json
 
@@ -98,6 +105,8 @@ class PresignedUrls:
 
     def url(self, *parts: str) -> URL:
         version, urls = self._entries.get(parts[0], ("", {})) if parts else ("", {})
+        if parts[1:] == (CHAMPION_FILE,) and CHAMPION_FILE in urls:
+            return URL(urls[CHAMPION_FILE], encoded=True)
         if len(parts) != 3 or parts[1] != version or parts[2] not in urls:  # noqa: PLR2004
             raise NotFound(f"the URL file has no URL for {'/'.join(parts)}")
         _split_base(urls[parts[2]])  # http(s) only
@@ -107,6 +116,9 @@ class PresignedUrls:
         if key not in self._entries:
             raise NotFound(f"the URL file has no entry for {key}; push it with --urls-file again")
         return self._entries[key][0]
+
+    def has_pointer(self, key: str) -> bool:
+        return CHAMPION_FILE in self._entries.get(key, ("", {}))[1]
 
     def keys(self) -> list[str] | None:
         return sorted(self._entries)
@@ -142,19 +154,15 @@ class RemoteArtifacts:
     def url(self, *parts: str) -> URL:
         return self._locator.url(*parts)
 
-    async def champion(self, key: str) -> str:
-        known = self._locator.version(key)
-        if known is not None:
-            return known
-        raw = await self._retrying(self.url(key, "CHAMPION"), self._read_small(MAX_POINTER_BYTES))
-        version = raw.decode("utf-8", errors="replace").strip()
-        try:
-            return check_name(version, "remote version")
-        except BadInput as exc:
-            raise ArtifactIntegrityError(
-                f"{_safe(self.url(key, 'CHAMPION'))} does not hold a version name ({exc})",
-                file="CHAMPION",
-            ) from exc
+    async def pointer(self, key: str) -> bytes:
+        """The remote champion pointer of `key` (verified by the registry that adopts it).
+
+        An old URL file without the pointer's URL yields a legacy pointer (its version), which
+        only a registry without keys or in the HMAC transition accepts."""
+        if not self._locator.has_pointer(key):
+            return f"{self._locator.version(key)}\n".encode()
+        url = self.url(key, CHAMPION_FILE)
+        return await self._retrying(url, self._read_small(MAX_POINTER_BYTES))
 
     async def index(self) -> dict[str, str]:
         """`{key: version}` from `{base}/index.json`, or {} when the mirror has none."""
@@ -303,7 +311,12 @@ async def fetch_champion(
 ) -> FetchResult:
     """Install the remote champion of `key` (verified) and make it the local champion."""
     check_name(key, "model key")
-    version = await remote.champion(key)
+    raw = await remote.pointer(key)
+    where = f"the remote {key}/{CHAMPION_FILE}"
+    pointer = parse_pointer(raw, registry.verifier, key=key, where=where)
+    served = registry.pointer(key)
+    refuse_older(served, pointer, where=where)  # before downloading anything
+    version = pointer.version
     present = version in {info.version for info in registry.versions(key)}
     with registry.staging() as staging:
         manifest = await remote.manifest(key, version, staging, registry)
@@ -319,8 +332,8 @@ async def fetch_champion(
         else:
             await remote.files(manifest, staging)
             await asyncio.to_thread(registry.install, staging)
-    promoted = registry.champion(key) != version
-    await asyncio.to_thread(registry.promote, key, version)
+    promoted = served is None or served.version != version
+    await asyncio.to_thread(registry.adopt, raw, key)
     log.info("artifact fetched", model_key=key, version=version, installed=not present)
     return FetchResult(key, version, manifest.digest, installed=not present, promoted=promoted)
 

@@ -4,8 +4,9 @@ Layout under the root (`ITFF_ARTIFACT_DIR`), one folder per model key and versio
 
     {key}/{version}/model.joblib   the fitted pipeline (scaler first), nothing else
     {key}/{version}/meta.json      the rest of the ModelBundle (plain JSON)
-    {key}/{version}/manifest.json  SHA-256 and size of both files, optionally an HMAC-SHA256
-    {key}/CHAMPION                 the serving version (switched with os.replace)
+    {key}/{version}/manifest.json  SHA-256 and size of each file, signed with Ed25519
+    {key}/CHAMPION                 the serving version: a signed pointer with a sequence number
+                                   (bot.artifacts.pointers), switched with os.replace
     {key}/HISTORY.json             former champions (the rollback stack) and promotion events
 
 Nothing is unpickled before the manifest's signature and every checksum verify, and the pickle is
@@ -21,8 +22,9 @@ import io
 import json
 import shutil
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +38,6 @@ from bot.artifacts.format import (
     SERVING_FILE,
     ArtifactIntegrityError,
     Manifest,
-    Signer,
     WriterLock,
     check_name,
     fsync_dir,
@@ -45,13 +46,22 @@ from bot.artifacts.format import (
     read_history,
     read_manifest,
     replace_atomically,
+    resign_manifest,
     verified_bytes,
     write_history,
     write_synced,
 )
 from bot.artifacts.meta import bundle_from_meta, check_bundle, meta_of, pickle_pipeline
+from bot.artifacts.pointers import (
+    Pointer,
+    make_pointer,
+    parse_pointer,
+    pointer_version,
+    refuse_older,
+)
+from bot.artifacts.signing import Signer, Verifier
 from bot.artifacts.versions import PublishedVersion, Status, VerificationResult, VersionInfo
-from bot.contracts import BadInput, IntegrityError, NotFound
+from bot.contracts import BadInput, ConfigError, IntegrityError, NotFound
 from bot.core import ModelBundle
 
 if TYPE_CHECKING:
@@ -66,14 +76,38 @@ STALE_STAGING_SECONDS = 3600
 class ArtifactRegistry:
     """Model versions on disk, verified before use. See the module docstring for the layout."""
 
-    def __init__(self, root: Path, signing_key: bytes | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        signing_key: str | None = None,
+        *,
+        public_keys: Sequence[str] = (),
+        legacy_hmac_key: bytes | None = None,
+    ) -> None:
+        """`signing_key` (Ed25519 private, the scheduler's) signs what this registry publishes;
+        `public_keys` (and the signing key's own) verify; `legacy_hmac_key` verifies HMAC-era
+        manifests during the transition. No key at all: checksums only (development)."""
         self.root = Path(root)
-        self._signer = Signer(signing_key)
+        self._signer = Signer(signing_key) if signing_key else None
+        self._verifier = Verifier.of(
+            public_keys, signer=self._signer, legacy_hmac_key=legacy_hmac_key
+        )
         self._writer_lock = WriterLock(self.root / LOCK_FILE)
+        self._seen: dict[str, Pointer] = {}  # the newest pointer accepted per key
+        self._seen_lock = threading.Lock()
 
     @property
     def signed(self) -> bool:
-        return self._signer.enabled
+        """Whether signatures are required (a key is configured)."""
+        return self._verifier.enabled
+
+    @property
+    def verifier(self) -> Verifier:
+        return self._verifier
+
+    @property
+    def key_ids(self) -> list[str]:
+        return self._verifier.key_ids
 
     # ---- readers -------------------------------------------------------------------------
 
@@ -83,18 +117,26 @@ class ArtifactRegistry:
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and is_name(p.name))
 
     def champion(self, key: str) -> str | None:
-        check_name(key, "model key")
+        pointer = self.pointer(key)
+        return pointer.version if pointer else None
+
+    def pointer(self, key: str) -> Pointer | None:
+        """The verified champion pointer of `key`; one older than a pointer this registry object
+        accepted before (a replay) is refused with `ArtifactIntegrityError`."""
+        where = f"{check_name(key, 'model key')}/{CHAMPION_FILE}"
         try:
-            version = (self.root / key / CHAMPION_FILE).read_text(encoding="utf-8").strip()
+            raw = (self.root / key / CHAMPION_FILE).read_bytes()
         except FileNotFoundError:
             return None
-        if not is_name(version):
-            raise ArtifactIntegrityError(
-                f"{key}/{CHAMPION_FILE} holds {version[:40]!r}, not a version name; "
-                f"restore it with `itff rollback {key} --to VERSION`",
-                file=CHAMPION_FILE,
-            )
-        return version
+        with self._seen_lock:
+            seen = self._seen.get(key)
+        if seen is not None and seen.raw == raw:
+            return seen  # the very bytes verified before: no second signature check
+        pointer = parse_pointer(raw, self._verifier, key=key, where=where)
+        with self._seen_lock:
+            refuse_older(self._seen.get(key), pointer, where=where)
+            self._seen[key] = pointer
+        return pointer
 
     def champions(self) -> dict[str, str]:
         found = {key: self.champion(key) for key in self.keys()}
@@ -190,7 +232,7 @@ class ArtifactRegistry:
 
     def check_manifest(self, folder: Path, key: str, version: str) -> Manifest:
         """Parse and authenticate the manifest in `folder` (e.g. a download) for key/version."""
-        return read_manifest(folder, key, version, self._signer, label=f"{key}/{version}")
+        return read_manifest(folder, key, version, self._verifier, label=f"{key}/{version}")
 
     def check_version(self, key: str, version: str) -> str:
         """Verify a published version (signature and checksums, no unpickling); its digest."""
@@ -229,7 +271,7 @@ class ArtifactRegistry:
 
         Idempotent when the same version is already installed with the same manifest digest.
         """
-        manifest = read_manifest(staging, None, None, self._signer, label=str(staging.name))
+        manifest = read_manifest(staging, None, None, self._verifier, label=str(staging.name))
         key, version = manifest.key, manifest.version
         check_name(key, "model key")
         check_name(version, "version")
@@ -238,11 +280,31 @@ class ArtifactRegistry:
                 return self._same_or_refuse(key, version, manifest.digest)
             return self._install_staged(staging, key, version, manifest.digest)
 
+    def adopt(self, raw: bytes, key: str) -> Pointer:
+        """Install a pointer signed elsewhere (fetched from the bucket) verbatim, once it verifies,
+        names a verified local version and is not older than the local one."""
+        where = f"the fetched {key}/{CHAMPION_FILE}"
+        pointer = parse_pointer(raw, self._verifier, key=key, where=where)
+        with self._writer():
+            self._check_version(key, pointer.version)
+            current = self.pointer(key)
+            refuse_older(current, pointer, where=where)
+            with self._seen_lock:
+                refuse_older(self._seen.get(key), pointer, where=where)
+            if current is not None and current.raw == raw:
+                return pointer
+            history = self._history(key)
+            if current and current.version != pointer.version:
+                history["previous"].append(current.version)
+            previous = current.version if current else None
+            self._write_pointer(pointer, history, previous=previous)
+            return pointer
+
     def promote(self, key: str, version: str) -> None:
         """Make a verified version the champion; the former one becomes the rollback target."""
         with self._writer():
             self._check_version(key, version)
-            current = self.champion(key)
+            current = self._current(key)
             if current == version:
                 return
             history = self._history(key)
@@ -253,7 +315,7 @@ class ArtifactRegistry:
     def rollback(self, key: str, to: str | None = None) -> str:
         """Return to the previous champion (or `to`), verified first; returns the new champion."""
         with self._writer():
-            current = self.champion(key)
+            current = self._current(key)
             target = to if to is not None else self.rollback_target(key)
             if target is None:
                 raise NotFound(
@@ -269,6 +331,27 @@ class ArtifactRegistry:
                 del stack[len(stack) - 1 - stack[::-1].index(target) :]
             self._switch(key, target, history, event="rolled_back", previous=current)
             return target
+
+    def resign(self) -> list[str]:
+        """Re-sign every version that verifies (Ed25519, HMAC-era during the transition) with
+        the signing key; the digests do not change. Returns the re-signed `key/version`s."""
+        if self._signer is None:
+            raise ConfigError(
+                "ITFF_ARTIFACT_SIGNING_KEY is not set: `itff artifacts resign` signs with the "
+                "private key (create one with `itff artifacts keygen`)"
+            )
+        changed: list[str] = []
+        with self._writer():
+            for key in self.keys():
+                for version in self._version_names(key):
+                    label = f"{key}/{version}"
+                    folder = self._dir(key, version)
+                    if resign_manifest(folder, self._verifier, self._signer, label=label):
+                        changed.append(label)
+                current = self._current(key)
+                if current is not None and not self._signed_by_signer(key):
+                    self._switch(key, current, self._history(key), event="resigned", previous=None)
+        return changed
 
     def prune(self, keep: int) -> list[str]:
         """Delete all but the newest `keep` versions of each key, never the champion nor the
@@ -316,7 +399,7 @@ class ArtifactRegistry:
 
     def _manifest(self, key: str, version: str) -> Manifest:
         return read_manifest(
-            self._dir(key, version), key, version, self._signer, label=f"{key}/{version}"
+            self._dir(key, version), key, version, self._verifier, label=f"{key}/{version}"
         )
 
     def _check_version(self, key: str, version: str) -> str:
@@ -339,7 +422,13 @@ class ArtifactRegistry:
                 results.append(
                     VerificationResult(key, version, ok=False, file=exc.file, problem=str(exc))
                 )
-        champion = self.champion(key)
+        try:
+            champion = self.champion(key)
+        except ArtifactIntegrityError as exc:
+            return [
+                *results,
+                VerificationResult(key, "", ok=False, file=exc.file, problem=str(exc)),
+            ]
         if champion and champion not in self._version_names(key):
             problem = f"{key}/{CHAMPION_FILE} names {champion}, which does not exist"
             results.append(
@@ -353,7 +442,7 @@ class ArtifactRegistry:
         )
         folder = self._dir(key, version)
         try:
-            manifest = read_manifest(folder, key, version, Signer(None), label=version)
+            manifest = read_manifest(folder, key, version, Verifier(), label=version)
         except IntegrityError:
             return VersionInfo(key, version, status, None, None, signed=False, path=folder)
         return VersionInfo(
@@ -363,11 +452,56 @@ class ArtifactRegistry:
     def _history(self, key: str) -> dict[str, Any]:
         return read_history(self.root / check_name(key, "model key") / HISTORY_FILE)
 
+    def _signed_by_signer(self, key: str) -> bool:
+        try:
+            document = json.loads((self.root / key / CHAMPION_FILE).read_bytes())
+            signature = document.get("signature") or {}
+        except (ValueError, AttributeError):
+            return False
+        return self._signer is not None and signature.get("key_id") == self._signer.key_id
+
+    def _current(self, key: str) -> str | None:
+        """The champion as the writer sees it: verified, or (on the scheduler, which re-signs
+        whatever it switches) the version an unverifiable pointer names."""
+        try:
+            return self.champion(key)
+        except ArtifactIntegrityError:
+            if self._signer is None:
+                raise
+            return pointer_version((self.root / key / CHAMPION_FILE).read_bytes())
+
     def _switch(
         self, key: str, version: str, history: dict[str, Any], *, event: str, previous: str | None
     ) -> None:
-        write_history(self.root / key / HISTORY_FILE, history, event, version, previous)
-        replace_atomically(self.root / key / CHAMPION_FILE, f"{version}\n".encode())
+        if self._signer is None and self._verifier.enabled:
+            raise ConfigError(
+                f"switching the champion of {key} needs ITFF_ARTIFACT_SIGNING_KEY (the pointer is "
+                "signed): run it on the scheduler, a consumer only verifies"
+            )
+        sequence = self._last_sequence(key, history) + 1
+        pointer = make_pointer(key, version, sequence, event, self._signer)
+        self._write_pointer(pointer, history, previous=previous)
+
+    def _last_sequence(self, key: str, history: dict[str, Any]) -> int:
+        recorded = [int(e.get("sequence") or 0) for e in history["events"] if isinstance(e, dict)]
+        try:
+            raw = (self.root / key / CHAMPION_FILE).read_bytes()
+            on_disk = int(json.loads(raw).get("sequence") or 0)
+        except (FileNotFoundError, ValueError, AttributeError, TypeError):
+            on_disk = 0
+        return max([on_disk, *recorded])
+
+    def _write_pointer(
+        self, pointer: Pointer, history: dict[str, Any], *, previous: str | None
+    ) -> None:
+        key = pointer.key
+        write_history(
+            self.root / key / HISTORY_FILE, history, pointer.event, pointer.version, previous,
+            sequence=pointer.sequence,
+        )  # fmt: skip
+        replace_atomically(self.root / key / CHAMPION_FILE, pointer.raw)
+        with self._seen_lock:
+            self._seen[key] = pointer
 
     def _refuse_existing(self, key: str, version: str) -> None:
         if self._dir(key, version).exists():
@@ -390,7 +524,7 @@ class ArtifactRegistry:
     def _install_staged(
         self, staging: Path, key: str, version: str, digest: str
     ) -> PublishedVersion:
-        manifest = read_manifest(staging, key, version, self._signer, label=f"{key}/{version}")
+        manifest = read_manifest(staging, key, version, self._verifier, label=f"{key}/{version}")
         for name in manifest.files:
             verified_bytes(staging, name, manifest, label=f"{key}/{version} (staged)")
         if manifest.digest != digest:
@@ -435,7 +569,13 @@ class ArtifactRegistry:
 
 
 def registry_from_settings(settings: Settings) -> ArtifactRegistry:
-    """The registry at `ITFF_ARTIFACT_DIR`, signing with `ITFF_ARTIFACT_SIGNING_KEY` when set."""
-    secret = settings.artifact_signing_key
-    key = secret.get_secret_value().encode() if secret is not None else None
-    return ArtifactRegistry(settings.artifact_dir, signing_key=key or None)
+    """The registry at `ITFF_ARTIFACT_DIR`: signing with `ITFF_ARTIFACT_SIGNING_KEY` when set,
+    verifying with `ITFF_ARTIFACT_PUBLIC_KEYS` (and `ITFF_ARTIFACT_LEGACY_HMAC_KEY`)."""
+    private = settings.artifact_signing_key
+    legacy = settings.artifact_legacy_hmac_key
+    return ArtifactRegistry(
+        settings.artifact_dir,
+        private.get_secret_value() if private is not None else None,
+        public_keys=settings.artifact_public_keys,
+        legacy_hmac_key=legacy.get_secret_value().encode() if legacy is not None else None,
+    )

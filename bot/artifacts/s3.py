@@ -5,8 +5,8 @@ The bucket mirrors the registry's layout under a prefix, so that a plain HTTPS b
 that `ArtifactRegistry.install` verifies:
 
     {prefix}/{key}/{version}/meta.json, model.joblib, manifest.json
-    {prefix}/{key}/CHAMPION
-    {prefix}/index.json          {"champions": {key: version}} of every key pushed
+    {prefix}/{key}/CHAMPION      the signed pointer, copied verbatim from the registry
+    {prefix}/index.json          {"champions": {key: version}, "pointers": {key: signed pointer}}
 
 Only versions that verify locally are pushed. Within a version the manifest is written last and
 the CHAMPION pointer after every version, so a reader never sees a pointer to an incomplete
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.artifacts.format import ARTIFACT_FILES, CHAMPION_FILE, MANIFEST_FILE
+from bot.artifacts.pointers import pointer_version
 from bot.artifacts.registry import ArtifactRegistry
 from bot.contracts import ConfigError, IntegrityError, NotFound, TransientError
 from bot.runtime import get_logger
@@ -99,15 +100,17 @@ class ArtifactBucket:
         if not names:
             raise NotFound(f"no artifacts under {registry.root}: train and publish a model first")
         report = PushReport()
+        pointers: dict[str, bytes] = {}
         for key in names:
             self._refuse_unverified(registry, key)
             for info in registry.versions(key):
                 report.versions.append(self._push_version(info.path, key, info.version))
-            champion = registry.champion(key)
-            if champion:
-                self._put(self.object_key(key, CHAMPION_FILE), champion.encode() + b"\n")
-                report.champions[key] = champion
-        self._update_index(report.champions)
+            pointer = registry.pointer(key)
+            if pointer:
+                self._put(self.object_key(key, CHAMPION_FILE), pointer.raw)
+                report.champions[key] = pointer.version
+                pointers[key] = pointer.raw
+        self._update_index(report.champions, pointers)
         return report
 
     def remote_versions(self, key: str) -> list[str]:
@@ -135,7 +138,7 @@ class ArtifactBucket:
 
     def remote_champion(self, key: str) -> str | None:
         data = self._get(self.object_key(key, CHAMPION_FILE))
-        return data.decode().strip() if data is not None else None
+        return pointer_version(data) if data is not None else None  # verified when fetched
 
     def presign(self, key: str, version: str | None = None, *, expires: int) -> dict[str, str]:
         """Pre-signed GET URLs of one version's files (the remote champion by default), by name."""
@@ -144,10 +147,11 @@ class ArtifactBucket:
             raise NotFound(f"the bucket has no champion for {key}; push it first")
         if version not in self.remote_versions(key):
             raise NotFound(f"the bucket has no complete version {key}/{version}; push it first")
-        return {
+        urls = {
             name: self.presign_object(key, version, name, expires=expires)
             for name in (*self._listed_files(key, version), MANIFEST_FILE)
         }
+        return {**urls, CHAMPION_FILE: self.presign_object(key, CHAMPION_FILE, expires=expires)}
 
     def _listed_files(self, key: str, version: str) -> list[str]:
         """The files the remote manifest lists (the compiled ones too, where present)."""
@@ -193,13 +197,18 @@ class ArtifactBucket:
         self._put(manifest_key, manifest)
         return PushedVersion(key, version, uploaded=True)
 
-    def _update_index(self, champions: dict[str, str]) -> None:
+    def _update_index(self, champions: dict[str, str], pointers: dict[str, bytes]) -> None:
+        """index.json lists the keys, and each key's signed pointer: it says nothing a reader
+        trusts without verifying that pointer (a writer of the bucket can drop a key, not forge
+        or roll back one)."""
         index_key = self.object_key(INDEX_FILE)
         current = self._get(index_key)
         document: dict[str, Any] = json.loads(current) if current else {}
         merged = {**document.get("champions", {}), **champions}
-        body = json.dumps({"champions": dict(sorted(merged.items()))}, indent=2).encode() + b"\n"
-        self._put(index_key, body)
+        signed = {**document.get("pointers", {})}
+        signed.update({key: json.loads(raw) for key, raw in pointers.items() if raw[:1] == b"{"})
+        body = {"champions": dict(sorted(merged.items())), "pointers": dict(sorted(signed.items()))}
+        self._put(index_key, json.dumps(body, indent=2).encode() + b"\n")
 
     def _put(self, object_key: str, data: bytes) -> None:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -57,23 +57,30 @@ def _exit_for_click(exc: Exception) -> None:
         sys.exit(1)
 
 
+def _safe(exc: BaseException) -> str:
+    """The error as one line, with any URL's password masked."""
+    from bot.runtime import mask_url_passwords
+
+    return mask_url_passwords(str(exc))
+
+
 def main() -> None:
     """Console entry point."""
     _register_all()
     try:
         code = app(standalone_mode=False)
     except ConfigError as exc:
-        typer.secho(f"itff: configuration error: {exc}", err=True, fg="red")
+        typer.secho(f"itff: configuration error: {_safe(exc)}", err=True, fg="red")
         sys.exit(2)
     except ItffError as exc:
-        typer.secho(f"itff: {exc}", err=True, fg="red")
+        typer.secho(f"itff: {_safe(exc)}", err=True, fg="red")
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:
         _exit_for_click(exc)
         typer.secho(
-            f"itff: unexpected error: {type(exc).__name__}: {exc} "
+            f"itff: unexpected error: {type(exc).__name__}: {_safe(exc)} "
             "(set ITFF_LOG_LEVEL=DEBUG and see the logs)",
             err=True,
             fg="red",

@@ -1,5 +1,5 @@
-"""`itff artifacts list | verify | prune | fetch | push` and `itff predict` (`itff rollback`
-switches champions: bot/cli/pipeline.py)."""
+"""`itff artifacts list | verify | prune | fetch | push | keygen | resign` and `itff predict`
+(`itff rollback` switches champions: bot/cli/pipeline.py)."""
 
 from __future__ import annotations
 
@@ -115,7 +115,11 @@ def verify(key: KeyOption = None, as_json: JsonFlag = False) -> None:
                     f"FAILED  {result.key}/{result.version} {result.file}: {result.problem}",
                     fg="red",
                 )
-        signing = "HMAC-signed" if registry.signed else "checksums only (no signing key)"
+        signing = (
+            f"Ed25519 signatures, trusted keys {', '.join(registry.key_ids) or 'none'}"
+            if registry.signed
+            else "checksums only (no key configured)"
+        )
         typer.echo(
             f"{len(results) - len(failed)}/{len(results)} versions verified under "
             f"{settings.artifact_dir} ({signing})"
@@ -126,6 +130,35 @@ def verify(key: KeyOption = None, as_json: JsonFlag = False) -> None:
 
 def _as_dict(result: Any) -> dict[str, Any]:
     return {name: getattr(result, name) for name in ("key", "version", "ok", "file", "problem")}
+
+
+def keygen(as_json: JsonFlag = False) -> None:
+    """Print a new Ed25519 key pair: the private key for the scheduler only, the public key for
+    every service that loads models (consumers, the receiver's /predict)."""
+    from bot.artifacts import generate_keypair
+
+    private, public = generate_keypair()
+    if as_json:
+        _echo_json({"ITFF_ARTIFACT_SIGNING_KEY": private, "ITFF_ARTIFACT_PUBLIC_KEYS": public})
+        return
+    typer.echo(f"ITFF_ARTIFACT_SIGNING_KEY={private}")
+    typer.echo(f"ITFF_ARTIFACT_PUBLIC_KEYS={public}")
+    typer.echo(
+        "# the private key goes to the scheduler (and whoever runs `itff rollback`) only; to "
+        "rotate, list the old and the new public key (comma-separated), re-sign with "
+        "`itff artifacts resign`, then drop the old one",
+        err=True,
+    )
+
+
+def resign() -> None:
+    """Re-sign every version that verifies (HMAC-era ones with ITFF_ARTIFACT_LEGACY_HMAC_KEY)
+    with ITFF_ARTIFACT_SIGNING_KEY; then push and drop the legacy key."""
+    settings, registry = _registry()
+    changed = registry.resign()
+    for name in changed:
+        typer.echo(f"re-signed {name}")
+    typer.echo(f"{len(changed)} versions re-signed under {settings.artifact_dir}")
 
 
 def prune(
@@ -231,12 +264,15 @@ def _row(p: Prediction) -> list[str]:
 
 def register(app: typer.Typer) -> None:
     artifacts = typer.Typer(
-        help="Model artifacts: list, verify, prune, fetch, push.", no_args_is_help=True
+        help="Model artifacts: list, verify, prune, fetch, push, keygen, resign.",
+        no_args_is_help=True,
     )
     artifacts.command("list")(list_versions)
     artifacts.command("verify")(verify)
     artifacts.command("prune")(prune)
     artifacts.command("fetch")(fetch)
+    artifacts.command("keygen")(keygen)
+    artifacts.command("resign")(resign)
     # push lives in bot.cli.s3 (boto3 loads only when it runs); the group owns it, so that every
     # CLI that has `artifacts` has `artifacts push`, whatever the order of registration
     artifacts.command("push", help=s3.PUSH_HELP)(s3.push)

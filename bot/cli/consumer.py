@@ -6,7 +6,7 @@ import asyncio
 
 import typer
 
-from bot.contracts import load_settings
+from bot.contracts import service_settings
 from bot.runtime import configure_logging, single_native_thread
 
 
@@ -21,6 +21,6 @@ def register(app: typer.Typer) -> None:
         single_native_thread()
         from consumers.runner import run
 
-        settings = load_settings()
+        settings = service_settings("consumer")
         configure_logging(level=settings.log_level, json=settings.log_json, service="consumer")
         asyncio.run(run(settings, metrics_port=metrics_port))

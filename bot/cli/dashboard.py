@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from bot.contracts import load_settings
+from bot.contracts import load_settings, service_settings
 
 
 def register(app: typer.Typer) -> None:
@@ -26,7 +26,8 @@ def register(app: typer.Typer) -> None:
         from panel_app.server import password_of, serve
 
         overrides: dict[str, object] = {"dash_host": host, "dash_port": port}
-        settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        settings = service_settings("dashboard", **given)
         password_of(settings)  # refuse an unprotected public address before anything starts
         configure_logging(level=settings.log_level, json=settings.log_json, service="dashboard")
         typer.echo(f"dashboard at http://{settings.dash_host}:{settings.dash_port}/")

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from bot.contracts import BadInput, Settings, load_settings
+from bot.contracts import BadInput, Settings, load_settings, service_settings
+from bot.contracts.production import Service
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -49,7 +50,9 @@ async def pipeline_context(settings: Settings) -> AsyncIterator[_Context]:
         await engine.dispose()
 
 
-def _settings(symbols: str | None = None, source: str | None = None) -> Settings:
+def _settings(
+    symbols: str | None = None, source: str | None = None, *, service: Service | None = None
+) -> Settings:
     from bot.runtime import configure_logging
 
     overrides: dict[str, object] = {}
@@ -57,7 +60,7 @@ def _settings(symbols: str | None = None, source: str | None = None) -> Settings
         overrides["symbols"] = symbols
     if source:
         overrides["data_source"] = source
-    settings = load_settings(**overrides)
+    settings = service_settings(service, **overrides) if service else load_settings(**overrides)
     configure_logging(level=settings.log_level, json=settings.log_json, service="pipeline")
     return settings
 
@@ -96,7 +99,7 @@ async def _serve_scheduler(settings: Settings) -> None:
     from bot.pipeline import ItffScheduler
     from bot.runtime import serve_metrics
 
-    serve_metrics(settings.scheduler_metrics_port)
+    serve_metrics(settings.scheduler_metrics_port, settings.metrics_host)
     async with pipeline_context(settings) as ctx:
         scheduler = ItffScheduler(
             settings,
@@ -198,7 +201,7 @@ def register(app: typer.Typer) -> None:
     @app.command("scheduler")
     def scheduler() -> None:
         """Run the scheduled jobs (pipeline, verification, retention, live metrics) till stopped."""
-        asyncio.run(_serve_scheduler(_settings()))
+        asyncio.run(_serve_scheduler(_settings(service="scheduler")))
 
     @app.command("backfill")
     def backfill_command(

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from bot.contracts import Settings, TransientError, load_settings
+from bot.runtime import mask_url_passwords
 
 # Runs the `itff` entry point of this very interpreter, whatever PATH holds.
 ITFF = (sys.executable, "-c", "import sys; from bot.cli import main; sys.argv[0] = 'itff'; main()")
@@ -119,7 +120,7 @@ def _prepare(settings: Settings) -> None:
     counts = asyncio.run(describe_topics(settings, settings.topics.all()))
     typer.echo("topics     " + ", ".join(f"{name} ({n})" for name, n in counts.items()))
     upgrade(settings.database_url)
-    typer.echo(f"database   {settings.database_url} (migrated)")
+    typer.echo(f"database   {mask_url_passwords(settings.database_url)} (migrated)")
 
 
 def has_champion(settings: Settings) -> bool:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bot.contracts import BadInput, Settings, load_settings
+from bot.contracts import BadInput, Settings, load_settings, service_settings
 
 if TYPE_CHECKING:
     from producers.replay import ReplaySummary, Shot
@@ -28,21 +28,24 @@ def webhook(
 
     single_native_thread()
     from bot.runtime import configure_logging
-    from producers import create_app
+    from producers import create_app, metrics_listener
     from producers.server import serve
     from storage.migrate import upgrade
 
-    settings = load_settings()
+    settings = service_settings("webhook")
     configure_logging(level=settings.log_level, json=settings.log_json, service="itff-webhook")
     upgrade(settings.database_url)
     host, port = host or settings.webhook_host, port or settings.webhook_port
     typer.echo(
         f"itff webhook: listening on http://{host}:{port} (POST /webhook/tradingview, "
-        f"POST /webhook, POST /predict, GET /health, GET /ready, GET /metrics); "
+        f"POST /webhook, POST /predict, GET /health, GET /ready); metrics on "
+        f"http://{settings.metrics_host}:{settings.webhook_metrics_port}/metrics; "
         f"Kafka {settings.bootstrap}, topic {settings.topics.alerts}",
         err=True,
     )
-    serve(create_app(settings), host=host, port=port)
+    app = create_app(settings)
+    app.cleanup_ctx.append(metrics_listener(settings.metrics_host, settings.webhook_metrics_port))
+    serve(app, host=host, port=port)
 
 
 File = Annotated[Path, typer.Argument(help="CSV of bars: time,open,high,low,close,volume")]

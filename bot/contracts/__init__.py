@@ -25,7 +25,7 @@ from bot.contracts.schemas import (
     model_key,
     utcnow,
 )
-from bot.contracts.settings import Settings, load_settings
+from bot.contracts.settings import Settings, load_settings, service_settings
 from bot.contracts.topics import DEFAULT_PREFIX, INFERENCE_GROUP
 
 __all__ = [
@@ -53,5 +53,6 @@ __all__ = [
     "Volume",
     "load_settings",
     "model_key",
+    "service_settings",
     "utcnow",
 ]

@@ -7,6 +7,7 @@ environment. Invalid or placeholder configuration fails at start-up with one cle
 from __future__ import annotations
 
 import ipaddress
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal, Self
@@ -16,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.contracts.bars import BarTimeBounds
 from bot.contracts.errors import ConfigError
+from bot.contracts.production import Service, production_problem, webhook_key
 from bot.contracts.topics import DEFAULT_PREFIX, Topics
 
 DEV_PLACEHOLDER = "changethis"
@@ -29,6 +31,7 @@ SECRETS = (
     "api_token",
     "webhook_secret",
     "artifact_signing_key",
+    "artifact_legacy_hmac_key",
     "s3_secret_access_key",
     "dash_password",
     "signal_webhook_secret",
@@ -36,6 +39,9 @@ SECRETS = (
     "discord_webhook_url",
 )
 FILE_SCHEMES = ("csv", "parquet", "file")  # data sources that name a path (bot.data)
+# Ed25519 keys as `itff artifacts keygen` prints them (bot.artifacts.signing): 32 bytes, base64url
+PRIVATE_KEY_PATTERN = re.compile(r"ed25519sk_[A-Za-z0-9_-]{43}")
+PUBLIC_KEY_PATTERN = re.compile(r"ed25519pk_[A-Za-z0-9_-]{43}")
 
 
 def _split(value: object) -> object:
@@ -81,7 +87,9 @@ class Settings(BaseSettings):
     postgres_bin_dir: Path | None = None
     artifact_dir: Path = Path("artifacts")
     artifact_base_url: str | None = None
-    artifact_signing_key: SecretStr | None = None
+    artifact_signing_key: SecretStr | None = None  # Ed25519 private key: the scheduler only
+    artifact_public_keys: CommaList = Field(default_factory=list)  # Ed25519, verifying
+    artifact_legacy_hmac_key: SecretStr | None = None  # the HMAC-era key, during the transition
     artifact_keep_versions: int = Field(default=5, ge=2)
     # S3-compatible object storage for `itff artifacts push` (AWS S3, Cloudflare R2, MinIO)
     s3_endpoint_url: str | None = None
@@ -128,6 +136,10 @@ class Settings(BaseSettings):
     ip_allowlist_enabled: bool = False
     ip_allowlist: CommaList = Field(default_factory=lambda: list(TRADINGVIEW_IPS))
     trusted_proxies: CommaList = Field(default_factory=list)
+
+    # Prometheus listeners: loopback unless opened for a scraper on a private network
+    metrics_host: str = "127.0.0.1"
+    webhook_metrics_port: int = Field(default=9100, ge=0, le=65535)  # 0: none
 
     # consumers, scheduler, dashboard
     consumer_metrics_port: int = Field(default=9101, ge=1, le=65535)
@@ -194,6 +206,7 @@ class Settings(BaseSettings):
         "discord_symbols",
         "discord_models",
         "discord_actions",
+        "artifact_public_keys",
         mode="before",
     )
     @classmethod
@@ -289,6 +302,28 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("artifact_signing_key")
+    @classmethod
+    def _ed25519_private(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not PRIVATE_KEY_PATTERN.fullmatch(value.get_secret_value()):
+            raise ValueError(
+                "is not an Ed25519 private key (ed25519sk_...): create one with `itff artifacts "
+                "keygen`; an HMAC key of an earlier release goes to ITFF_ARTIFACT_LEGACY_HMAC_KEY "
+                "during the transition"
+            )
+        return value
+
+    @field_validator("artifact_public_keys")
+    @classmethod
+    def _ed25519_public(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not PUBLIC_KEY_PATTERN.fullmatch(item):
+                raise ValueError(
+                    f"{item[:16]!r}... is not an Ed25519 public key (ed25519pk_... as `itff "
+                    "artifacts keygen` prints it; comma-separated to rotate)"
+                )
+        return value
+
     @field_validator("webhook_secret", "signal_webhook_secret")
     @classmethod
     def _whsec(cls, value: SecretStr | None) -> SecretStr | None:
@@ -297,6 +332,10 @@ class Settings(BaseSettings):
         for secret in value.get_secret_value().split():
             if not secret.startswith("whsec_"):
                 raise ValueError("each secret must start with 'whsec_' (space-separated to rotate)")
+            try:
+                webhook_key(secret)
+            except ValueError as exc:
+                raise ValueError(f"a secret {exc}: each is 'whsec_' + a base64 key") from None
         return value
 
     @model_validator(mode="after")
@@ -316,19 +355,6 @@ class Settings(BaseSettings):
         scheme, sep, rest = self.data_source.partition(":")
         if sep and scheme in FILE_SCHEMES and rest and not Path(rest).is_absolute():
             object.__setattr__(self, "data_source", f"{scheme}:{home / rest}")
-        return self
-
-    @model_validator(mode="after")
-    def _no_placeholders_in_production(self) -> Self:
-        if self.env != "production":
-            return self
-        for name in ("tradingview_passphrase", "api_token"):
-            secret: SecretStr = getattr(self, name)
-            if secret.get_secret_value() in {"", DEV_PLACEHOLDER} or len(secret) < 16:  # noqa: PLR2004
-                raise ValueError(
-                    f"ITFF_{name.upper()} must be set to a random value of at least 16 characters "
-                    "in production"
-                )
         return self
 
     @property
@@ -367,3 +393,13 @@ def load_settings(**overrides: object) -> Settings:
             for err in exc.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from exc
+
+
+def service_settings(service: Service, **overrides: object) -> Settings:
+    """`load_settings` for a service's start-up: in production, also refuse what the service
+    cannot safely run without (`bot.contracts.production`), one line naming the variable."""
+    settings = load_settings(**overrides)
+    problem = production_problem(settings, service)
+    if problem:
+        raise ConfigError(f"refusing to start the {service}: {problem}")
+    return settings

@@ -1,7 +1,12 @@
 """Runtime: how processes run. Logs and the metrics endpoint, native thread pools, the
 supervisor."""
 
-from bot.runtime.observability import configure_logging, get_logger, serve_metrics
+from bot.runtime.observability import (
+    configure_logging,
+    get_logger,
+    mask_url_passwords,
+    serve_metrics,
+)
 from bot.runtime.supervisor import RestartPolicy, ServiceSpec, Supervisor, supervise
 from bot.runtime.threads import single_native_thread
 
@@ -11,6 +16,7 @@ __all__ = [
     "Supervisor",
     "configure_logging",
     "get_logger",
+    "mask_url_passwords",
     "serve_metrics",
     "single_native_thread",
     "supervise",

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from datetime import date, datetime
 from typing import Any, BinaryIO, TextIO
 
@@ -19,6 +20,25 @@ import structlog
 from prometheus_client import start_http_server
 
 SECRET_KEYS = frozenset({"passphrase", "api_token", "password", "secret", "signing_key", "token"})
+
+
+# `scheme://user:password@host`: the password of a URL (a database URL in an error message)
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+@")
+
+
+def mask_url_passwords(text: str) -> str:
+    """`text` with the password of every URL in it replaced by `***`."""
+    return _URL_PASSWORD.sub(r"\g<head>***@", text)
+
+
+def _mask_urls(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """No URL password (in a message, a field, a formatted traceback) reaches a log line."""
+    for key, value in event.items():
+        if isinstance(value, str) and "://" in value:
+            event[key] = mask_url_passwords(value)
+    return event
 
 
 def _redact(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -74,7 +94,7 @@ def configure_logging(*, level: str = "INFO", json: bool = True, service: str = 
     ]
     renderer, factory, stdlib_renderer = _renderers(json=json, stream=sys.stderr)
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[*shared, structlog.processors.format_exc_info, _mask_urls, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         logger_factory=factory,
         cache_logger_on_first_use=True,
@@ -85,6 +105,8 @@ def configure_logging(*, level: str = "INFO", json: bool = True, service: str = 
             foreign_pre_chain=shared,
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                _mask_urls,
                 stdlib_renderer,
             ],
         )
@@ -101,6 +123,7 @@ def get_logger(name: str) -> Any:
     return structlog.get_logger(name)
 
 
-def serve_metrics(port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 - scraped by Prometheus
-    """Expose the default registry on `http://host:port/metrics` from a daemon thread."""
+def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
+    """Expose the default registry on `http://host:port/metrics` from a daemon thread
+    (`ITFF_METRICS_HOST`: loopback unless a scraper on a private network needs it)."""
     start_http_server(port, addr=host)

@@ -155,7 +155,7 @@ async def run(settings: Settings, *, metrics_port: int | None = None) -> None:
         loop.add_signal_handler(signum, stop.set)
     port = settings.notifier_metrics_port if metrics_port is None else metrics_port
     if port:
-        serve_metrics(port)
+        serve_metrics(port, settings.metrics_host)
     async with running_notifier(settings):
         await stop.wait()
         log.info("stopping the notifier")

@@ -18,6 +18,7 @@ from bot.artifacts import (
     ArtifactRegistry,
     CompiledExportError,
     NoCompiledForm,
+    generate_keypair,
 )
 from bot.artifacts.compiled import TOLERANCE, check_agreement
 from bot.core import predict_scores, supported_model_types
@@ -26,7 +27,7 @@ from tests.support.bundles import make_bundle
 from tests.support.consumer import fit_bundle, sample_bars
 
 V1 = "20260101T000000Z-0001"
-SIGNING_KEY = b"compiled-tests-signing-key-0123"
+SIGNING_KEY = generate_keypair()[0]
 MODELS = [(t, m) for t in ("direction", "return") for m in supported_model_types(t)]
 
 

@@ -23,9 +23,9 @@ from bot.artifacts import (
 )
 from bot.contracts import BadInput, ConfigError, IntegrityError, NotFound, TransientError
 from tests.support.bundles import make_bundle, training_inputs
+from tests.support.keys import OTHER_SIGNING_KEY, PUBLIC_KEY, SIGNING_KEY
 
 KEY = "SPX-direction-logreg"
-SIGNING_KEY = b"remote-artifacts-signing-key-0123"
 TOKEN = "sv=2025&sig=a%2Fb%3D"  # a pre-signed query: must reach the server byte for byte
 FAST = RemoteOptions(retries=2, backoff=0.01)
 V1, V2 = "20260101T000000Z-0001", "20260102T000000Z-0001"
@@ -76,7 +76,7 @@ def publisher(tmp_path: Path) -> ArtifactRegistry:
 
 @pytest.fixture
 def local(tmp_path: Path) -> ArtifactRegistry:
-    return ArtifactRegistry(tmp_path / "local", signing_key=SIGNING_KEY)
+    return ArtifactRegistry(tmp_path / "local", public_keys=[PUBLIC_KEY])
 
 
 @pytest.fixture
@@ -123,7 +123,67 @@ async def test_a_new_remote_champion_is_fetched_and_the_old_kept_for_rollback(
     publisher.promote(KEY, V2)
     assert (await fetch(local, base)).version == V2
     assert local.champion(KEY) == V2
-    assert local.rollback(KEY) == V1
+    assert local.rollback_target(KEY) == V1
+    with pytest.raises(ConfigError, match="needs ITFF_ARTIFACT_SIGNING_KEY"):
+        local.rollback(KEY)  # a consumer only verifies: rollbacks are signed on the scheduler
+    assert publisher.rollback(KEY) == V1
+    assert (await fetch(local, base)).version == V1
+    assert local.pointer(KEY).sequence == 3  # type: ignore[union-attr]
+
+
+async def test_a_bucket_writers_rollback_is_refused(
+    publisher: ArtifactRegistry, local: ArtifactRegistry, mirror: tuple[Mirror, str]
+) -> None:
+    """Whoever can write the bucket replays the older, validly signed pointer of V1."""
+    _, base = mirror
+    pointer_path = publisher.root / KEY / "CHAMPION"
+    old_pointer = pointer_path.read_bytes()  # sequence 1, V1, signed by the scheduler
+    publisher.promote(KEY, V2)
+    assert (await fetch(local, base)).version == V2
+    pointer_path.write_bytes(old_pointer)
+    with pytest.raises(IntegrityError, match="older pointer replayed"):
+        await fetch(local, base)
+    assert local.champion(KEY) == V2
+    fresh = ArtifactRegistry(local.root, public_keys=[PUBLIC_KEY])  # a restarted consumer too
+    with pytest.raises(IntegrityError, match="older pointer replayed"):
+        await fetch(fresh, base)
+    assert fresh.champion(KEY) == V2
+
+
+async def test_a_pointer_forged_or_copied_from_another_key_is_refused(
+    publisher: ArtifactRegistry, local: ArtifactRegistry, mirror: tuple[Mirror, str]
+) -> None:
+    _, base = mirror
+    pointer_path = publisher.root / KEY / "CHAMPION"
+    document = json.loads(pointer_path.read_bytes())
+    document["sequence"] = 99
+    pointer_path.write_text(json.dumps(document))
+    with pytest.raises(IntegrityError, match="edited after signing"):
+        await fetch(local, base)
+    other = "NDX-direction-logreg"
+    publisher.publish(make_bundle(symbol="NDX", version=V1))
+    publisher.promote(other, V1)
+    pointer_path.write_bytes((publisher.root / other / "CHAMPION").read_bytes())
+    with pytest.raises(IntegrityError, match="copied"):
+        await fetch(local, base)
+    pointer_path.write_text(f"{V2}\n")  # a one-line pointer of an earlier release
+    with pytest.raises(IntegrityError, match="unsigned pointer"):
+        await fetch(local, base)
+    assert nothing_installed(local)
+
+
+async def test_a_consumer_refuses_a_replayed_pointer_on_its_own_disk(
+    publisher: ArtifactRegistry,
+) -> None:
+    """A consumer sharing the scheduler's volume: the served sequence never goes back."""
+    reader = ArtifactRegistry(publisher.root, public_keys=[PUBLIC_KEY])
+    pointer_path = publisher.root / KEY / "CHAMPION"
+    old_pointer = pointer_path.read_bytes()
+    publisher.promote(KEY, V2)
+    assert reader.champion(KEY) == V2
+    pointer_path.write_bytes(old_pointer)
+    with pytest.raises(IntegrityError, match="older pointer replayed"):
+        reader.champion(KEY)
 
 
 async def test_a_corrupted_download_is_refused_and_nothing_installed(
@@ -155,9 +215,9 @@ async def test_a_forged_manifest_is_refused_before_any_file_is_downloaded(
     server, base = mirror
     folder = publisher.root / KEY / V1
     files = {name: (folder / name).read_bytes() for name in ("meta.json", "model.joblib")}
-    forged, _ = make_manifest(KEY, V1, files, Signer(b"not-the-real-signing-key-000000"))
+    forged, _ = make_manifest(KEY, V1, files, Signer(OTHER_SIGNING_KEY))
     (folder / "manifest.json").write_bytes(forged)
-    with pytest.raises(IntegrityError, match="signed with another key"):
+    with pytest.raises(IntegrityError, match="not in ITFF_ARTIFACT_PUBLIC_KEYS"):
         await fetch(local, base)
     assert server.requests["model.joblib"] == 0
     assert nothing_installed(local)
@@ -216,16 +276,26 @@ async def test_per_file_presigned_urls_install_the_champion(
 ) -> None:
     server, base = mirror
     root = base.partition("?")[0]
+    publisher.promote(KEY, V2)
     names = sorted(p.name for p in (publisher.root / KEY / V2).iterdir())  # compiled files too
-    document = {KEY: {"version": V2, "urls": {n: f"{root}{KEY}/{V2}/{n}?{TOKEN}" for n in names}}}
+    urls = {n: f"{root}{KEY}/{V2}/{n}?{TOKEN}" for n in names}
+    without_pointer = {KEY: {"version": V2, "urls": urls}}  # a URL file of an earlier release
+    [old] = (await fetch_many(local, PresignedUrls(without_pointer), None, options=FAST)).values()
+    assert isinstance(old, IntegrityError)
+    assert "unsigned pointer" in str(old)
+    urls["CHAMPION"] = f"{root}{KEY}/CHAMPION?{TOKEN}"
+    document = {KEY: {"version": V2, "urls": urls}}
     [result] = (await fetch_many(local, PresignedUrls(document), None, options=FAST)).values()
     assert isinstance(result, FetchResult)
     assert (result.version, local.champion(KEY)) == (V2, V2)
     assert result.sha256 == publisher.info(KEY, V2).sha256
-    assert server.requests["CHAMPION"] == 0  # the URL file names the version
+    assert server.requests["CHAMPION"] == 1  # the signed pointer, not the URL file, decides
     server.corrupt.add("model.joblib")
+    publisher.rollback(KEY)
     document[KEY]["version"] = V1
-    document[KEY]["urls"] = {n: f"{root}{KEY}/{V1}/{n}?{TOKEN}" for n in names}
+    document[KEY]["urls"] = {n: f"{root}{KEY}/{V1}/{n}?{TOKEN}" for n in names} | {
+        "CHAMPION": urls["CHAMPION"]
+    }
     [refused] = (await fetch_many(local, PresignedUrls(document), [KEY], options=FAST)).values()
     assert isinstance(refused, IntegrityError)
     assert [v.version for v in local.versions(KEY)] == [V2]

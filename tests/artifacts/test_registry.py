@@ -16,12 +16,22 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 import bot.artifacts.registry as artifacts_module
-from bot.artifacts import ArtifactRegistry, Signer, make_manifest, meta_of, registry_from_settings
+from bot.artifacts import (
+    ArtifactRegistry,
+    Signer,
+    legacy_hmac_signature,
+    make_manifest,
+    meta_of,
+    registry_from_settings,
+)
+from bot.artifacts.format import canonical
+from bot.artifacts.pointers import make_pointer
 from bot.contracts import BadInput, ConfigError, IntegrityError, NotFound, Settings
 from tests.support.bundles import SideEffect, make_bundle, training_inputs
+from tests.support.keys import OTHER_PUBLIC_KEY, OTHER_SIGNING_KEY, PUBLIC_KEY, SIGNING_KEY
 
 KEY = "SPX-direction-logreg"
-SIGNING_KEY = b"0123456789abcdef-test-signing-key"
+LEGACY_HMAC_KEY = b"0123456789abcdef-test-signing-key"
 V1, V2, V3, V4 = (f"20260101T00000{i}Z-000{i}" for i in range(1, 5))
 
 
@@ -72,7 +82,7 @@ def test_publish_then_load_round_trips_the_whole_bundle(registry: ArtifactRegist
     assert "scikit-learn" in loaded.library_versions
 
 
-def test_manifest_records_sha256_of_every_file_and_an_hmac(registry: ArtifactRegistry) -> None:
+def test_manifest_records_sha256_of_every_file_and_a_signature(registry: ArtifactRegistry) -> None:
     import hashlib
 
     folder = registry.publish(make_bundle(version=V1)).path
@@ -82,7 +92,7 @@ def test_manifest_records_sha256_of_every_file_and_an_hmac(registry: ArtifactReg
             manifest["files"][name]["sha256"]
             == hashlib.sha256((folder / name).read_bytes()).hexdigest()
         )
-    assert manifest["signature"]["algorithm"] == "HMAC-SHA256"
+    assert manifest["signature"]["algorithm"] == "Ed25519"
     assert (manifest["key"], manifest["version"]) == (KEY, V1)
     meta = json.loads((folder / "meta.json").read_text())
     assert meta["input_names"][0] == "ret_1@t-1"
@@ -140,11 +150,11 @@ def test_a_manifest_rewritten_without_the_key_is_refused(
     folder = registry.publish(make_bundle(version=V1)).path
     files = {"meta.json": (folder / "meta.json").read_bytes(), "model.joblib": evil_pickle(marker)}
     (folder / "model.joblib").write_bytes(files["model.joblib"])
-    forged, _ = make_manifest(KEY, V1, files, Signer(b"an-attacker-guessed-this-key"))
+    forged, _ = make_manifest(KEY, V1, files, Signer(OTHER_SIGNING_KEY))
     (folder / "manifest.json").write_bytes(forged)
-    with pytest.raises(IntegrityError, match="signed with another key"):
+    with pytest.raises(IntegrityError, match="not in ITFF_ARTIFACT_PUBLIC_KEYS"):
         registry.load(KEY, V1)
-    unsigned, _ = make_manifest(KEY, V1, files, Signer(None))
+    unsigned, _ = make_manifest(KEY, V1, files, None)
     (folder / "manifest.json").write_bytes(unsigned)
     with pytest.raises(IntegrityError, match="unsigned"):
         registry.load(KEY, V1)
@@ -179,18 +189,77 @@ def test_without_a_key_checksums_still_protect(tmp_path: Path) -> None:
         registry.load(KEY, V1)
 
 
-def test_a_short_signing_key_is_a_configuration_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="at least 16 bytes"):
-        ArtifactRegistry(tmp_path, signing_key=b"short")
+def test_a_key_that_is_not_ed25519_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not an Ed25519 private key"):
+        ArtifactRegistry(tmp_path, signing_key=LEGACY_HMAC_KEY.decode())
+    with pytest.raises(ConfigError, match="not an Ed25519 public key"):
+        ArtifactRegistry(tmp_path, public_keys=[SIGNING_KEY])  # a private key where public go
 
 
 def test_registry_from_settings_signs_with_the_configured_key(settings: Settings) -> None:
     from pydantic import SecretStr
 
-    signed = settings.model_copy(update={"artifact_signing_key": SecretStr(SIGNING_KEY.decode())})
+    signed = settings.model_copy(update={"artifact_signing_key": SecretStr(SIGNING_KEY)})
     assert registry_from_settings(signed).signed
     assert not registry_from_settings(settings).signed
     assert registry_from_settings(settings).root == settings.artifact_dir
+
+
+def test_a_reader_with_only_the_public_key_verifies_but_cannot_sign(
+    registry: ArtifactRegistry,
+) -> None:
+    registry.publish(make_bundle(version=V1))
+    reader = ArtifactRegistry(registry.root, public_keys=[PUBLIC_KEY])
+    assert reader.load(KEY, V1).version == V1
+    with pytest.raises(ConfigError, match="ITFF_ARTIFACT_SIGNING_KEY is not set"):
+        reader.resign()
+
+
+def test_a_model_signed_by_a_key_not_in_the_public_keys_is_refused(tmp_path: Path) -> None:
+    rogue = ArtifactRegistry(tmp_path / "artifacts", signing_key=OTHER_SIGNING_KEY)
+    rogue.publish(make_bundle(version=V1))
+    consumer = ArtifactRegistry(rogue.root, public_keys=[PUBLIC_KEY])
+    with pytest.raises(IntegrityError, match="not in ITFF_ARTIFACT_PUBLIC_KEYS"):
+        consumer.load(KEY, V1)
+    rotating = ArtifactRegistry(rogue.root, public_keys=[PUBLIC_KEY, OTHER_PUBLIC_KEY])
+    assert rotating.load(KEY, V1).version == V1  # both keys trusted during a rotation
+
+
+def hmac_era_registry(root: Path) -> ArtifactRegistry:
+    """A registry as the HMAC releases left it: manifests signed with the shared key."""
+    writer = ArtifactRegistry(root)
+    for version in (V1, V2):
+        folder = writer.publish(make_bundle(version=version)).path
+        document = json.loads((folder / "manifest.json").read_text())
+        del document["signature"]
+        document["signature"] = legacy_hmac_signature(LEGACY_HMAC_KEY, canonical(document))
+        (folder / "manifest.json").write_text(json.dumps(document))
+    (root / KEY / "CHAMPION").write_text(f"{V2}\n")  # one line, unsigned, as they wrote it
+    return writer
+
+
+def test_an_hmac_era_registry_serves_during_the_transition_and_is_resigned(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "artifacts"
+    hmac_era_registry(root)
+    without_legacy = ArtifactRegistry(root, public_keys=[PUBLIC_KEY])
+    with pytest.raises(IntegrityError, match="ITFF_ARTIFACT_LEGACY_HMAC_KEY"):
+        without_legacy.load(KEY)
+    transition = ArtifactRegistry(root, public_keys=[PUBLIC_KEY], legacy_hmac_key=LEGACY_HMAC_KEY)
+    digest = transition.check_version(KEY, V2)
+    assert transition.load(KEY).version == V2
+    wrong = ArtifactRegistry(root, public_keys=[PUBLIC_KEY], legacy_hmac_key=b"x" * 32)
+    with pytest.raises(IntegrityError, match="HMAC signature does not verify"):
+        wrong.load(KEY)
+
+    scheduler = ArtifactRegistry(root, SIGNING_KEY, legacy_hmac_key=LEGACY_HMAC_KEY)
+    assert scheduler.resign() == [f"{KEY}/{V1}", f"{KEY}/{V2}"]
+    assert scheduler.pointer(KEY).sequence == 1  # type: ignore[union-attr]
+    assert scheduler.resign() == []  # already signed with this key
+    assert scheduler.pointer(KEY).sequence == 1  # type: ignore[union-attr]
+    assert without_legacy.load(KEY).version == V2  # the legacy key is no longer needed
+    assert without_legacy.check_version(KEY, V2) == digest  # same body, same digest
 
 
 def test_a_failed_publish_leaves_no_partial_version(
@@ -224,7 +293,7 @@ def test_readers_only_ever_see_complete_versions(registry: ArtifactRegistry) -> 
     done = threading.Event()
 
     def read() -> None:
-        reader = ArtifactRegistry(registry.root, signing_key=SIGNING_KEY)
+        reader = ArtifactRegistry(registry.root, public_keys=[PUBLIC_KEY])
         while not done.is_set():
             try:
                 for info in reader.versions(KEY):
@@ -303,9 +372,13 @@ def test_verify_reports_every_version_and_a_dangling_pointer(registry: ArtifactR
         registry.publish(make_bundle(version=version))
     registry.promote(KEY, V2)
     assert [(r.version, r.ok) for r in registry.verify()] == [(V1, True), (V2, True)]
-    (registry.root / KEY / "CHAMPION").write_text(V3)
+    dangling = make_pointer(KEY, V3, 7, "promoted", Signer(SIGNING_KEY))
+    (registry.root / KEY / "CHAMPION").write_bytes(dangling.raw)
     failed = [r for r in registry.verify(KEY) if not r.ok]
     assert [(r.version, r.file) for r in failed] == [(V3, "CHAMPION")]
+    (registry.root / KEY / "CHAMPION").write_text(V2)  # unsigned: refused, named
+    failed = [r for r in registry.verify(KEY) if not r.ok]
+    assert [(r.file, "unsigned pointer" in str(r.problem)) for r in failed] == [("CHAMPION", True)]
     with pytest.raises(NotFound):
         registry.verify("NDX-direction-logreg")
 
@@ -356,7 +429,7 @@ class _Passthrough:
 def cli_registry(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> ArtifactRegistry:
     """A registry at ITFF_ARTIFACT_DIR, signed with ITFF_ARTIFACT_SIGNING_KEY."""
     monkeypatch.setenv("ITFF_ARTIFACT_DIR", str(settings.artifact_dir))
-    monkeypatch.setenv("ITFF_ARTIFACT_SIGNING_KEY", SIGNING_KEY.decode())
+    monkeypatch.setenv("ITFF_ARTIFACT_SIGNING_KEY", SIGNING_KEY)
     registry = ArtifactRegistry(settings.artifact_dir, signing_key=SIGNING_KEY)
     for version in (V1, V2, V3):
         registry.publish(make_bundle(version=version))
@@ -389,14 +462,16 @@ def test_cli_artifacts_group_lists_push_on_its_own() -> None:
     app = typer.Typer()
     artifacts.register(app)
     group = typer.main.get_command(app).commands["artifacts"]  # type: ignore[attr-defined]
-    assert sorted(group.commands) == ["fetch", "list", "prune", "push", "verify"]
+    assert sorted(group.commands) == [
+        "fetch", "keygen", "list", "prune", "push", "resign", "verify"
+    ]  # fmt: skip
 
 
 def test_cli_verify_passes_then_names_a_flipped_byte(cli_registry: ArtifactRegistry) -> None:
     code, output = run_cli("artifacts", "verify")
     assert code == 0
     assert "3/3 versions verified" in output
-    assert "HMAC-signed" in output
+    assert "Ed25519 signatures" in output
     flip_byte(cli_registry.root / KEY / V2 / "model.joblib")
     code, output = run_cli("artifacts", "verify")
     assert code == 1
@@ -450,3 +525,14 @@ def test_cli_errors_are_one_clear_line(cli_registry: ArtifactRegistry, on_broker
     assert result.stderr.startswith(f"itff: {KEY}/{V1}/meta.json: SHA-256 mismatch")
     assert "Traceback" not in result.stderr
     assert cli_registry.champion(KEY) == V2
+
+
+def test_cli_keygen_prints_a_pair_that_signs_and_verifies(tmp_path: Path) -> None:
+    code, output = run_cli("artifacts", "keygen", "--json")
+    assert code == 0
+    pair = json.loads(output)
+    private, public = pair["ITFF_ARTIFACT_SIGNING_KEY"], pair["ITFF_ARTIFACT_PUBLIC_KEYS"]
+    Settings(artifact_signing_key=private, artifact_public_keys=public)  # type: ignore[arg-type]
+    ArtifactRegistry(tmp_path, signing_key=private).publish(make_bundle(version=V1))
+    assert ArtifactRegistry(tmp_path, public_keys=[public]).load(KEY, V1).version == V1
+    assert run_cli("artifacts", "keygen", "--json")[1] != output  # a new pair each time

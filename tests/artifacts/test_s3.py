@@ -46,9 +46,9 @@ from bot.serving import pull_champions, pull_key
 from storage import model_versions as model_repo
 from tests.support.bundles import make_bundle
 from tests.support.env import child_env
+from tests.support.keys import PUBLIC_KEY, SIGNING_KEY
 from tests.support.pipeline import write_sample_slice
 
-SIGNING_KEY = "s3-test-signing-key-0123456789abcdef"
 BUCKET = "itff-artifacts"
 
 
@@ -95,7 +95,7 @@ def s3_settings(
 
 
 def _registry(settings: Settings) -> ArtifactRegistry:
-    return ArtifactRegistry(settings.artifact_dir, signing_key=SIGNING_KEY.encode())
+    return ArtifactRegistry(settings.artifact_dir, signing_key=SIGNING_KEY)
 
 
 def _published(settings: Settings) -> tuple[ArtifactRegistry, str, list[str]]:
@@ -149,7 +149,9 @@ def test_push_uploads_versions_manifests_and_champion(s3_settings: Settings) -> 
     }
     assert expected | {f"{s3_settings.s3_prefix}/{key}/{CHAMPION_FILE}"} <= listed
     index = json.loads(_download(bucket.presign_object(INDEX_FILE, expires=60)))
-    assert index == {"champions": {key: versions[1]}}
+    assert index["champions"] == {key: versions[1]}
+    assert index["pointers"][key] == json.loads((registry.root / key / CHAMPION_FILE).read_text())
+    assert index["pointers"][key]["signature"]["algorithm"] == "Ed25519"
 
 
 def test_push_is_idempotent_and_refuses_a_rewritten_version(s3_settings: Settings) -> None:
@@ -159,9 +161,7 @@ def test_push_is_idempotent_and_refuses_a_rewritten_version(s3_settings: Setting
     assert [v.uploaded for v in bucket.push(registry).versions] == [False, False]
 
     other = ArtifactBucket(make_client(s3_settings), BUCKET, s3_settings.s3_prefix)
-    elsewhere = ArtifactRegistry(
-        s3_settings.artifact_dir.parent / "elsewhere", SIGNING_KEY.encode()
-    )
+    elsewhere = ArtifactRegistry(s3_settings.artifact_dir.parent / "elsewhere", SIGNING_KEY)
     elsewhere.publish(make_bundle(version=versions[0], seed=7))
     with pytest.raises(IntegrityError, match="another manifest"):
         other.push(elsewhere)
@@ -175,9 +175,15 @@ def test_presigned_urls_install_and_verify_the_champion(
     bucket.push(registry)
 
     urls = bucket.presign(key, expires=120)
-    assert set(urls) == {*ARTIFACT_FILES, "serving.json", "model.onnx", MANIFEST_FILE}
+    assert set(urls) == {
+        *ARTIFACT_FILES,
+        "serving.json",
+        "model.onnx",
+        MANIFEST_FILE,
+        CHAMPION_FILE,
+    }
     assert all("X-Amz-Signature=" in url for url in urls.values())
-    consumer = ArtifactRegistry(tmp_path / "consumer", signing_key=SIGNING_KEY.encode())
+    consumer = ArtifactRegistry(tmp_path / "consumer", public_keys=[PUBLIC_KEY])
     assert _fetch_into(consumer, urls) == versions[1]
     assert consumer.load(key, versions[1]).version == versions[1]
 
@@ -194,7 +200,7 @@ def test_a_corrupted_object_is_refused(s3_settings: Settings, tmp_path: Path) ->
         Body=bytes(tampered),
     )
 
-    consumer = ArtifactRegistry(tmp_path / "consumer", signing_key=SIGNING_KEY.encode())
+    consumer = ArtifactRegistry(tmp_path / "consumer", public_keys=[PUBLIC_KEY])
     with pytest.raises(IntegrityError, match="SHA-256 mismatch"):
         _fetch_into(consumer, bucket.presign(key, expires=120))
     assert consumer.keys() == []
@@ -218,7 +224,7 @@ def test_urls_file_holds_working_presigned_urls(s3_settings: Settings, tmp_path:
     document = json.loads(target.read_text())
     assert document[key]["version"] == versions[1]
     assert target.stat().st_mode & 0o077 == 0
-    consumer = ArtifactRegistry(tmp_path / "consumer", signing_key=SIGNING_KEY.encode())
+    consumer = ArtifactRegistry(tmp_path / "consumer", public_keys=[PUBLIC_KEY])
     assert _fetch_into(consumer, document[key]["urls"]) == versions[1]
 
 
@@ -254,7 +260,7 @@ async def test_base_url_fetch_installs_the_pushed_champions(
     ArtifactBucket(make_client(s3_settings), BUCKET, s3_settings.s3_prefix).push(registry)
     base_url = _public_read(s3_settings)
 
-    consumer = ArtifactRegistry(tmp_path / "consumer", signing_key=SIGNING_KEY.encode())
+    consumer = ArtifactRegistry(tmp_path / "consumer", public_keys=[PUBLIC_KEY])
     results = await fetch_many(consumer, base_url, None, options=RemoteOptions(retries=0))
     result = results[key]
     assert isinstance(result, FetchResult), result
@@ -268,7 +274,7 @@ async def test_base_url_fetch_refuses_a_corrupted_object(
 ) -> None:
     key, _ = _corrupt_remote_champion(s3_settings)
 
-    consumer = ArtifactRegistry(tmp_path / "consumer", signing_key=SIGNING_KEY.encode())
+    consumer = ArtifactRegistry(tmp_path / "consumer", public_keys=[PUBLIC_KEY])
     results = await fetch_many(
         consumer, _public_read(s3_settings), [key], options=RemoteOptions(retries=0)
     )

@@ -21,12 +21,12 @@ from consumers.served_models import PredictorModels
 from tests.artifacts.test_http import (
     FAST,
     KEY,
-    SIGNING_KEY,
     TOKEN,
     Mirror,
     ServerFactory,
 )
 from tests.support.bundles import make_bundle
+from tests.support.keys import SIGNING_KEY
 
 VERSIONS = [f"2026010{day}T000000Z-0001" for day in range(1, 6)]
 
@@ -66,7 +66,7 @@ async def test_promotions_are_pulled_verified_and_refused_when_the_pull_fails(
         update={
             "artifact_dir": tmp_path / "consumer",
             "artifact_base_url": f"http://{server.host}:{server.port}/artifacts/?{TOKEN}",
-            "artifact_signing_key": SecretStr(SIGNING_KEY.decode()),
+            "artifact_signing_key": SecretStr(SIGNING_KEY),
         }
     )
     await pull_champions(consumer, options=FAST)  # the start-up step of `consumers.runner.run`

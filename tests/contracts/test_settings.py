@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.contracts import ConfigError, Settings, load_settings
+from bot.contracts import ConfigError, Settings, load_settings, service_settings
 from bot.contracts.settings import SECRETS
 
 
@@ -21,7 +21,7 @@ def test_comma_separated_lists_and_upper_case_symbols(monkeypatch: pytest.Monkey
 
 def test_placeholder_secrets_refused_in_production() -> None:
     with pytest.raises(ConfigError, match="ITFF_TRADINGVIEW_PASSPHRASE"):
-        load_settings(env="production")
+        service_settings("webhook", env="production")
 
 
 def test_bad_value_names_the_variable() -> None:
@@ -32,6 +32,10 @@ def test_bad_value_names_the_variable() -> None:
 def test_webhook_secret_must_look_like_standard_webhooks() -> None:
     with pytest.raises(ConfigError, match="whsec_"):
         load_settings(webhook_secret="plain")
+    with pytest.raises(ConfigError, match="'whsec_' without a key"):
+        load_settings(webhook_secret="whsec_")
+    with pytest.raises(ConfigError, match="not 'whsec_' followed by base64"):
+        load_settings(webhook_secret="whsec_not-base64!")
     rotated = load_settings(webhook_secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw whsec_b2xk")
     assert len(rotated.webhook_secrets) == 2
 

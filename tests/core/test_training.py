@@ -24,6 +24,7 @@ from bot.core import (
 )
 from bot.data import load_bars
 from tests.conftest import SAMPLE_DIR
+from tests.support.keys import SIGNING_KEY
 
 CONFIG = WalkForwardConfig(min_train=300, refit_every=200)
 
@@ -160,7 +161,7 @@ def test_bad_requests_are_refused(bars, kwargs, match):
 def test_bundle_round_trips_through_the_artifact_registry(trained, tmp_path, bars):
     from bot.artifacts import ArtifactRegistry
 
-    registry = ArtifactRegistry(tmp_path / "artifacts", signing_key=b"k" * 32)
+    registry = ArtifactRegistry(tmp_path / "artifacts", signing_key=SIGNING_KEY)
     published = registry.publish(trained.bundle)
     registry.promote(published.key, published.version)
     loaded = registry.load(published.key)

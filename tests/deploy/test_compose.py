@@ -15,13 +15,14 @@ import yaml
 from jsonschema import Draft7Validator, validators
 
 from bot.contracts import Settings
+from bot.contracts.settings import SECRETS
 from consumers import runner
 from tests.deploy.test_docker import assert_cli_command, default, itff_invocations
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 SCHEMA = ROOT / "deploy" / "schemas" / "compose-spec.json"
-ITFF_SERVICES = ("topics", "migrate", "webhook", "consumer", "scheduler", "dashboard")
+ITFF_SERVICES = ("topics", "migrate", "webhook", "consumer", "scheduler", "dashboard", "notifier")
 LONG_RUNNING = ("webhook", "consumer", "scheduler", "dashboard")
 DEPLOY_ONLY = {"ITFF_HEALTHCHECK_URL", "ITFF_IMAGE", "ITFF_WEBHOOK_PUBLISH", "ITFF_DASH_PUBLISH"}
 DEPLOY_ONLY |= {"ITFF_ALERT_WEBHOOK_URL"}
@@ -95,6 +96,7 @@ def test_only_the_scheduler_holds_the_bucket_credentials(
 ) -> None:
     for name in ITFF_SERVICES:
         s3 = {var for var in services[name]["environment"] if var.startswith("ITFF_S3_")}
+        s3.discard("ITFF_S3_PRESIGN_SECONDS")  # a lifetime, no credential
         assert s3 == (set(S3_SETTINGS) if name == "scheduler" else set()), name
 
 
@@ -229,7 +231,10 @@ def test_monitoring_is_optional_and_its_files_exist(services: dict[str, dict[str
     for name in ("prometheus", "grafana", "alertmanager", "blackbox", "kafka-exporter"):
         assert services[name]["profiles"] == ["monitoring"], name
     for name in (*ITFF_SERVICES, "kafka"):
-        assert "profiles" not in services[name], name
+        if name == "notifier":  # opt-in: it refuses to start without a destination
+            assert services[name]["profiles"] == ["notify"]
+        else:
+            assert "profiles" not in services[name], name
     for service in services.values():
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
@@ -241,8 +246,82 @@ def test_monitoring_is_optional_and_its_files_exist(services: dict[str, dict[str
 def test_no_forwarded_header_is_believed_without_a_proxy_in_front(
     services: dict[str, dict[str, Any]], name: str
 ) -> None:
-    """Clients reach these services through the published port, not through a proxy."""
-    assert services[name]["environment"]["ITFF_TRUSTED_PROXIES"] == ""
+    """Clients reach these services through the published port, not through a proxy: by default
+    no address is trusted; an operator's ITFF_TRUSTED_PROXIES in .env is passed through."""
+    assert services[name]["environment"]["ITFF_TRUSTED_PROXIES"] == "${ITFF_TRUSTED_PROXIES:-}"
+
+
+# settings of the local broker and database server (`itff kafka|postgres start`, `itff up`),
+# not of containers
+LOCAL_ONLY = {
+    "home", "kafka_port", "kafka_controller_port", "kafka_version", "kafka_cache_dir",
+    "kafka_data_dir", "kafka_heap", "postgres_data_dir", "postgres_port", "postgres_bin_dir",
+}  # fmt: skip
+# set by compose itself, per service where it is a listener
+FIXED = {
+    "kafka_bootstrap": ITFF_SERVICES, "artifact_dir": ITFF_SERVICES,
+    "report_dir": ITFF_SERVICES, "log_dir": ITFF_SERVICES,
+    "webhook_host": ("webhook",), "webhook_port": ("webhook",),
+    "consumer_metrics_port": ("consumer",), "scheduler_metrics_port": ("scheduler",),
+    "notifier_metrics_port": ("notifier",),
+    "dash_host": ("dashboard",), "dash_port": ("dashboard",),
+    "metrics_host": ("webhook", "consumer", "scheduler", "notifier"),
+    "webhook_metrics_port": ("webhook",),
+}  # fmt: skip
+# the secrets each service uses, and no other
+SECRETS_OF = {
+    "topics": set(),
+    "migrate": set(),
+    "webhook": {
+        "tradingview_passphrase",
+        "api_token",
+        "webhook_secret",
+        "artifact_legacy_hmac_key",
+    },
+    "consumer": {"artifact_legacy_hmac_key"},
+    "scheduler": {"artifact_signing_key", "artifact_legacy_hmac_key", "s3_secret_access_key"},
+    "dashboard": {"dash_password"},
+    "notifier": {"signal_webhook_secret", "telegram_bot_token", "discord_webhook_url"},
+}
+PUBLIC_KEYS_FOR = {"webhook", "consumer", "scheduler"}  # they verify models (rotation: scheduler)
+
+
+def passes_through(value: object, name: str) -> bool:
+    """`${ITFF_X...}` or a bare key (passed from the environment when set)."""
+    return value is None or str(value).startswith("${ITFF_" + name.upper())
+
+
+@pytest.mark.parametrize("name", ITFF_SERVICES)
+def test_every_setting_reaches_the_containers(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    """What an operator sets in .env reaches each container that reads it: every setting that is
+    not a secret, in every ITFF service, passed through from .env (or fixed by compose)."""
+    environment = services[name]["environment"]
+    for field in Settings.model_fields:
+        variable = f"ITFF_{field.upper()}"
+        if field in LOCAL_ONLY or field in SECRETS:
+            continue
+        if field in FIXED:
+            assert (variable in environment) == (name in FIXED[field]), (name, variable)
+        elif field.startswith("s3_") and field != "s3_presign_seconds":
+            assert (variable in environment) == (name == "scheduler"), (name, variable)
+        elif field == "artifact_public_keys":
+            assert (variable in environment) == (name in PUBLIC_KEYS_FOR), (name, variable)
+        else:
+            assert variable in environment, f"{variable} set in .env never reaches {name}"
+            assert passes_through(environment[variable], field), (name, variable)
+
+
+@pytest.mark.parametrize("name", ITFF_SERVICES)
+def test_services_get_only_the_secrets_they_use(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    environment = services[name]["environment"]
+    given = {field for field in SECRETS if f"ITFF_{field.upper()}" in environment}
+    assert given == SECRETS_OF[name]
+    for field in given:
+        assert passes_through(environment[f"ITFF_{field.upper()}"], field)
 
 
 def test_postgres_is_an_optional_profile_that_the_migration_waits_for(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from bot.artifacts import generate_keypair
 from bot.contracts import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,7 +66,10 @@ def test_env_example_lists_every_setting_and_no_secret_value() -> None:
 
 def test_the_example_file_loads_once_the_secrets_are_filled(tmp_path: Path) -> None:
     """Copying .env.example and filling the secrets gives a valid production configuration."""
+    private, public = generate_keypair()  # keys have a format: filled from `itff artifacts keygen`
     text = (ROOT / ".env.example").read_text()
+    for name, value in (("SIGNING_KEY", private), ("PUBLIC_KEYS", public)):
+        text = text.replace(f"\nITFF_ARTIFACT_{name}=\n", f"\nITFF_ARTIFACT_{name}={value}\n")
     filled = re.sub(
         r"^(ITFF_[A-Z0-9_]+)=$", r"\1=0123456789abcdef-filled-secret", text, flags=re.MULTILINE
     )

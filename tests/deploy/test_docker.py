@@ -191,6 +191,7 @@ def test_exposed_ports_and_paths_match_the_settings(parser: DockerfileParser) ->
     exposed = {int(port) for port in " ".join(values(runtime(parser), "EXPOSE")).split()}
     assert exposed == {
         default("webhook_port"),
+        default("webhook_metrics_port"),
         default("consumer_metrics_port"),
         default("scheduler_metrics_port"),
         default("dash_port"),

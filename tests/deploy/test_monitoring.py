@@ -191,7 +191,7 @@ def test_scrape_targets_use_the_configured_ports() -> None:
     config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert jobs["itff-webhook"]["static_configs"][0]["targets"] == [
-        f"webhook:{default('webhook_port')}"
+        f"webhook:{default('webhook_metrics_port')}"  # the metrics listener, not the public port
     ]
     assert jobs["itff-consumer"]["dns_sd_configs"][0]["port"] == default("consumer_metrics_port")
     assert jobs["itff-scheduler"]["static_configs"][0]["targets"] == [

@@ -87,13 +87,31 @@ def test_references_resolve() -> None:
                 assert item["fromDatabase"]["name"] in databases
 
 
+SECRETS_OF = {
+    "itff-webhook": {"ITFF_TRADINGVIEW_PASSPHRASE", "ITFF_API_TOKEN", "ITFF_WEBHOOK_SECRET"},
+    "itff-consumer": set(),
+    "itff-scheduler": {"ITFF_ARTIFACT_SIGNING_KEY", "ITFF_S3_SECRET_ACCESS_KEY"},
+    "itff-dashboard": {"ITFF_DASH_PASSWORD"},
+}
+GENERATED = {"ITFF_TRADINGVIEW_PASSPHRASE", "ITFF_API_TOKEN", "ITFF_DASH_PASSWORD"}
+
+
 def test_shared_state_kafka_and_secrets() -> None:
     for name in ROLES:
         variables = env(SERVICES[name])
         assert "fromDatabase" in variables["ITFF_DATABASE_URL"], f"{name}: the shared database"
         assert variables["ITFF_ENV"]["value"] == "production"
-        for secret in ("ITFF_TRADINGVIEW_PASSPHRASE", "ITFF_API_TOKEN", "ITFF_DASH_PASSWORD"):
+        secrets = {
+            key
+            for key in variables
+            if key[5:].lower() in Settings.model_fields
+            and "SecretStr" in str(Settings.model_fields[key[5:].lower()].annotation)
+        }
+        assert secrets == SECRETS_OF[name], f"{name} gets only the secrets it uses"
+        for secret in secrets & GENERATED:
             assert variables[secret].get("generateValue") is True
+        loads_models = name in {"itff-webhook", "itff-consumer", "itff-scheduler"}
+        assert ("ITFF_ARTIFACT_PUBLIC_KEYS" in variables) == loads_models, name
     kafka = SERVICES["itff-kafka"]
     assert kafka["type"] == "pserv"
     assert kafka["image"]["url"].endswith(f"apache/kafka:{default('kafka_version')}")

@@ -60,7 +60,7 @@ def test_the_compiled_serving_form_gives_the_stored_predictions(bars, key, tmp_p
     windows give the stored scores, and the same actions as the scikit-learn runtime."""
     from datetime import UTC, datetime
 
-    from bot.artifacts import ArtifactRegistry
+    from bot.artifacts import ArtifactRegistry, generate_keypair
     from bot.core import (
         FEATURE_NAMES,
         ModelBundle,
@@ -85,7 +85,7 @@ def test_the_compiled_serving_form_gives_the_stored_predictions(bars, key, tmp_p
         train_start=datetime(2015, 1, 1, tzinfo=UTC), train_end=datetime(2018, 1, 1, tzinfo=UTC),
         ood=ood_summary(pipeline[0].transform(X)),
     )  # fmt: skip
-    registry = ArtifactRegistry(tmp_path, signing_key=b"golden-signing-key-0123456789")
+    registry = ArtifactRegistry(tmp_path, signing_key=generate_keypair()[0])
     registry.publish(bundle)
     registry.promote(bundle.key, bundle.version)
     compiled, reference = Predictor(registry, "compiled"), Predictor(registry, "sklearn")

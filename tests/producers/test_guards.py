@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import socket
 
+import aiohttp
 from pydantic import SecretStr
 
+from producers.state import READINESS, SETTINGS
 from tests.support.webhook import MakeReceiver, new_secret, signed_headers, tv_message
 
 URL = "/webhook/tradingview"
@@ -158,15 +161,68 @@ async def test_health_is_up_and_readiness_reports_kafka_down_and_outbox_depth(
     assert body["error"] == "kafka_unreachable"
 
 
-async def test_metrics_count_outcomes_and_latency_by_route(receiver: MakeReceiver) -> None:
+async def test_readiness_answers_from_cached_state_without_the_kafka_address(
+    receiver: MakeReceiver,
+) -> None:
     client = await receiver()
+    readiness = client.app[READINESS]
+    bodies = [await (await client.get("/ready")).json() for _ in range(50)]
+    assert readiness.probes <= 1, "a broker request per /ready call"
+    assert {body["status"] for body in bodies} == {"degraded"}
+    bootstrap = client.app[SETTINGS].bootstrap
+    assert bootstrap not in json.dumps(bodies)
+    assert bootstrap.split(":")[-1] not in bodies[0]["detail"]
+
+
+async def test_metrics_are_on_a_loopback_listener_not_the_public_port(
+    receiver: MakeReceiver,
+) -> None:
+    port = free_port()
+    client = await receiver(webhook_metrics_port=port)
+    await client.post(URL, json=tv_message())
+    assert (await client.get("/metrics")).status == 404
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/metrics") as response,
+    ):
+        assert response.status == 200
+        assert 'itff_alerts_received_total{source="tradingview"} 1.0' in await response.text()
+    outside = [address for address in local_addresses() if not address.startswith("127.")]
+    for address in outside:  # the loopback default listens nowhere else
+        with socket.socket() as sock:
+            assert sock.connect_ex((address, port)) != 0, address
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def local_addresses() -> list[str]:
+    import psutil
+
+    return [
+        item.address
+        for items in psutil.net_if_addrs().values()
+        for item in items
+        if item.family == socket.AF_INET
+    ]
+
+
+async def test_metrics_count_outcomes_and_latency_by_route(receiver: MakeReceiver) -> None:
+    port = free_port()
+    client = await receiver(webhook_metrics_port=port)
     await client.post(URL, json=tv_message())
     await client.post(URL, json=tv_message())
     await client.post(URL, json=tv_message(passphrase="nope"))
-    response = await client.get("/metrics")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/metrics") as response,
+    ):
+        text = await response.text()
     assert response.status == 200
     assert response.content_type == "text/plain"
-    text = await response.text()
     expected = [
         'itff_api_request_latency_seconds_count{route="/webhook/tradingview",status="202"} 1.0',
         'itff_api_request_latency_seconds_count{route="/webhook/tradingview",status="200"} 1.0',

@@ -11,7 +11,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from bot.contracts import Settings
-from producers.state import DELIVERY
+from producers.state import DELIVERY, READINESS
 from tests.support.webhook import PASSPHRASE, MakeReceiver, down_bootstrap, tv_message
 
 pytestmark = pytest.mark.kafka
@@ -88,6 +88,26 @@ async def test_alerts_accepted_while_kafka_is_down_are_delivered_once_when_it_is
     spx = [json.loads(r.value)["bar_time"][:10] for r in records if r.key == b"SPX"]
     assert spx == [f"2026-10-0{day}" for day in (1, 2, 3, 4, 5)]  # in order per symbol
     assert delivery.outbox.depth == 0
+
+
+async def test_readiness_follows_the_broker_with_one_probe_per_interval(
+    receiver: MakeReceiver, kafka_settings: Settings
+) -> None:
+    client = await receiver(base=kafka_settings, kafka_bootstrap=down_bootstrap())
+    readiness = client.app[READINESS]
+    assert (await client.get("/ready")).status == 503
+    client.app[DELIVERY].publisher.bootstrap = kafka_settings.bootstrap  # the broker is back
+    await client.post(URL, json=_bar(9))  # the outbox drainer reconnects
+    loop = asyncio.get_running_loop()
+    started, calls = loop.time(), 0
+    while (response := await client.get("/ready")).status != 200:
+        calls += 1
+        assert loop.time() - started < 4 * readiness.interval, await response.text()
+        await asyncio.sleep(0.05)
+    elapsed = loop.time() - started
+    assert await response.json() == {"status": "ready", "kafka": True, "outbox_depth": 0}
+    assert calls > 10
+    assert readiness.probes <= elapsed / readiness.interval + 1  # not one per call
 
 
 async def test_outbox_left_by_a_stopped_receiver_is_drained_by_the_next_one(

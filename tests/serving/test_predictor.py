@@ -15,6 +15,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from bot.artifacts import ArtifactRegistry, Signer, make_manifest, meta_of, pickle_pipeline
+from bot.artifacts.pointers import make_pointer
 from bot.contracts import BadInput, IntegrityError, NotFound, Settings
 from bot.core import (
     FEATURE_NAMES,
@@ -28,9 +29,9 @@ from bot.core import (
 )
 from bot.serving import Predictor
 from tests.support.bundles import FEATURES, make_bundle, training_inputs
+from tests.support.keys import SIGNING_KEY
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "SPX_1d.csv"
-SIGNING_KEY = b"predictor-tests-signing-key-0123"
 DIRECTION = "SPX-direction-logreg"
 RETURN = "SPX-return-ridge"
 
@@ -335,7 +336,8 @@ def _write_unchecked(registry: ArtifactRegistry, bundle: ModelBundle, pipeline: 
     manifest, _ = make_manifest(bundle.key, bundle.version, files, Signer(SIGNING_KEY))
     for name, data in {**files, "manifest.json": manifest}.items():
         (folder / name).write_bytes(data)
-    (folder.parent / "CHAMPION").write_text(bundle.version)
+    pointer = make_pointer(bundle.key, bundle.version, 1, "promoted", Signer(SIGNING_KEY))
+    (folder.parent / "CHAMPION").write_bytes(pointer.raw)
 
 
 def test_bundle_dates_survive(registry: ArtifactRegistry) -> None:

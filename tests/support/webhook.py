@@ -22,7 +22,8 @@ from pydantic import SecretStr
 from standardwebhooks.webhooks import Webhook
 
 from bot.contracts import Settings
-from producers import create_app
+from producers import create_app, metrics_listener
+from producers.state import METRICS
 from storage.migrate import upgrade_async
 
 PASSPHRASE = "test-passphrase-0123456789"
@@ -100,13 +101,18 @@ def receiver(
     async def make(base: Settings | None = None, **overrides: Any) -> TestClient[Any, Any]:
         chosen = base or settings
         values: dict[str, Any] = {
+            "webhook_metrics_port": 0,  # none unless a test asks for one (ports are shared)
             "webhook_secret": SecretStr(webhook_secret),
             "kafka_bootstrap": chosen.kafka_bootstrap if base else down_bootstrap(),
             **overrides,
         }
         configured = chosen.model_copy(update=values)
         await upgrade_async(configured.database_url)
-        return await aiohttp_client(create_app(configured))
+        app = create_app(configured)
+        if configured.webhook_metrics_port:  # as `itff webhook` serves it: a listener apart
+            listener = metrics_listener(configured.metrics_host, configured.webhook_metrics_port)
+            app.cleanup_ctx.append(listener)
+        return await aiohttp_client(app)
 
     return make
 
@@ -116,8 +122,8 @@ def at_offset(**delta: float) -> datetime:
 
 
 async def gauge(client: TestClient[Any, Any], name: str) -> float:
-    """The value of an unlabelled metric on the receiver's `/metrics`."""
-    text = await (await client.get("/metrics")).text()
+    """The value of an unlabelled metric as the receiver's `/metrics` listener renders it."""
+    text = client.app[METRICS].render().decode()
     return next(float(line.split()[1]) for line in text.splitlines() if line.startswith(f"{name} "))
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.contracts import Settings
 from bot.runtime import get_logger
 from producers import api, webhooks
+from producers.audit import AuditLog
 from producers.auth import SignatureVerifier
 from producers.dedupe import DuplicateWindow
 from producers.delivery import AlertDelivery
@@ -29,7 +30,7 @@ from producers.prediction import PredictionService
 from producers.publisher import KafkaPublisher, Publisher
 from producers.ratelimit import AUTH_FAILURE, RateLimits
 from producers.responses import error_middleware, quiet_malformed_http
-from producers.state import DELIVERY, GUARDS, METRICS, PREDICTION, SETTINGS, Guards
+from producers.state import AUDIT, DELIVERY, GUARDS, METRICS, PREDICTION, SETTINGS, Guards
 from producers.telemetry import ReceiverMetrics
 from storage.db import create_engine, create_session_factory
 
@@ -91,6 +92,8 @@ def create_app(
         metrics=metrics,
     )
     app[PREDICTION] = PredictionService(settings, predictor)
+    app[AUDIT] = AuditLog(settings.report_dir, on_drop=metrics.audit_dropped.inc)
+    app.cleanup_ctx.append(_audit_context)
     app.cleanup_ctx.append(_delivery_context)
     _add_routes(app)
     return app
@@ -112,6 +115,15 @@ def _add_routes(app: web.Application) -> None:
     app.router.add_get("/health", api.health)
     app.router.add_get("/ready", api.ready)
     app.router.add_get("/metrics", api.metrics)
+
+
+async def _audit_context(app: web.Application) -> AsyncIterator[None]:
+    """The audit writer thread; on shutdown it writes what is queued, then ends."""
+    app[AUDIT].start()
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(app[AUDIT].stop)
 
 
 async def _delivery_context(app: web.Application) -> AsyncIterator[None]:

@@ -17,20 +17,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+__all__ = ["AuditLog", "AuditRecord", "audit_path"]
+
 import orjson
 
 from bot.contracts import Alert
+from bot.core import audit_path
 from bot.runtime import get_logger
 
 log = get_logger(__name__)
 
 BUFFER_LINES = 10_000
-AUDIT_SUBDIR = Path("live") / "tradingview"
-
-
-def audit_path(report_dir: Path, day: str) -> Path:
-    """The audit file of a UTC day (`YYYY-MM-DD`)."""
-    return report_dir / AUDIT_SUBDIR / f"{day}.jsonl"
 
 
 @dataclass(frozen=True, slots=True)

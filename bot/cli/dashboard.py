@@ -1,14 +1,20 @@
-"""`itff dashboard` (serve the dashboard) and `itff report snapshot` (its key charts as a PNG)."""
+"""`itff dashboard` (serve the dashboard), `itff report snapshot` (its key charts as a PNG) and
+`itff report daily` (the day's live-validation report)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bot.contracts import load_settings
+from bot.contracts import Settings, load_settings
+
+if TYPE_CHECKING:
+    from bot.pipeline import DailyReport
 
 
 def register(app: typer.Typer) -> None:
@@ -52,7 +58,57 @@ def register(app: typer.Typer) -> None:
         render_snapshot(settings, target, window=window)
         typer.echo(f"snapshot written to {target}")
 
+    @report.command("daily")
+    def daily(
+        day: Annotated[
+            str | None, typer.Option(help="UTC day, YYYY-MM-DD (default: yesterday UTC)")
+        ] = None,
+        with_snapshot: Annotated[
+            bool, typer.Option("--snapshot/--no-snapshot", help="Render the dashboard PNG too")
+        ] = True,
+    ) -> None:
+        """Complete the day's audit log and write its summary (Markdown, JSON) and anomalies."""
+        from bot.pipeline import previous_day
+
+        settings = load_settings()
+        chosen = _day(day) if day else previous_day()
+        renderer = snapshot_renderer(settings) if with_snapshot else None
+        done = asyncio.run(_daily(settings, chosen, renderer))
+        typer.echo(f"daily report written to {done.markdown}")
+        for anomaly in done.anomalies:
+            typer.echo(f"anomaly: {anomaly}")
+
     app.add_typer(report, name="report")
+
+
+def snapshot_renderer(settings: Settings) -> Callable[[Path], Path]:
+    """The dashboard snapshot of the last 30 days, for the daily report (CLI and scheduler)."""
+    from panel_app.snapshot import render_snapshot
+
+    def render(target: Path) -> Path:
+        return render_snapshot(settings, target, window="30d")
+
+    return render
+
+
+async def _daily(
+    settings: Settings, day: date, renderer: Callable[[Path], Path] | None
+) -> DailyReport:
+    from bot.pipeline import daily_report
+    from storage.db import create_engine, create_session_factory
+    from storage.migrate import upgrade_async
+
+    await upgrade_async(settings.database_url)
+    engine = create_engine(settings.database_url)
+    try:
+        return await daily_report(
+            settings,
+            session_factory=create_session_factory(engine),
+            day=day,
+            snapshot=renderer,
+        )
+    finally:
+        await engine.dispose()
 
 
 def _day(value: str | None) -> date:

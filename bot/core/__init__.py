@@ -2,6 +2,16 @@
 
 from bot.core.backtesting import backtest, positions_from_scores, strategy_returns, trade_returns
 from bot.core.bundle import ModelBundle, OodSummary, Thresholds
+from bot.core.daily_report import (
+    DayFacts,
+    audit_path,
+    complete_audit,
+    daily_anomalies,
+    daily_markdown,
+    daily_paths,
+    daily_summary,
+    notes_path,
+)
 from bot.core.drift_rule import GAUGE_WINDOW, METRICS, MIN_SIGNALS, Metric, drift, gauge_values
 from bot.core.estimators import (
     MODEL_TYPES,
@@ -39,6 +49,7 @@ __all__ = [
     "RECENT_PREFIX",
     "WARMUP_BARS",
     "Combination",
+    "DayFacts",
     "EvaluationReport",
     "Metric",
     "ModelBundle",
@@ -48,11 +59,17 @@ __all__ = [
     "TrainResult",
     "WalkForwardConfig",
     "_rolling_mean_std",
+    "audit_path",
     "backtest",
     "binance_interval",
     "build_features",
     "build_features_tail",
     "choose_thresholds",
+    "complete_audit",
+    "daily_anomalies",
+    "daily_markdown",
+    "daily_paths",
+    "daily_summary",
     "decide",
     "drift",
     "evaluate_model",
@@ -64,6 +81,7 @@ __all__ = [
     "make_target",
     "neutral_score",
     "new_version",
+    "notes_path",
     "ood_distances",
     "ood_summary",
     "parse_interval",

@@ -2,17 +2,20 @@
 touches `storage`)."""
 
 from bot.pipeline.champions import ChampionSwitch, bucket_mirror
+from bot.pipeline.daily import DailyReport, daily_report, previous_day
 from bot.pipeline.lock import PipelineBusy
 from bot.pipeline.refresh import backfill, refresh_symbol, stored_bars
 from bot.pipeline.retention import RetentionPolicy, apply_retention, expired_logs, log_date
 from bot.pipeline.run import RunSummary, record_version, run_pipeline
 from bot.pipeline.scheduler import (
+    DAILY,
     LIVE,
     PIPELINE,
     RETRY,
     STATE,
     VERIFY,
     ItffScheduler,
+    daily_report_job,
     ensure_jobs,
     make_scheduler,
     migrate_job_refs,
@@ -24,12 +27,14 @@ from bot.pipeline.snapshots import snapshot_live_metrics
 from bot.pipeline.train import TrainOutcome, TrainTask, run_tasks
 
 __all__ = [
+    "DAILY",
     "LIVE",
     "PIPELINE",
     "RETRY",
     "STATE",
     "VERIFY",
     "ChampionSwitch",
+    "DailyReport",
     "ItffScheduler",
     "PipelineBusy",
     "RetentionPolicy",
@@ -39,6 +44,8 @@ __all__ = [
     "apply_retention",
     "backfill",
     "bucket_mirror",
+    "daily_report",
+    "daily_report_job",
     "ensure_jobs",
     "expired_logs",
     "log_date",
@@ -46,6 +53,7 @@ __all__ = [
     "migrate_job_refs",
     "pipeline_job",
     "pipeline_state_job",
+    "previous_day",
     "record_version",
     "refresh_drift_gauge",
     "refresh_symbol",

@@ -1,11 +1,12 @@
 """`itff dashboard` (serve the dashboard), `itff report snapshot` (its key charts as a PNG) and
-`itff report daily` (the day's live-validation report)."""
+`itff report daily` (the day's live-validation report) and `itff report parity` (live signals
+recomputed by the batch path)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,7 +15,7 @@ import typer
 from bot.contracts import Settings, load_settings
 
 if TYPE_CHECKING:
-    from bot.pipeline import DailyReport
+    from bot.pipeline import DailyReport, ParityReport
 
 
 def register(app: typer.Typer) -> None:
@@ -78,7 +79,45 @@ def register(app: typer.Typer) -> None:
         for anomaly in done.anomalies:
             typer.echo(f"anomaly: {anomaly}")
 
+    @report.command("parity")
+    def parity(
+        since: Annotated[
+            str | None, typer.Option(help="Only signals of bars from this day, YYYY-MM-DD")
+        ] = None,
+    ) -> None:
+        """Recompute every resolved live signal with the batch path; exit 1 on any mismatch."""
+        settings = load_settings()
+        start = datetime.combine(_day(since), time(), tzinfo=UTC) if since else None
+        done = asyncio.run(_parity(settings, start))
+        typer.echo(f"{len(done.mismatches)} parity mismatch(es) in {done.checked} resolved signals")
+        for result in done.mismatches:
+            signal = result.signal
+            typer.echo(
+                f"{signal.model_key} {signal.model_version} {signal.bar_time:%Y-%m-%d %H:%M} "
+                f"{signal.signal_id}: {result.problem}"
+            )
+        if done.mismatches:
+            raise typer.Exit(1)
+
     app.add_typer(report, name="report")
+
+
+async def _parity(settings: Settings, since: datetime | None) -> ParityReport:
+    from bot.artifacts import registry_from_settings
+    from bot.pipeline import parity_report
+    from storage.db import create_engine, create_session_factory
+    from storage.migrate import upgrade_async
+
+    await upgrade_async(settings.database_url)
+    engine = create_engine(settings.database_url)
+    try:
+        return await parity_report(
+            session_factory=create_session_factory(engine),
+            registry=registry_from_settings(settings),
+            since=since,
+        )
+    finally:
+        await engine.dispose()
 
 
 def snapshot_renderer(settings: Settings) -> Callable[[Path], Path]:
@@ -94,6 +133,7 @@ def snapshot_renderer(settings: Settings) -> Callable[[Path], Path]:
 async def _daily(
     settings: Settings, day: date, renderer: Callable[[Path], Path] | None
 ) -> DailyReport:
+    from bot.artifacts import registry_from_settings
     from bot.pipeline import daily_report
     from storage.db import create_engine, create_session_factory
     from storage.migrate import upgrade_async
@@ -106,6 +146,7 @@ async def _daily(
             session_factory=create_session_factory(engine),
             day=day,
             snapshot=renderer,
+            registry=registry_from_settings(settings),
         )
     finally:
         await engine.dispose()

@@ -31,6 +31,7 @@ from bot.core.features import (
 from bot.core.intervals import binance_interval, parse_interval, periods_per_year
 from bot.core.live_scores import LIVE_COLUMNS, live_metrics, resolve, resolve_all
 from bot.core.ood import ood_distances, ood_summary
+from bot.core.parity import LiveSignal, ParityResult, batch_scores, check_parity
 from bot.core.planning import COST_ORDER, Combination, plan
 from bot.core.promotion import RECENT_PREFIX, PromotionRule, decide
 from bot.core.sequences import make_dataset, to_windows, window_names
@@ -51,9 +52,11 @@ __all__ = [
     "Combination",
     "DayFacts",
     "EvaluationReport",
+    "LiveSignal",
     "Metric",
     "ModelBundle",
     "OodSummary",
+    "ParityResult",
     "PromotionRule",
     "Thresholds",
     "TrainResult",
@@ -61,9 +64,11 @@ __all__ = [
     "_rolling_mean_std",
     "audit_path",
     "backtest",
+    "batch_scores",
     "binance_interval",
     "build_features",
     "build_features_tail",
+    "check_parity",
     "choose_thresholds",
     "complete_audit",
     "daily_anomalies",

@@ -50,7 +50,8 @@ class DayFacts:
     dead_letters: Mapping[str, str] | None
     runs: Sequence[Mapping[str, Any]] = ()
     promotions: Sequence[Mapping[str, Any]] = ()
-    parity: Sequence[Mapping[str, Any]] = field(default_factory=list)
+    parity: Sequence[Mapping[str, Any]] = field(default_factory=list)  # the mismatches
+    parity_checked: int | None = None  # signals resolved that day and checked; None: not run
 
 
 def complete_audit(facts: DayFacts) -> list[dict[str, Any]]:
@@ -108,6 +109,7 @@ def daily_summary(facts: DayFacts, completed: Sequence[Mapping[str, Any]]) -> di
         "ood_share": round(ood / len(signals), 4) if signals else None,
         "pipeline_runs": [dict(run) for run in facts.runs],
         "promotions": [dict(event) for event in facts.promotions],
+        "parity_checked": facts.parity_checked,
         "parity_mismatches": [dict(row) for row in facts.parity],
     }
 
@@ -175,7 +177,14 @@ def daily_markdown(summary: Mapping[str, Any], anomalies: Sequence[str]) -> str:
             )
             or "none"
         ),
-        f"- parity mismatches: {len(summary['parity_mismatches'])}",
+        (
+            f"- parity: {len(summary['parity_mismatches'])} mismatch(es) in "
+            f"{_num(summary['parity_checked'])} signals resolved this day"
+        ),
+        *[
+            f"  - {p['model_key']} {p['model_version']} {p['bar_time']}: {p['problem']}"
+            for p in summary["parity_mismatches"]
+        ],
         "",
         "## Anomalies",
         "",

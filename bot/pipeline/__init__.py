@@ -4,6 +4,7 @@ touches `storage`)."""
 from bot.pipeline.champions import ChampionSwitch, bucket_mirror
 from bot.pipeline.daily import DailyReport, daily_report, previous_day
 from bot.pipeline.lock import PipelineBusy
+from bot.pipeline.parity import ParityReport, parity_report
 from bot.pipeline.refresh import backfill, refresh_symbol, stored_bars
 from bot.pipeline.retention import RetentionPolicy, apply_retention, expired_logs, log_date
 from bot.pipeline.run import RunSummary, record_version, run_pipeline
@@ -36,6 +37,7 @@ __all__ = [
     "ChampionSwitch",
     "DailyReport",
     "ItffScheduler",
+    "ParityReport",
     "PipelineBusy",
     "RetentionPolicy",
     "RunSummary",
@@ -51,6 +53,7 @@ __all__ = [
     "log_date",
     "make_scheduler",
     "migrate_job_refs",
+    "parity_report",
     "pipeline_job",
     "pipeline_state_job",
     "previous_day",

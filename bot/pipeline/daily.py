@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.artifacts import ArtifactRegistry
 from bot.contracts import BadInput, Settings, TransientError, utcnow
 from bot.core import (
     DayFacts,
@@ -30,6 +31,7 @@ from bot.core import (
     notes_path,
 )
 from bot.kafka import read_dead_letters
+from bot.pipeline.parity import parity_report
 from bot.runtime import get_logger
 from storage import model_versions as model_repo
 from storage import runs as run_repo
@@ -61,9 +63,11 @@ async def daily_report(
     session_factory: async_sessionmaker[AsyncSession],
     day: date,
     snapshot: Snapshot | None = None,
+    registry: ArtifactRegistry | None = None,
     now: datetime | None = None,
 ) -> DailyReport:
-    """Write the report of `day` (a UTC day that is over) and return what it found."""
+    """Write the report of `day` (a UTC day that is over) and return what it found; with a
+    registry, the signals resolved that day are checked for live/backtest parity."""
     if day >= (now or utcnow()).date():
         raise BadInput(
             f"{day} is not over yet (UTC): the daily report is of a finished day, e.g. "
@@ -71,6 +75,15 @@ async def daily_report(
         )
     audit = await asyncio.to_thread(_read_lines, audit_path(settings.report_dir, day))
     facts = await _gather(settings, session_factory, day, audit)
+    if registry is not None:
+        start = datetime.combine(day, time(), tzinfo=UTC)
+        parity = await parity_report(
+            session_factory=session_factory,
+            registry=registry,
+            resolved=(start, start + timedelta(days=1)),
+        )
+        found = [result.to_dict() for result in parity.mismatches]
+        facts = replace(facts, parity=found, parity_checked=parity.checked)
     completed = complete_audit(facts)
     summary = daily_summary(facts, completed)
     anomalies = daily_anomalies(summary)

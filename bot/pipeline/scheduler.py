@@ -284,6 +284,7 @@ async def daily_report_job(name: str) -> DailyReport:
         session_factory=runtime.session_factory,
         day=previous_day(),
         snapshot=runtime.snapshot,
+        registry=runtime.registry,
     )
 
 

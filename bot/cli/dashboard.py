@@ -15,7 +15,7 @@ import typer
 from bot.contracts import Settings, load_settings
 
 if TYPE_CHECKING:
-    from bot.pipeline import DailyReport, ParityReport
+    from bot.pipeline import DailyReport, ParityReport, WeeklyReport
 
 
 def register(app: typer.Typer) -> None:
@@ -79,6 +79,21 @@ def register(app: typer.Typer) -> None:
         for anomaly in done.anomalies:
             typer.echo(f"anomaly: {anomaly}")
 
+    @report.command("weekly")
+    def weekly(
+        week: Annotated[
+            str | None, typer.Option(help="ISO week, e.g. 2026-W49 (default: the last complete)")
+        ] = None,
+    ) -> None:
+        """Per champion, live vs backtest over 7 and 30 days with the drift verdict (Markdown)."""
+        from bot.pipeline import previous_week
+
+        settings = load_settings()
+        done = asyncio.run(_weekly(settings, week or previous_week()))
+        typer.echo(f"weekly report written to {done.markdown}")
+        for row in done.rows:
+            typer.echo(f"{row['model_key']} {row['window']}: {row['verdict']}")
+
     @report.command("parity")
     def parity(
         since: Annotated[
@@ -100,6 +115,21 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
     app.add_typer(report, name="report")
+
+
+async def _weekly(settings: Settings, week: str) -> WeeklyReport:
+    from bot.pipeline import weekly_report
+    from storage.db import create_engine, create_session_factory
+    from storage.migrate import upgrade_async
+
+    await upgrade_async(settings.database_url)
+    engine = create_engine(settings.database_url)
+    try:
+        return await weekly_report(
+            settings, session_factory=create_session_factory(engine), week=week
+        )
+    finally:
+        await engine.dispose()
 
 
 async def _parity(settings: Settings, since: datetime | None) -> ParityReport:

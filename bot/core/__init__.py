@@ -38,6 +38,7 @@ from bot.core.sequences import make_dataset, to_windows, window_names
 from bot.core.targets import make_target, neutral_score
 from bot.core.training import TrainResult, new_version, train_model
 from bot.core.walkforward import WalkForwardConfig, choose_thresholds, make_folds, run_walk_forward
+from bot.core.weekly_report import weekly_markdown, weekly_paths, weekly_rows
 
 __all__ = [
     "COST_ORDER",
@@ -103,5 +104,8 @@ __all__ = [
     "to_windows",
     "trade_returns",
     "train_model",
+    "weekly_markdown",
+    "weekly_paths",
+    "weekly_rows",
     "window_names",
 ]

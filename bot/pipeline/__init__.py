@@ -15,6 +15,7 @@ from bot.pipeline.scheduler import (
     RETRY,
     STATE,
     VERIFY,
+    WEEKLY,
     ItffScheduler,
     daily_report_job,
     ensure_jobs,
@@ -26,6 +27,7 @@ from bot.pipeline.scheduler import (
 )
 from bot.pipeline.snapshots import snapshot_live_metrics
 from bot.pipeline.train import TrainOutcome, TrainTask, run_tasks
+from bot.pipeline.weekly import WeeklyReport, previous_week, weekly_report
 
 __all__ = [
     "DAILY",
@@ -34,6 +36,7 @@ __all__ = [
     "RETRY",
     "STATE",
     "VERIFY",
+    "WEEKLY",
     "ChampionSwitch",
     "DailyReport",
     "ItffScheduler",
@@ -43,6 +46,7 @@ __all__ = [
     "RunSummary",
     "TrainOutcome",
     "TrainTask",
+    "WeeklyReport",
     "apply_retention",
     "backfill",
     "bucket_mirror",
@@ -57,6 +61,7 @@ __all__ = [
     "pipeline_job",
     "pipeline_state_job",
     "previous_day",
+    "previous_week",
     "record_version",
     "refresh_drift_gauge",
     "refresh_symbol",
@@ -64,4 +69,6 @@ __all__ = [
     "run_tasks",
     "snapshot_live_metrics",
     "stored_bars",
+    "weekly_report",
+    "weekly_report_job",
 ]

@@ -11,6 +11,8 @@ Jobs (all UTC, coalesced, at most one instance each):
 * `retention` on `ITFF_RETENTION_CRON` (bot/pipeline/retention.py);
 * `daily-report` on `ITFF_DAILY_REPORT_CRON`: the report of the previous UTC day
   (`bot.pipeline.daily`, the code of `itff report daily`);
+* `weekly-report` on `ITFF_WEEKLY_REPORT_CRON`: the report of the previous ISO week
+  (`bot.pipeline.weekly`, the code of `itff report weekly`);
 * `live-metrics` every `ITFF_LIVE_METRICS_INTERVAL_MINUTES` (`bot.pipeline.snapshots`),
   then `itff_live_backtest_drift` from the stored snapshots and champions (`bot.core.drift_rule`).
 
@@ -47,6 +49,7 @@ from bot.pipeline.lock import PipelineBusy
 from bot.pipeline.retention import RetentionPolicy, RetentionReport, apply_retention
 from bot.pipeline.run import RunSummary, run_pipeline
 from bot.pipeline.snapshots import snapshot_live_metrics
+from bot.pipeline.weekly import WeeklyReport, previous_week, weekly_report
 from bot.runtime import get_logger
 from storage import model_versions as model_repo
 from storage import pipeline_lock as lock_repo
@@ -57,9 +60,9 @@ from storage.tables import PipelineRun
 
 log = get_logger(__name__)
 
-PIPELINE, RETRY, VERIFY, RETENTION, LIVE, STATE, DAILY = (
+PIPELINE, RETRY, VERIFY, RETENTION, LIVE, STATE, DAILY, WEEKLY = (
     "pipeline", "pipeline-retry", "verify-artifacts", "retention", "live-metrics", "pipeline-state",
-    "daily-report",
+    "daily-report", "weekly-report",
 )  # fmt: skip
 JOB_TABLE = "apscheduler_jobs"
 SHORT_GRACE_SECONDS = 3600
@@ -288,6 +291,14 @@ async def daily_report_job(name: str) -> DailyReport:
     )
 
 
+async def weekly_report_job(name: str) -> WeeklyReport:
+    """The report of the previous ISO week (`itff report weekly`)."""
+    runtime = _runtime(name)
+    return await weekly_report(
+        runtime.settings, session_factory=runtime.session_factory, week=previous_week()
+    )
+
+
 async def refresh_drift_gauge(
     session_factory: async_sessionmaker[AsyncSession],
 ) -> dict[tuple[str, str], float]:
@@ -340,6 +351,12 @@ def _jobs(settings: Settings) -> list[tuple[str, str, Any, int]]:
             DAILY,
             "bot.pipeline.scheduler:daily_report_job",
             crontab_trigger(settings.daily_report_cron),
+            settings.pipeline_misfire_grace_seconds,
+        ),
+        (
+            WEEKLY,
+            "bot.pipeline.scheduler:weekly_report_job",
+            crontab_trigger(settings.weekly_report_cron),
             settings.pipeline_misfire_grace_seconds,
         ),
         (

@@ -235,6 +235,16 @@ async def resolved_signal_rows(
     return list((await session.scalars(statement)).all())
 
 
+async def signal_latencies(
+    *, session: AsyncSession, since: datetime, until: datetime
+) -> list[tuple[str, float]]:
+    """(model_key, receipt-to-signal latency in ms) of every signal with bar time in the range."""
+    statement = select(SignalRow.model_key, SignalRow.latency_ms).where(
+        SignalRow.bar_time >= since, SignalRow.bar_time < until
+    )
+    return [(str(key), float(ms)) for key, ms in (await session.execute(statement)).all()]
+
+
 async def insert_live_metrics(
     *,
     session: AsyncSession,

@@ -93,7 +93,7 @@ async def _run_once(settings: Settings, holdout_bars: int = 0) -> dict[str, obje
 
 
 async def _serve_scheduler(settings: Settings) -> None:
-    from bot.cli.dashboard import snapshot_renderer
+    from bot.cli.reports import snapshot_renderer
     from bot.pipeline import ItffScheduler
     from bot.runtime import serve_metrics
 

@@ -34,6 +34,7 @@ from bot.core.ood import ood_distances, ood_summary
 from bot.core.parity import LiveSignal, ParityResult, batch_scores, check_parity
 from bot.core.planning import COST_ORDER, Combination, plan
 from bot.core.promotion import RECENT_PREFIX, PromotionRule, decide
+from bot.core.review import latency_percentiles, recommend, review_markdown
 from bot.core.sequences import make_dataset, to_windows, window_names
 from bot.core.targets import make_target, neutral_score
 from bot.core.training import TrainResult, new_version, train_model
@@ -80,6 +81,7 @@ __all__ = [
     "drift",
     "evaluate_model",
     "gauge_values",
+    "latency_percentiles",
     "live_metrics",
     "make_dataset",
     "make_folds",
@@ -95,8 +97,10 @@ __all__ = [
     "plan",
     "positions_from_scores",
     "predict_scores",
+    "recommend",
     "resolve",
     "resolve_all",
+    "review_markdown",
     "run_walk_forward",
     "strategy_returns",
     "supported_model_types",

@@ -7,6 +7,7 @@ from bot.pipeline.lock import PipelineBusy
 from bot.pipeline.parity import ParityReport, parity_report
 from bot.pipeline.refresh import backfill, refresh_symbol, stored_bars
 from bot.pipeline.retention import RetentionPolicy, apply_retention, expired_logs, log_date
+from bot.pipeline.review import ReviewReport, review_report
 from bot.pipeline.run import RunSummary, record_version, run_pipeline
 from bot.pipeline.scheduler import (
     DAILY,
@@ -43,6 +44,7 @@ __all__ = [
     "ParityReport",
     "PipelineBusy",
     "RetentionPolicy",
+    "ReviewReport",
     "RunSummary",
     "TrainOutcome",
     "TrainTask",
@@ -65,6 +67,7 @@ __all__ = [
     "record_version",
     "refresh_drift_gauge",
     "refresh_symbol",
+    "review_report",
     "run_pipeline",
     "run_tasks",
     "snapshot_live_metrics",

@@ -1,5 +1,5 @@
-"""`itff report weekly`: champions' live metrics over 7 and 30 days against their backtest, with the
-drift rule's verdict, from resolved signals in real SQLite."""
+"""`itff report weekly` and `itff report review`: champions' live metrics against their backtest,
+the drift rule's verdict and the review's recommendation, from resolved signals in real SQLite."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.contracts import Settings, Signal
 from bot.core import weekly_paths
-from bot.pipeline import weekly_report
+from bot.pipeline import review_report, weekly_report
 from storage import model_versions as model_repo
 from storage.signals import OutcomeRecord, insert_outcomes, insert_signals
 from tests.support.cli import run_itff
@@ -104,3 +104,45 @@ async def test_a_week_that_is_not_over_or_malformed_is_refused(settings: Setting
         assert result.returncode == 1
         assert message in result.stdout + result.stderr
         assert "Traceback" not in result.stderr
+
+
+async def test_the_review_recommends_per_champion_with_its_evidence(
+    settings: Settings, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    lines = {
+        "SPX-direction-logreg": [False] * 10 + [True] * 15,  # 0.60: within the margin
+        "NDX-direction-logreg": [True] * 8 + [False] * 17,  # 0.32: below the backtest
+        "NDX-direction-hgb": [True] * 8 + [False] * 17,  # the same, but promoted in the period
+        "SPX-direction-hgb": [True] * 5,  # too few
+    }
+    for key, hits in lines.items():
+        await _champion(session_factory, key)
+        await _resolved(session_factory, key, hits, START)
+    async with session_factory() as session, session.begin():
+        await model_repo.add_event(
+            session=session, key="NDX-direction-hgb", version="v1", previous_version="v0",
+            event="promoted", reason="test", at=START + timedelta(days=1),
+        )  # fmt: skip
+    await weekly_report(settings, session_factory=session_factory, week=WEEK)
+
+    until = (START + timedelta(days=8)).date()
+    report = await review_report(
+        settings, session_factory=session_factory, since=START.date(), until=until
+    )
+
+    rows = {row["model_key"]: row for row in report.rows}
+    assert rows["SPX-direction-logreg"]["recommendation"] == "keep"
+    assert rows["NDX-direction-logreg"]["recommendation"] == "retrain"
+    assert rows["NDX-direction-logreg"]["evidence"] == [
+        "directional accuracy 0.320 vs 0.550 (-23.0 pp)"
+    ]
+    assert rows["NDX-direction-hgb"]["recommendation"] == "roll back"
+    assert rows["SPX-direction-hgb"]["recommendation"] == "insufficient data"
+    assert rows["NDX-direction-logreg"]["signals"] == 25
+    assert rows["NDX-direction-logreg"]["latency_ms"] == {"p50": 5.0, "p95": 5.0}
+    assert rows["NDX-direction-logreg"]["verdicts"] == [
+        "2026-W40 drift: directional accuracy -23.0 pp"
+    ]
+    text = report.markdown.read_text()
+    assert "## NDX-direction-hgb (v1): roll back" in text
+    assert "deploy/rollback_checklist.md" in text

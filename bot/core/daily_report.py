@@ -65,7 +65,7 @@ def complete_audit(facts: DayFacts) -> list[dict[str, Any]]:
                 "model_version": signal["model_version"],
                 "action": signal["action"],
                 "ood": signal["ood"],
-                "latency_ms": signal["latency_ms"],
+                "latency_ms": round(float(signal["latency_ms"]), 3),
             }
         )
     letters = facts.dead_letters or {}

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -68,6 +69,7 @@ async def daily_report(
 ) -> DailyReport:
     """Write the report of `day` (a UTC day that is over) and return what it found; with a
     registry, the signals resolved that day are checked for live/backtest parity."""
+    started = perf_counter()
     if day >= (now or utcnow()).date():
         raise BadInput(
             f"{day} is not over yet (UTC): the daily report is of a finished day, e.g. "
@@ -91,7 +93,14 @@ async def daily_report(
         anomalies.extend(await _snapshot(snapshot, settings.report_dir, day))
     summary["anomalies"] = anomalies
     markdown = await asyncio.to_thread(_write, settings.report_dir, day, completed, summary)
-    log.info("daily_report_written", day=str(day), path=str(markdown), anomalies=len(anomalies))
+    log.info(
+        "daily_report_written",
+        day=str(day),
+        path=str(markdown),
+        anomalies=len(anomalies),
+        parity_checked=facts.parity_checked,
+        seconds=round(perf_counter() - started, 3),
+    )
     return DailyReport(day, markdown, summary, anomalies)
 
 

@@ -6,6 +6,7 @@ consumer served and the batch path."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -13,9 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.contracts import Settings, utcnow
 from bot.core import audit_path
-from bot.pipeline import daily_report
+from bot.pipeline import daily_report, weekly_report
 from consumers.runner import running_consumer
 from producers.app import create_app
+from storage import model_versions as model_repo
 from storage.tables import Outcome
 from tests.flows.test_alert_to_signal import tradingview_body
 from tests.support.consumer import (
@@ -80,3 +82,20 @@ async def test_replayed_bars_give_a_complete_audit_and_no_parity_mismatch(
     assert summary["dead_letters_by_reason"] == {}
     assert summary["parity_checked"] == (REPLAYED - 1) * len(champions)
     assert summary["parity_mismatches"] == []
+
+    async with session_factory() as session, session.begin():  # as the pipeline records them
+        for key, version in champions.items():
+            symbol, target, model_type = key.split("-")
+            await model_repo.add_version(
+                session=session, key=key, version=version, symbol=symbol, target=target,
+                model_type=model_type, sha256="0" * 64, metrics={"accuracy": 0.5},
+                train_start=None, train_end=None, run_id=None,
+            )  # fmt: skip
+            await model_repo.set_champion(session=session, key=key, version=version)
+    last = held_out.index[-1] + timedelta(days=7)  # the week after the last replayed bar
+    week = "{}-W{:02d}".format(*last.isocalendar()[:2])
+    weekly = await weekly_report(settings, session_factory=session_factory, week=week)
+    resolved_30d = {(r["model_key"], r["window"]): r for r in weekly.rows}
+    for key in champions:
+        row = resolved_30d[(key, "30d")]
+        assert (row["signals"], row["verdict"]) == (REPLAYED - 1, "insufficient data")

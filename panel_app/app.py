@@ -1,4 +1,4 @@
-"""One browser session of the dashboard: a header with the window selector and six tabs.
+"""One browser session of the dashboard: a header with the window selector and seven tabs.
 
 Each session refreshes itself on a periodic callback. The database is read in a worker thread, so a
 slow query never blocks the server's event loop; the shared query cache means many sessions cost
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import panel as pn
@@ -22,18 +23,24 @@ from panel_app.views.latency import LatencyView
 from panel_app.views.models import ModelsView
 from panel_app.views.overview import OverviewView
 from panel_app.views.pipeline import PipelineView
+from panel_app.views.reports import ReportsView
 from panel_app.views.signals import SignalsView
 from panel_app.views.theme import LIVE_COLOR
 
 log = get_logger(__name__)
-TAB_NAMES = ("Overview", "Equity", "Signals", "Models", "Pipeline", "Latency")
+TAB_NAMES = ("Overview", "Equity", "Signals", "Models", "Pipeline", "Latency", "Reports")
 
 
 class Dashboard:
     """The components of one session and the refresh that fills them."""
 
     def __init__(
-        self, queries: DashboardQueries, *, drift_margin: float, refresh_seconds: float
+        self,
+        queries: DashboardQueries,
+        *,
+        drift_margin: float,
+        refresh_seconds: float,
+        report_dir: Path = Path("reports"),
     ) -> None:
         self.queries = queries
         self.drift_margin = drift_margin
@@ -51,6 +58,7 @@ class Dashboard:
         self.models = ModelsView()
         self.pipeline = PipelineView()
         self.latency = LatencyView()
+        self.reports = ReportsView(report_dir)
         self.window.param.watch(lambda _event: self.schedule_refresh(), "value")
         self._lock = asyncio.Lock()
         self.document: Any = pn.state.curdoc
@@ -69,7 +77,15 @@ class Dashboard:
         return pn.Column(header, self.status, self.problem, tabs, sizing_mode="stretch_width")
 
     def _views(self) -> tuple[Any, ...]:
-        return (self.overview, self.equity, self.signals, self.models, self.pipeline, self.latency)
+        return (
+            self.overview,
+            self.equity,
+            self.signals,
+            self.models,
+            self.pipeline,
+            self.latency,
+            self.reports,
+        )
 
     def schedule_refresh(self) -> None:
         pn.state.execute(self.refresh)
@@ -111,10 +127,19 @@ class Dashboard:
 
 
 def session(
-    queries: DashboardQueries, *, drift_margin: float, refresh_seconds: float
+    queries: DashboardQueries,
+    *,
+    drift_margin: float,
+    refresh_seconds: float,
+    report_dir: Path = Path("reports"),
 ) -> pn.viewable.Viewable:
     """Build one session's page and start its periodic refresh (call inside a Panel session)."""
-    dashboard = Dashboard(queries, drift_margin=drift_margin, refresh_seconds=refresh_seconds)
+    dashboard = Dashboard(
+        queries,
+        drift_margin=drift_margin,
+        refresh_seconds=refresh_seconds,
+        report_dir=report_dir,
+    )
     refresh: Any = dashboard.refresh  # Panel awaits coroutine functions; its stubs say otherwise
     pn.state.onload(refresh)
     pn.state.add_periodic_callback(refresh, period=int(refresh_seconds * 1000))

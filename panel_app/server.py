@@ -185,6 +185,7 @@ def serve(settings: Settings) -> None:
             queries,
             drift_margin=settings.drift_margin,
             refresh_seconds=settings.dash_refresh_seconds,
+            report_dir=settings.report_dir,
         )
 
     server = pn.serve({"/": app}, start=False, **options)

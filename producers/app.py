@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.contracts import Settings
 from bot.runtime import get_logger
 from producers import api, webhooks
+from producers.audit import AuditLog
 from producers.auth import SignatureVerifier
 from producers.dedupe import DuplicateWindow
 from producers.delivery import AlertDelivery
@@ -30,7 +31,16 @@ from producers.publisher import KafkaPublisher, Publisher
 from producers.ratelimit import AUTH_FAILURE, RateLimits
 from producers.readiness import Readiness
 from producers.responses import error_middleware, quiet_malformed_http
-from producers.state import DELIVERY, GUARDS, METRICS, PREDICTION, READINESS, SETTINGS, Guards
+from producers.state import (
+    AUDIT,
+    DELIVERY,
+    GUARDS,
+    METRICS,
+    PREDICTION,
+    READINESS,
+    SETTINGS,
+    Guards,
+)
 from producers.telemetry import ReceiverMetrics
 from storage.db import create_engine, create_session_factory
 
@@ -93,6 +103,8 @@ def create_app(
     )
     app[PREDICTION] = PredictionService(settings, predictor)
     app[READINESS] = Readiness(sink)
+    app[AUDIT] = AuditLog(settings.report_dir, on_drop=metrics.audit_dropped.inc)
+    app.cleanup_ctx.append(_audit_context)
     app.cleanup_ctx.append(_delivery_context)
     _add_routes(app)
     return app
@@ -141,6 +153,15 @@ def metrics_listener(host: str, port: int) -> Any:
             await runner.cleanup()
 
     return listen
+
+
+async def _audit_context(app: web.Application) -> AsyncIterator[None]:
+    """The audit writer thread; on shutdown it writes what is queued, then ends."""
+    app[AUDIT].start()
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(app[AUDIT].stop)
 
 
 async def _delivery_context(app: web.Application) -> AsyncIterator[None]:

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from bot.contracts import Settings
+from bot.contracts import Alert, Settings
+from producers.audit import AuditLog
 from producers.auth import SignatureVerifier
 from producers.delivery import AlertDelivery
 from producers.history import HistoryGuard
@@ -31,6 +32,9 @@ GUARDS = web.AppKey("guards", Guards)
 DELIVERY = web.AppKey("delivery", AlertDelivery)
 PREDICTION = web.AppKey("prediction", PredictionService)
 READINESS = web.AppKey("readiness", Readiness)
+AUDIT = web.AppKey("audit", AuditLog)
+AUDIT_ALERT = web.RequestKey("audit_alert", Alert)
+AUDIT_OUTCOME = web.RequestKey("audit_outcome", str)
 
 
 def client_of(request: web.Request) -> str:

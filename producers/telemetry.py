@@ -69,6 +69,11 @@ class ReceiverMetrics:
             "Alerts parked in the outbox: Kafka refused them ITFF_OUTBOX_MAX_ATTEMPTS times",
             registry=reg,
         )
+        self.audit_dropped = Counter(
+            "itff_audit_lines_dropped",
+            "Audit log lines lost: the writer was behind by its whole buffer, or the file failed",
+            registry=reg,
+        )
         self.kafka_connected = Gauge(
             "itff_kafka_connected", "1 while the Kafka producer is connected", registry=reg
         )

@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from aiohttp import web
 
 from bot.contracts import Alert, AlertSource, TradingViewMessage, TransientError
 from bot.runtime import get_logger
 from producers import parsing
+from producers.audit import AuditRecord
 from producers.auth import check_passphrase
 from producers.delivery import Outcome
 from producers.responses import ERROR_NAMES, ApiError, Handler, json_answer
-from producers.state import DELIVERY, GUARDS, METRICS, SETTINGS, client_of
+from producers.state import (
+    AUDIT,
+    AUDIT_ALERT,
+    AUDIT_OUTCOME,
+    DELIVERY,
+    GUARDS,
+    METRICS,
+    SETTINGS,
+    client_of,
+)
 
 log = get_logger(__name__)
 
@@ -28,18 +40,49 @@ def counted(source: AlertSource) -> Callable[[Handler], Handler]:
         async def wrapper(request: web.Request) -> web.StreamResponse:
             metrics = request.app[METRICS]
             metrics.child(metrics.alerts_received, source).inc()
+            audit = _Audit(request, source)
             try:
-                return await handler(request)
+                response = await handler(request)
             except ApiError as exc:
                 _rejected(request, exc.status, exc.error)
+                audit.done(exc.status, exc.error)
                 raise
             except web.HTTPException as exc:
-                _rejected(request, exc.status, ERROR_NAMES.get(exc.status, "http_error"))
+                reason = ERROR_NAMES.get(exc.status, "http_error")
+                _rejected(request, exc.status, reason)
+                audit.done(exc.status, reason)
                 raise
+            except Exception:
+                audit.done(500, "internal")  # the error middleware answers 500
+                raise
+            audit.done(response.status, None)
+            return response
 
         return wrapper
 
     return decorate
+
+
+class _Audit:
+    """One line of the audit log per request, from what the handler validated."""
+
+    def __init__(self, request: web.Request, source: AlertSource) -> None:
+        self.request, self.source = request, source
+        self.received_at = datetime.now(UTC)
+        self.started = time.perf_counter()
+
+    def done(self, status: int, error: str | None) -> None:
+        self.request.app[AUDIT].record(
+            AuditRecord(
+                time=self.received_at,
+                source=self.source,
+                status=status,
+                latency_ms=(time.perf_counter() - self.started) * 1000,
+                error=error,
+                outcome=self.request.get(AUDIT_OUTCOME),
+                alert=self.request.get(AUDIT_ALERT),
+            )
+        )
 
 
 def _rejected(request: web.Request, status: int, reason: str) -> None:
@@ -86,6 +129,7 @@ async def signed(request: web.Request) -> web.Response:
 
 
 async def _accept(request: web.Request, alert: Alert) -> web.Response:
+    request[AUDIT_ALERT] = alert
     parsing.check_bar_time(alert, request.app[SETTINGS].bar_bounds)
     await request.app[GUARDS].history.check(alert)
     try:
@@ -97,6 +141,7 @@ async def _accept(request: web.Request, alert: Alert) -> web.Response:
             "neither Kafka nor the outbox could take the alert; retry later",
             headers={"Retry-After": str(RETRY_AFTER_S)},
         ) from exc
+    request[AUDIT_OUTCOME] = outcome
     _count(request, alert, outcome)
     return _response(alert.alert_id, outcome)
 

@@ -210,6 +210,41 @@ async def resolved_signals(
     return [ResolvedSignal(*row) for row in (await session.execute(statement)).all()]
 
 
+async def resolved_signal_rows(
+    *,
+    session: AsyncSession,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    resolved: tuple[datetime, datetime] | None = None,
+) -> list[SignalRow]:
+    """Signals that have an outcome, with bar time in [since, until) and resolved within
+    `resolved` (start inclusive, end exclusive), by model and bar time."""
+    statement = (
+        select(SignalRow)
+        .join(Outcome, Outcome.signal_id == SignalRow.signal_id)
+        .order_by(SignalRow.model_key, SignalRow.bar_time)
+    )
+    if since is not None:
+        statement = statement.where(SignalRow.bar_time >= since)
+    if until is not None:
+        statement = statement.where(SignalRow.bar_time < until)
+    if resolved is not None:
+        statement = statement.where(
+            Outcome.resolved_at >= resolved[0], Outcome.resolved_at < resolved[1]
+        )
+    return list((await session.scalars(statement)).all())
+
+
+async def signal_latencies(
+    *, session: AsyncSession, since: datetime, until: datetime
+) -> list[tuple[str, float]]:
+    """(model_key, receipt-to-signal latency in ms) of every signal with bar time in the range."""
+    statement = select(SignalRow.model_key, SignalRow.latency_ms).where(
+        SignalRow.bar_time >= since, SignalRow.bar_time < until
+    )
+    return [(str(key), float(ms)) for key, ms in (await session.execute(statement)).all()]
+
+
 async def insert_live_metrics(
     *,
     session: AsyncSession,

@@ -1,4 +1,5 @@
-"""`itff dashboard` (serve the dashboard) and `itff report snapshot` (its key charts as a PNG)."""
+"""`itff dashboard` (serve the dashboard) and `itff report snapshot` (its key charts as a PNG);
+the live-validation reports are in `bot.cli.reports`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from bot.cli.reports import register_reports
 from bot.contracts import load_settings, service_settings
 
 
@@ -53,6 +55,7 @@ def register(app: typer.Typer) -> None:
         render_snapshot(settings, target, window=window)
         typer.echo(f"snapshot written to {target}")
 
+    register_reports(report)
     app.add_typer(report, name="report")
 
 

@@ -96,6 +96,7 @@ async def _run_once(settings: Settings, holdout_bars: int = 0) -> dict[str, obje
 
 
 async def _serve_scheduler(settings: Settings) -> None:
+    from bot.cli.reports import snapshot_renderer
     from bot.pipeline import ItffScheduler
     from bot.runtime import serve_metrics
 
@@ -106,6 +107,7 @@ async def _serve_scheduler(settings: Settings) -> None:
             session_factory=ctx.session_factory,
             registry=ctx.registry,
             events=ctx.events,
+            snapshot=snapshot_renderer(settings),
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

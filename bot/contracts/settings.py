@@ -157,6 +157,8 @@ class Settings(BaseSettings):
     verify_interval_minutes: float = Field(default=60.0, gt=0)
     live_metrics_interval_minutes: float = Field(default=15.0, gt=0)
     retention_cron: str = "15 4 * * *"
+    daily_report_cron: str = "0 3 * * *"  # the previous UTC day (bot/pipeline/daily.py)
+    weekly_report_cron: str = "30 3 * * 1"  # the previous ISO week (bot/pipeline/weekly.py)
     retention_signals_days: int = Field(default=365, ge=1)
     retention_outcomes_days: int = Field(default=365, ge=1)
     retention_logs_days: int = Field(default=30, ge=1)

@@ -2,6 +2,16 @@
 
 from bot.core.backtesting import backtest, positions_from_scores, strategy_returns, trade_returns
 from bot.core.bundle import ModelBundle, OodSummary, Thresholds
+from bot.core.daily_report import (
+    DayFacts,
+    audit_path,
+    complete_audit,
+    daily_anomalies,
+    daily_markdown,
+    daily_paths,
+    daily_summary,
+    notes_path,
+)
 from bot.core.drift_rule import GAUGE_WINDOW, METRICS, MIN_SIGNALS, Metric, drift, gauge_values
 from bot.core.estimators import (
     MODEL_TYPES,
@@ -21,12 +31,15 @@ from bot.core.features import (
 from bot.core.intervals import binance_interval, parse_interval, periods_per_year
 from bot.core.live_scores import LIVE_COLUMNS, live_metrics, resolve, resolve_all
 from bot.core.ood import ood_distances, ood_summary
+from bot.core.parity import LiveSignal, ParityResult, batch_scores, check_parity
 from bot.core.planning import COST_ORDER, Combination, plan
 from bot.core.promotion import RECENT_PREFIX, PromotionRule, decide
+from bot.core.review import latency_percentiles, recommend, review_markdown
 from bot.core.sequences import make_dataset, to_windows, window_names
 from bot.core.targets import make_target, neutral_score
 from bot.core.training import TrainResult, new_version, train_model
 from bot.core.walkforward import WalkForwardConfig, choose_thresholds, make_folds, run_walk_forward
+from bot.core.weekly_report import weekly_markdown, weekly_paths, weekly_rows
 
 __all__ = [
     "COST_ORDER",
@@ -39,24 +52,36 @@ __all__ = [
     "RECENT_PREFIX",
     "WARMUP_BARS",
     "Combination",
+    "DayFacts",
     "EvaluationReport",
+    "LiveSignal",
     "Metric",
     "ModelBundle",
     "OodSummary",
+    "ParityResult",
     "PromotionRule",
     "Thresholds",
     "TrainResult",
     "WalkForwardConfig",
     "_rolling_mean_std",
+    "audit_path",
     "backtest",
+    "batch_scores",
     "binance_interval",
     "build_features",
     "build_features_tail",
+    "check_parity",
     "choose_thresholds",
+    "complete_audit",
+    "daily_anomalies",
+    "daily_markdown",
+    "daily_paths",
+    "daily_summary",
     "decide",
     "drift",
     "evaluate_model",
     "gauge_values",
+    "latency_percentiles",
     "live_metrics",
     "make_dataset",
     "make_folds",
@@ -64,6 +89,7 @@ __all__ = [
     "make_target",
     "neutral_score",
     "new_version",
+    "notes_path",
     "ood_distances",
     "ood_summary",
     "parse_interval",
@@ -71,8 +97,10 @@ __all__ = [
     "plan",
     "positions_from_scores",
     "predict_scores",
+    "recommend",
     "resolve",
     "resolve_all",
+    "review_markdown",
     "run_walk_forward",
     "strategy_returns",
     "supported_model_types",
@@ -80,5 +108,8 @@ __all__ = [
     "to_windows",
     "trade_returns",
     "train_model",
+    "weekly_markdown",
+    "weekly_paths",
+    "weekly_rows",
     "window_names",
 ]

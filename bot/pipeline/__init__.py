@@ -2,17 +2,23 @@
 touches `storage`)."""
 
 from bot.pipeline.champions import ChampionSwitch, bucket_mirror
+from bot.pipeline.daily import DailyReport, daily_report, previous_day
 from bot.pipeline.lock import PipelineBusy
+from bot.pipeline.parity import ParityReport, parity_report
 from bot.pipeline.refresh import backfill, refresh_symbol, stored_bars
 from bot.pipeline.retention import RetentionPolicy, apply_retention, expired_logs, log_date
+from bot.pipeline.review import ReviewReport, review_report
 from bot.pipeline.run import RunSummary, record_version, run_pipeline
 from bot.pipeline.scheduler import (
+    DAILY,
     LIVE,
     PIPELINE,
     RETRY,
     STATE,
     VERIFY,
+    WEEKLY,
     ItffScheduler,
+    daily_report_job,
     ensure_jobs,
     make_scheduler,
     migrate_job_refs,
@@ -22,35 +28,50 @@ from bot.pipeline.scheduler import (
 )
 from bot.pipeline.snapshots import snapshot_live_metrics
 from bot.pipeline.train import TrainOutcome, TrainTask, run_tasks
+from bot.pipeline.weekly import WeeklyReport, previous_week, weekly_report
 
 __all__ = [
+    "DAILY",
     "LIVE",
     "PIPELINE",
     "RETRY",
     "STATE",
     "VERIFY",
+    "WEEKLY",
     "ChampionSwitch",
+    "DailyReport",
     "ItffScheduler",
+    "ParityReport",
     "PipelineBusy",
     "RetentionPolicy",
+    "ReviewReport",
     "RunSummary",
     "TrainOutcome",
     "TrainTask",
+    "WeeklyReport",
     "apply_retention",
     "backfill",
     "bucket_mirror",
+    "daily_report",
+    "daily_report_job",
     "ensure_jobs",
     "expired_logs",
     "log_date",
     "make_scheduler",
     "migrate_job_refs",
+    "parity_report",
     "pipeline_job",
     "pipeline_state_job",
+    "previous_day",
+    "previous_week",
     "record_version",
     "refresh_drift_gauge",
     "refresh_symbol",
+    "review_report",
     "run_pipeline",
     "run_tasks",
     "snapshot_live_metrics",
     "stored_bars",
+    "weekly_report",
+    "weekly_report_job",
 ]

@@ -9,6 +9,10 @@ Jobs (all UTC, coalesced, at most one instance each):
   `pipeline_runs`, whichever process ran the pipeline, and a success there cancels a pending retry;
 * `verify-artifacts` every `ITFF_VERIFY_INTERVAL_MINUTES`: re-hash every published file;
 * `retention` on `ITFF_RETENTION_CRON` (bot/pipeline/retention.py);
+* `daily-report` on `ITFF_DAILY_REPORT_CRON`: the report of the previous UTC day
+  (`bot.pipeline.daily`, the code of `itff report daily`);
+* `weekly-report` on `ITFF_WEEKLY_REPORT_CRON`: the report of the previous ISO week
+  (`bot.pipeline.weekly`, the code of `itff report weekly`);
 * `live-metrics` every `ITFF_LIVE_METRICS_INTERVAL_MINUTES` (`bot.pipeline.snapshots`),
   then `itff_live_backtest_drift` from the stored snapshots and champions (`bot.core.drift_rule`).
 
@@ -40,10 +44,12 @@ from bot.contracts import ConfigError, Settings, utcnow
 from bot.core import GAUGE_WINDOW, gauge_values
 from bot.pipeline import telemetry as m
 from bot.pipeline.champions import EventSink
+from bot.pipeline.daily import DailyReport, Snapshot, daily_report, previous_day
 from bot.pipeline.lock import PipelineBusy
 from bot.pipeline.retention import RetentionPolicy, RetentionReport, apply_retention
 from bot.pipeline.run import RunSummary, run_pipeline
 from bot.pipeline.snapshots import snapshot_live_metrics
+from bot.pipeline.weekly import WeeklyReport, previous_week, weekly_report
 from bot.runtime import get_logger
 from storage import model_versions as model_repo
 from storage import pipeline_lock as lock_repo
@@ -54,8 +60,9 @@ from storage.tables import PipelineRun
 
 log = get_logger(__name__)
 
-PIPELINE, RETRY, VERIFY, RETENTION, LIVE, STATE = (
+PIPELINE, RETRY, VERIFY, RETENTION, LIVE, STATE, DAILY, WEEKLY = (
     "pipeline", "pipeline-retry", "verify-artifacts", "retention", "live-metrics", "pipeline-state",
+    "daily-report", "weekly-report",
 )  # fmt: skip
 JOB_TABLE = "apscheduler_jobs"
 SHORT_GRACE_SECONDS = 3600
@@ -109,6 +116,7 @@ class Runtime:
     scheduler: AsyncIOScheduler
     name: str = "itff"
     pipeline_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    snapshot: Snapshot | None = None  # the dashboard's PNG renderer, given by the CLI
 
     async def run_pipeline(self, trigger: str) -> RunSummary | None:
         """One run, or None (logged and counted) while another run holds the lock."""
@@ -271,6 +279,26 @@ async def live_metrics_job(name: str) -> int:
     return rows
 
 
+async def daily_report_job(name: str) -> DailyReport:
+    """The report of the previous UTC day (`itff report daily`)."""
+    runtime = _runtime(name)
+    return await daily_report(
+        runtime.settings,
+        session_factory=runtime.session_factory,
+        day=previous_day(),
+        snapshot=runtime.snapshot,
+        registry=runtime.registry,
+    )
+
+
+async def weekly_report_job(name: str) -> WeeklyReport:
+    """The report of the previous ISO week (`itff report weekly`)."""
+    runtime = _runtime(name)
+    return await weekly_report(
+        runtime.settings, session_factory=runtime.session_factory, week=previous_week()
+    )
+
+
 async def refresh_drift_gauge(
     session_factory: async_sessionmaker[AsyncSession],
 ) -> dict[tuple[str, str], float]:
@@ -318,6 +346,18 @@ def _jobs(settings: Settings) -> list[tuple[str, str, Any, int]]:
             "bot.pipeline.scheduler:retention_job",
             crontab_trigger(settings.retention_cron),
             SHORT_GRACE_SECONDS,
+        ),
+        (
+            DAILY,
+            "bot.pipeline.scheduler:daily_report_job",
+            crontab_trigger(settings.daily_report_cron),
+            settings.pipeline_misfire_grace_seconds,
+        ),
+        (
+            WEEKLY,
+            "bot.pipeline.scheduler:weekly_report_job",
+            crontab_trigger(settings.weekly_report_cron),
+            settings.pipeline_misfire_grace_seconds,
         ),
         (
             LIVE,
@@ -405,9 +445,11 @@ class ItffScheduler:
         registry: ArtifactRegistry,
         events: EventSink,
         name: str = "itff",
+        snapshot: Snapshot | None = None,
     ) -> None:
         self.scheduler = make_scheduler(settings)
         self.runtime = Runtime(settings, session_factory, registry, events, self.scheduler, name)
+        self.runtime.snapshot = snapshot
 
     async def start(self) -> None:
         """Register the runtime, restore metrics, mark interrupted runs, then start the jobs."""

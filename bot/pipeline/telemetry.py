@@ -33,6 +33,12 @@ PIPELINE_REFUSED = Counter(
     "Scheduled pipeline runs not started because another run (any process) held the lock.",
     ["trigger"],
 )
+PARITY_MISMATCHES = Counter(
+    "itff_parity_mismatches",
+    "Resolved live signals whose prediction or action the batch path (itff evaluate's) does not "
+    "reproduce from the stored bars with the same model version.",
+    ["model_key"],
+)
 VERIFICATION_FAILURES = Counter(
     "itff_artifact_verification_failures_total",
     "Published artifact versions whose files do not match their manifest.",

@@ -89,6 +89,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     workdir = tmp_path_factory.mktemp("dashboard")
     database_url = f"sqlite+aiosqlite:///{workdir / 'itff.db'}"
     seeded = run_sync(_seed(database_url))
+    daily = workdir / "reports" / "live" / "daily"  # ITFF_REPORT_DIR is `reports` under the cwd
+    daily.mkdir(parents=True)
+    (daily / "2026-12-03.md").write_text(REPORT)
     port = free_port()
     env = child_env(
         ITFF_DATABASE_URL=database_url,
@@ -137,6 +140,9 @@ def page(browser: BrowserContext) -> Iterator[Page]:
     tab = browser.new_page()
     yield tab
     tab.close()
+
+
+REPORT = "# Daily report 2026-12-03\n\n- alerts accepted: 12\n- signals: 36 (buy: 20, hold: 16)\n"
 
 
 def login(page: Page, url: str, *, username: str = USERNAME, password: str = PASSWORD) -> None:
@@ -252,6 +258,11 @@ def test_a_trader_sees_every_view(served: Served, page: Page, tmp_path: Path) ->
         expect(shown(page, text)).to_be_visible()
     expect(shown(page, "logs/pipeline/run-1.log")).to_be_visible()
     save(page, tmp_path, "pipeline")
+
+    open_tab(page, "Reports")
+    expect(page.get_by_role("heading", name="Daily report 2026-12-03")).to_be_visible()
+    expect(shown(page, "alerts accepted: 12", exact=False)).to_be_visible()
+    save(page, tmp_path, "reports")
 
     open_tab(page, "Latency")
     latencies = np.array(served.seeded.a_latencies + served.seeded.b_latencies)

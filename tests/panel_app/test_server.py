@@ -145,3 +145,40 @@ async def test_allowed_origins_add_to_the_local_ones(settings: Settings) -> None
     finally:
         queries.close()
     assert origins == ["localhost:5006", "127.0.0.1:5006", "itff.example.com"]
+
+
+async def test_the_reports_tab_lists_the_reports_on_file_and_keeps_the_choice(
+    settings: Settings, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    queries = DashboardQueries.from_url(settings.database_url, ttl_seconds=0.001)
+    dashboard = Dashboard(
+        queries, drift_margin=0.05, refresh_seconds=5, report_dir=settings.report_dir
+    )
+    live = settings.report_dir / "live"
+    try:
+        await dashboard.refresh()
+        assert dashboard.reports.empty.visible
+        assert "itff report daily" in dashboard.reports.empty.object
+
+        (live / "daily").mkdir(parents=True)
+        (live / "daily" / "2026-12-02.md").write_text("# Daily report 2026-12-02\n")
+        (live / "daily" / "2026-12-03.md").write_text("# Daily report 2026-12-03\n")
+        (live / "daily_notes.md").write_text("my own note\n")
+        await dashboard.refresh()
+        assert not dashboard.reports.empty.visible
+        assert dashboard.reports.choice.options == [
+            "validation log (daily_notes.md)",
+            "daily 2026-12-03",
+            "daily 2026-12-02",
+        ]
+        dashboard.reports.choice.value = "daily 2026-12-02"
+        assert dashboard.reports.body.object == "# Daily report 2026-12-02\n"
+
+        (live / "weekly").mkdir()
+        (live / "weekly" / "2026-W49.md").write_text("# Weekly report 2026-W49\n")
+        await dashboard.refresh()
+    finally:
+        queries.close()
+    assert "weekly 2026-W49" in dashboard.reports.choice.options
+    assert dashboard.reports.choice.value == "daily 2026-12-02"  # the reader's choice stays
+    assert dashboard.reports.body.object == "# Daily report 2026-12-02\n"

@@ -12,7 +12,18 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.pipeline import LIVE, PIPELINE, RETRY, STATE, VERIFY, ItffScheduler, migrate_job_refs
+from bot.pipeline import (
+    DAILY,
+    LIVE,
+    PIPELINE,
+    RETRY,
+    STATE,
+    VERIFY,
+    WEEKLY,
+    ItffScheduler,
+    migrate_job_refs,
+)
+from bot.pipeline.scheduler import crontab_trigger
 from storage.migrate import upgrade_async
 
 OLD_STORE = Path(__file__).parent / "data" / "jobs-before-issue-13.sqlite"
@@ -60,7 +71,12 @@ async def test_the_scheduler_starts_on_an_old_store_and_keeps_every_job(
     await scheduler.start()
     try:
         jobs = {job.id: job for job in scheduler.scheduler.get_jobs()}
-        assert set(jobs) == {PIPELINE, RETRY, VERIFY, RETENTION, LIVE, STATE}  # STATE: added
+        added = {STATE, DAILY, WEEKLY}
+        assert set(jobs) == {PIPELINE, RETRY, VERIFY, RETENTION, LIVE, *added}
+        assert jobs[DAILY].func_ref == "bot.pipeline.scheduler:daily_report_job"
+        assert str(jobs[DAILY].trigger) == str(crontab_trigger(configured.daily_report_cron))
+        assert jobs[WEEKLY].func_ref == "bot.pipeline.scheduler:weekly_report_job"
+        assert str(jobs[WEEKLY].trigger) == str(crontab_trigger(configured.weekly_report_cron))
         retry = jobs[RETRY]
         assert retry.next_run_time == datetime(2030, 1, 2, 3, 4, tzinfo=UTC)  # still pending
         assert list(retry.args[1:]) == [2]  # its attempt number survived

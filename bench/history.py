@@ -38,14 +38,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bot.contracts import utcnow  # noqa: E402
-from bot.pipeline import snapshot_live_metrics  # noqa: E402
+from bot.pipeline import rebuild_live_metrics, snapshot_live_metrics  # noqa: E402
 from panel_app.queries import DashboardQueries  # noqa: E402
 from storage.db import create_engine, create_session_factory  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
 
 SIZES = {"100k": 100_000, "1m": 1_000_000, "10m": 10_000_000}
 COST_BPS = 1.0
-rebuild_live_metrics = snapshot_live_metrics  # today the snapshot is the full recomputation
 STAMP = "%Y-%m-%d %H:%M:%S.000000"  # storage.tables' SQLite datetime text
 
 # one statement, one row per counter value: model = i % models, bar = i / models (minute bars)

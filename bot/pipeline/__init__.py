@@ -20,7 +20,7 @@ from bot.pipeline.scheduler import (
     pipeline_state_job,
     refresh_drift_gauge,
 )
-from bot.pipeline.snapshots import snapshot_live_metrics
+from bot.pipeline.snapshots import rebuild_live_metrics, snapshot_live_metrics
 from bot.pipeline.train import TrainOutcome, TrainTask, run_tasks
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "migrate_job_refs",
     "pipeline_job",
     "pipeline_state_job",
+    "rebuild_live_metrics",
     "record_version",
     "refresh_drift_gauge",
     "refresh_symbol",

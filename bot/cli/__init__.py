@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "bot.cli.webhook",
     "bot.cli.outbox",
     "bot.cli.dlq",
+    "bot.cli.metrics",
 )
 
 

@@ -90,10 +90,9 @@ class Figures:
     db_mb: float = 0.0
 
 
-def seed(path: Path, *, rows: int, models: int, first: int = 0) -> None:
-    """Signals `first`..`first + rows - 1` (the counter), with their outcomes, in one session."""
-    minutes = (first + rows) // models + 1
-    origin = int((utcnow() - timedelta(minutes=minutes)).timestamp()) // 60 * 60
+def seed(path: Path, *, rows: int, models: int, origin: int, first: int = 0) -> None:
+    """Signals `first`..`first + rows - 1` (the counter), with their outcomes, in one session;
+    counter i is model i % models at minute i // models after `origin` (epoch seconds)."""
     with sqlite3.connect(path) as db:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=OFF")
@@ -122,7 +121,7 @@ def dashboard_queries() -> dict[str, Callable[[DashboardQueries], Any]]:
     return calls
 
 
-async def measure(path: Path, figures: Figures, args: argparse.Namespace) -> None:
+async def measure(path: Path, figures: Figures, args: argparse.Namespace, origin: int) -> None:
     url = f"sqlite+aiosqlite:///{path}"
     engine = create_engine(url)
     factory = create_session_factory(engine)
@@ -132,7 +131,9 @@ async def measure(path: Path, figures: Figures, args: argparse.Namespace) -> Non
         figures.rebuild_s = time.perf_counter() - started
         total = figures.rows
         for _ in range(args.batches):
-            await asyncio.to_thread(seed, path, rows=args.batch, models=args.models, first=total)
+            await asyncio.to_thread(
+                seed, path, rows=args.batch, models=args.models, origin=origin, first=total
+            )
             total += args.batch
             started = time.perf_counter()
             await snapshot_live_metrics(session_factory=factory, cost_bps=COST_BPS)
@@ -156,10 +157,13 @@ def run_size(size: str, args: argparse.Namespace) -> Figures:
     path = folder / "history.db"
     upgrade(f"sqlite+aiosqlite:///{path}")
     started = time.perf_counter()
-    seed(path, rows=figures.rows, models=args.models)
+    # the last new batch ends about now: the history runs up to it, minute after minute
+    minutes = (figures.rows + args.batch * args.batches) // args.models + 1
+    origin = int((utcnow() - timedelta(minutes=minutes)).timestamp()) // 60 * 60
+    seed(path, rows=figures.rows, models=args.models, origin=origin)
     figures.seed_s = time.perf_counter() - started
     print(f"{size}: seeded {figures.rows:,} resolved signals in {figures.seed_s:.1f} s", flush=True)
-    asyncio.run(measure(path, figures, args))
+    asyncio.run(measure(path, figures, args, origin))
     if not args.keep:
         shutil.rmtree(folder, ignore_errors=True)
     return figures

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.contracts import utcnow
@@ -72,7 +72,7 @@ async def unaggregated(
     statement = (
         select(Outcome.signal_id, *_resolved_columns())
         .join(SignalRow, SignalRow.signal_id == Outcome.signal_id)
-        .where(Outcome.aggregated.is_(False))
+        .where(~Outcome.aggregated)
         .order_by(Outcome.model_key, Outcome.bar_time)
         .limit(limit)
     )
@@ -99,7 +99,7 @@ async def aggregated_between(
             Outcome.model_key == model_key,
             Outcome.bar_time >= start,
             Outcome.bar_time < end,
-            Outcome.aggregated.is_(True),
+            Outcome.aggregated,
         )
         .order_by(Outcome.bar_time)
     )
@@ -119,6 +119,17 @@ async def buckets(
         statement = statement.where(AGGREGATES.c.bucket.in_(sorted(set(names))))
     statement = statement.order_by(AGGREGATES.c.bucket)
     return [_row(item) for item in (await session.execute(statement)).all()]
+
+
+def day_buckets_statement(first: str | None) -> Select[Any]:
+    """`model_key, bucket, segment` of every model's day rows from bucket `first` on (None: all
+    of them), by model and day (the dashboard runs it on its read-only engine)."""
+    statement = select(AGGREGATES.c.model_key, AGGREGATES.c.bucket, AGGREGATES.c.segment).where(
+        AGGREGATES.c.bucket != ALL
+    )
+    if first is not None:
+        statement = statement.where(AGGREGATES.c.bucket >= first)
+    return statement.order_by(AGGREGATES.c.model_key, AGGREGATES.c.bucket)
 
 
 async def buckets_since(*, session: AsyncSession, first: str) -> list[AggregateRow]:
@@ -177,9 +188,7 @@ async def reset_from_raw(*, session: AsyncSession) -> int:
                 LiveAggregate.bucket >= first.strftime("%Y-%m-%d"),
             )
         )
-    await session.execute(
-        update(Outcome).where(Outcome.aggregated.is_(True)).values(aggregated=False)
-    )
+    await session.execute(update(Outcome).where(Outcome.aggregated).values(aggregated=False))
     await session.execute(delete(LiveAggregate).where(LiveAggregate.bucket == ALL))
     total = await session.execute(select(func.count()).select_from(Outcome))
     return int(total.scalar_one())

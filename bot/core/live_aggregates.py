@@ -55,6 +55,7 @@ class Segment:
     single: bool  # one run only
     profit: float  # returns of the trades closed inside, after both costs: gains and losses
     loss: float
+    gross_growth: float  # prod(1 + strategy_return): the dashboard's equity, without costs
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -105,6 +106,7 @@ def one(
         single=True,
         profit=0.0,
         loss=0.0,
+        gross_growth=1.0 + strategy_return,
     )
 
 
@@ -183,6 +185,7 @@ def combine(a: Segment, b: Segment, *, cost_bps: float) -> Segment:
         single=single,
         profit=profit,
         loss=loss,
+        gross_growth=a.gross_growth * b.gross_growth,
     )
 
 

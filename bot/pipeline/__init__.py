@@ -1,6 +1,7 @@
 """The daily pipeline: refresh, train, promote, retention, the scheduler (the part of `bot` that
 touches `storage`)."""
 
+from bot.pipeline import archive
 from bot.pipeline.champions import ChampionSwitch, bucket_mirror
 from bot.pipeline.lock import PipelineBusy
 from bot.pipeline.refresh import backfill, refresh_symbol, stored_bars
@@ -37,6 +38,7 @@ __all__ = [
     "TrainOutcome",
     "TrainTask",
     "apply_retention",
+    "archive",
     "backfill",
     "bucket_mirror",
     "ensure_jobs",

@@ -17,10 +17,13 @@ another segment or, at the start of a window, from a flat position.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from bot.core import scores
 from bot.core.backtesting import BPS
@@ -28,6 +31,7 @@ from bot.core.intervals import periods_per_year
 from bot.core.targets import neutral_score
 
 POSITIONS = {"buy": 1.0, "sell": -1.0, "hold": 0.0}
+ArrayLike = NDArray[Any] | Sequence[float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,3 +318,55 @@ def window_metrics(
                     segment, target=model.target, interval=model.interval, cost_bps=cost_bps
                 )
     return out
+
+
+def segment_of(
+    *,
+    bar_times: Sequence[datetime],
+    target: str,
+    predictions: ArrayLike,
+    actions: Sequence[str],
+    realised_returns: ArrayLike,
+    strategy_returns: ArrayLike,
+    cost_bps: float,
+) -> Segment:
+    """The segment of one model's resolved signals in bar order, computed over arrays: the same
+    as folding `one` of each (a day's bucket in one step when many signals arrive at once)."""
+    p = np.array([POSITIONS.get(a, 0.0) for a in actions], dtype=float)
+    sr = np.asarray(strategy_returns, dtype=float)
+    realised = np.asarray(realised_returns, dtype=float)
+    prediction = np.asarray(predictions, dtype=float)
+    gross = np.where(p != 0, p * (sr / np.where(p != 0, p, 1.0)), 0.0)
+    up, called = realised > 0, prediction > neutral_score(target)
+    cost = cost_bps * BPS
+    rest = gross[1:] - cost * np.abs(np.diff(p))
+    mean = float(np.mean(rest)) if rest.size else 0.0
+    starts = np.flatnonzero(np.diff(p, prepend=np.nan) != 0)
+    sides, runs = p[starts], np.add.reduceat(gross, starts)
+    middle_sides, middle_runs = sides[1:-1], runs[1:-1]
+    fees = cost * np.abs(middle_sides)
+    closed = (middle_runs - fees - fees)[middle_sides != 0]
+    return Segment(
+        first_bar=bar_times[0],
+        last_bar=bar_times[-1],
+        n=int(p.size),
+        tp=int(np.sum(up & called)),
+        fp=int(np.sum(called & ~up)),
+        fn=int(np.sum(up & ~called)),
+        abs_error=float(np.sum(np.abs(realised - prediction))),
+        first_p=float(p[0]),
+        first_gross=float(gross[0]),
+        last_p=float(p[-1]),
+        growth=float(np.prod(1.0 + rest)),
+        s_count=int(rest.size),
+        s_mean=mean,
+        s_m2=float(np.sum((rest - mean) ** 2)),
+        first_side=float(sides[0]),
+        first_run=float(runs[0]),
+        last_side=float(sides[-1]),
+        last_run=float(runs[-1]),
+        single=bool(starts.size == 1),
+        profit=float(np.sum(closed[closed > 0])),
+        loss=float(-np.sum(closed[closed < 0])),
+        gross_growth=float(np.prod(1.0 + sr)),
+    )

@@ -25,7 +25,7 @@ from bot.core.live_aggregates import (
     bucket_name,
     day_of,
     fold,
-    one,
+    segment_of,
     window_metrics,
 )
 from bot.core.live_scores import WINDOWS
@@ -38,14 +38,16 @@ CHUNK = 20_000  # outcomes folded per transaction
 LONGEST = max(span for _, span in WINDOWS if span is not None)
 
 
-def _segment(row: ResolvedSignal) -> Segment:
-    return one(
-        bar_time=row.bar_time,
-        target=row.target,
-        prediction=row.prediction,
-        action=row.action,
-        realised_return=row.realised_return,
-        strategy_return=row.strategy_return,
+def _segment(rows: Sequence[ResolvedSignal], cost_bps: float) -> Segment:
+    """The segment of one model's resolved signals, in bar order."""
+    return segment_of(
+        bar_times=[row.bar_time for row in rows],
+        target=rows[0].target,
+        predictions=[row.prediction for row in rows],
+        actions=[row.action for row in rows],
+        realised_returns=[row.realised_return for row in rows],
+        strategy_returns=[row.strategy_return for row in rows],
+        cost_bps=cost_bps,
     )
 
 
@@ -66,15 +68,17 @@ async def _fold_model(
         days={day: stored[bucket_name(day)] for day in days if bucket_name(day) in stored},
         total=stored.get(repo.ALL),
     )
-    for row in rows:
-        model.add(_segment(row), cost_bps=cost_bps)
+    by_day: dict[datetime, list[ResolvedSignal]] = {}
+    for row in rows:  # in bar order
+        by_day.setdefault(day_of(row.bar_time), []).append(row)
+    for day_rows in by_day.values():  # each day's new signals in one step, over arrays
+        model.add(_segment(day_rows, cost_bps), cost_bps=cost_bps)
     for day in model.dirty:  # a bar older than its bucket's last: that day from its rows
         counted = await repo.aggregated_between(
             session=session, model_key=key, start=day, end=day + timedelta(days=1)
         )
-        recounted = fold((_segment(r) for r in counted), cost_bps=cost_bps)
-        if recounted is not None:  # the day's rows include these new ones, already marked
-            model.days[day] = recounted
+        if counted:  # the day's rows include these new ones, already marked
+            model.days[day] = _segment(counted, cost_bps)
     if model.total is None:  # a bar older than the all-time segment's last: refold the days
         every = _segments(await repo.buckets(session=session, model_key=key))
         every.pop(repo.ALL, None)

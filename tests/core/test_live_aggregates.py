@@ -19,6 +19,7 @@ from bot.core.live_aggregates import (
     fold,
     one,
     segment_metrics,
+    segment_of,
     window_days_start,
 )
 from bot.core.live_scores import WINDOWS
@@ -138,3 +139,42 @@ def test_a_segment_survives_its_json_form() -> None:
     assert figures["profit_factor"] == pytest.approx((1 / 3 - 2e-4) / (0.1 + 1e-4))
     assert figures["mae"] == pytest.approx((0.01 + 0.02) / 2)
     assert math.isclose(figures["accuracy"] or 0.0, 0.5)
+
+
+@settings(max_examples=150, deadline=None)
+@given(models=st.lists(model, min_size=1, max_size=1), cost_bps=st.sampled_from([0.0, 1.0, 25.0]))
+def test_a_segment_over_arrays_equals_the_fold_of_single_signals(
+    models: list[tuple[str, str, list[Any]]], cost_bps: float
+) -> None:
+    rows = frame_of(models).sort_values("bar_time")
+    target = str(rows["target"].iloc[0])
+    folded = fold(
+        (
+            one(
+                bar_time=r.bar_time,
+                target=r.target,
+                prediction=r.prediction,
+                action=r.action,
+                realised_return=r.realised_return,
+                strategy_return=r.strategy_return,
+            )
+            for r in rows.itertuples()
+        ),
+        cost_bps=cost_bps,
+    )
+    assert folded is not None
+    at_once = segment_of(
+        bar_times=list(rows["bar_time"]),
+        target=target,
+        predictions=rows["prediction"].to_numpy(),
+        actions=list(rows["action"]),
+        realised_returns=rows["realised_return"].to_numpy(),
+        strategy_returns=rows["strategy_return"].to_numpy(),
+        cost_bps=cost_bps,
+    )
+    for name, value in folded.to_json().items():
+        got = at_once.to_json()[name]
+        if isinstance(value, float):
+            assert got == pytest.approx(value, rel=1e-9, abs=1e-12), name
+        else:
+            assert got == value, name

@@ -133,12 +133,9 @@ def day_buckets_statement(first: str | None) -> Select[Any]:
 
 
 async def buckets_since(*, session: AsyncSession, first: str) -> list[AggregateRow]:
-    """Every model's day rows from bucket `first` on, and its `all` row, in bucket order."""
-    statement = (
-        select(AGGREGATES)
-        .where(AGGREGATES.c.bucket >= first)
-        .order_by(AGGREGATES.c.model_key, AGGREGATES.c.bucket)
-    )
+    """Every model's day rows from bucket `first` on, and its `all` row (in no order: a range of
+    `ix_live_aggregates_bucket`, not a pass over every day of every model)."""
+    statement = select(AGGREGATES).where(AGGREGATES.c.bucket >= first)
     return [_row(item) for item in (await session.execute(statement)).all()]
 
 

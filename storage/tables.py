@@ -222,6 +222,8 @@ class LiveAggregate(Base):
     sorts after every day)."""
 
     __tablename__ = "live_aggregates"
+    # a snapshot reads the last 31 days of every model: a range of this index, not every day
+    __table_args__ = (Index("ix_live_aggregates_bucket", "bucket"),)
 
     model_key: Mapped[str] = mapped_column(String(120), primary_key=True)
     bucket: Mapped[str] = mapped_column(String(10), primary_key=True)

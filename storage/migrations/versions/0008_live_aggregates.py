@@ -43,6 +43,7 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("model_key", "bucket"),
     )
+    op.create_index("ix_live_aggregates_bucket", "live_aggregates", ["bucket"], unique=False)
     op.create_table(
         "live_aggregate_state",
         sa.Column("name", sa.String(length=16), nullable=False),
@@ -54,6 +55,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("live_aggregate_state")
+    op.drop_index("ix_live_aggregates_bucket", table_name="live_aggregates")
     op.drop_table("live_aggregates")
     op.drop_index("ix_outcomes_unaggregated", table_name="outcomes")
     with op.batch_alter_table("outcomes", schema=None) as batch_op:

@@ -9,7 +9,7 @@ stops at the end.
 Figures, not verdicts: a benchmark that fails is reported as failed, and the script exits
 non-zero only then.
 
-    .venv/bin/python bench/run_all.py [--only ingest,outbox] [--timeout 600]
+    .venv/bin/python bench/run_all.py [--only ingest,outbox] [--timeout 600] [--with-large]
 """
 
 from __future__ import annotations
@@ -52,7 +52,10 @@ BENCHES = (
     Bench("ingest", ("--count", "500", "--rounds", "1", "--seconds", "1"), kafka=True),
     Bench("e2e", ("--rates", "100", "--seconds", "2", "--symbols", "2"), kafka=True),
     Bench("notifier", ("--rate", "20", "--seconds", "5"), kafka=True),
+    Bench("history", ("--sizes", "100k", "--batches", "3")),
 )
+# sizes that do not fit `make bench`'s few minutes, added with --with-large
+LARGE = (Bench("history", ("--sizes", "100k,1m,10m", "--batches", "3")),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +150,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="comma-separated bench names")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per bench")
+    parser.add_argument(
+        "--with-large",
+        action="store_true",
+        help="history at 100k, 1M and 10M resolved signals instead of 100k (about an hour)",
+    )
     args = parser.parse_args()
-    chosen = [b for b in BENCHES if not args.only or b.name in args.only.split(",")]
+    large = {b.name: b for b in LARGE} if args.with_large else {}
+    benches = [large.get(b.name, b) for b in BENCHES]
+    chosen = [b for b in benches if not args.only or b.name in args.only.split(",")]
     if not chosen:
         raise SystemExit(f"no bench named {args.only!r}; known: {[b.name for b in BENCHES]}")
     outcomes: list[Outcome] = []

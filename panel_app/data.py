@@ -16,6 +16,7 @@ class SignalFilter:
     symbols: tuple[str, ...] = ()
     model_keys: tuple[str, ...] = ()
     actions: tuple[str, ...] = ()
+    page: int = 0  # of SIGNAL_LIMIT signals, newest first
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +58,10 @@ def load(
             )
         ],
         signals=queries.signals(
-            symbols=chosen.symbols, model_keys=chosen.model_keys, actions=chosen.actions
+            symbols=chosen.symbols,
+            model_keys=chosen.model_keys,
+            actions=chosen.actions,
+            page=chosen.page,
         ),
         signal_choices=queries.signal_choices(),
         versions=queries.model_versions(),

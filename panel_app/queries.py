@@ -15,18 +15,19 @@ from typing import Any
 
 import pandas as pd
 from cachetools import TTLCache
-from sqlalchemy import Engine, Select, create_engine, event, select, text
+from sqlalchemy import Engine, Executable, Select, String, create_engine, event, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.contracts import BadInput, TransientError, utcnow
+from bot.core.live_aggregates import Segment, bucket_name, window_days_start
 from storage.db import SQLITE_BUSY_TIMEOUT_MS, sync_url
+from storage.live_aggregates import day_buckets_statement
 from storage.signals import latest_live_metrics_statement
 from storage.tables import (
     BacktestEquity,
     ModelEventRow,
     ModelVersion,
-    Outcome,
     PipelineRun,
     SignalRow,
 )
@@ -35,9 +36,20 @@ SIGNAL_LIMIT = 500
 VERSION_LIMIT = 500
 EVENT_LIMIT = 200
 RUN_LIMIT = 100
-LIVE_RETURN_LIMIT = 20_000
 EQUITY_LIMIT = 20_000
-LATENCY_LIMIT = 50_000
+LATENCY_LIMIT = 10_000  # the newest signals of the window: enough for 120 buckets
+# distinct values of an indexed column, one seek each (the loose index scan SQL lacks)
+DISTINCT_VALUES = """
+WITH RECURSIVE
+  s(value) AS (SELECT min(symbol) FROM signals
+               UNION ALL SELECT (SELECT min(symbol) FROM signals WHERE symbol > s.value)
+               FROM s WHERE s.value IS NOT NULL),
+  m(value) AS (SELECT min(model_key) FROM signals
+               UNION ALL SELECT (SELECT min(model_key) FROM signals WHERE model_key > m.value)
+               FROM m WHERE m.value IS NOT NULL)
+SELECT 's' AS kind, value FROM s WHERE value IS NOT NULL
+UNION ALL SELECT 'm' AS kind, value FROM m WHERE value IS NOT NULL
+"""
 WINDOWS: dict[str, timedelta | None] = {
     "7d": timedelta(days=7),
     "30d": timedelta(days=30),
@@ -69,14 +81,15 @@ def read_only_engine(database_url: str) -> Engine:
 
 
 def window_start(window: str, now: datetime | None = None) -> datetime | None:
-    """The start of a live window (`7d`, `30d`) or None for `all`."""
+    """The start of a live window (`7d`, `30d`: the UTC midnight of the day 7 or 30 days ago, as
+    live metrics count them) or None for `all`."""
     if window not in WINDOWS:
         raise BadInput(f"unknown window {window!r}; use one of {', '.join(WINDOWS)}")
     span = WINDOWS[window]
-    return None if span is None else (now or utcnow()) - span
+    return None if span is None else window_days_start(now or utcnow(), span)
 
 
-def _frame(engine: Engine, statement: Select[Any]) -> pd.DataFrame:
+def _frame(engine: Engine, statement: Executable) -> pd.DataFrame:
     try:
         with engine.connect() as connection:
             result = connection.execute(statement)
@@ -88,6 +101,18 @@ def _frame(engine: Engine, statement: Select[Any]) -> pd.DataFrame:
             f"cannot read the database at {url} ({type(cause).__name__}: {cause}); "
             "run `itff db upgrade` if its tables are missing"
         ) from exc
+
+
+def _daily_returns(engine: Engine, statement: Select[Any]) -> pd.DataFrame:
+    rows = _frame(engine, statement)
+    segments = [Segment.from_json(data) for data in rows.get("segment", [])]
+    return pd.DataFrame(
+        {
+            "model_key": rows.get("model_key", pd.Series(dtype=str)).astype(str).tolist(),
+            "bar_time": pd.to_datetime([s.last_bar for s in segments], utc=True),
+            "strategy_return": [s.gross_growth - 1.0 for s in segments],
+        }
+    )
 
 
 def _utc(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
@@ -160,22 +185,17 @@ class DashboardQueries:
         )
 
     def live_returns(self, window: str) -> pd.DataFrame:
-        """Outcomes of signals whose bar is in `window` (as live metrics count them), oldest first.
+        """Live returns of each model per UTC day of bars in `window` (as live metrics count
+        them), oldest first: one row per model and day, read from the running aggregates, never
+        from every outcome. Compounding them gives each day's closing equity.
 
-        Columns `model_key, bar_time, strategy_return`.
+        Columns `model_key, bar_time` (the day's last bar), `strategy_return` (the day's
+        compounded return).
         """
-        statement = select(Outcome.model_key, Outcome.bar_time, Outcome.strategy_return)
         since = window_start(window)
-        if since is not None:
-            statement = statement.where(Outcome.bar_time >= since)
-        statement = statement.order_by(Outcome.bar_time.desc()).limit(LIVE_RETURN_LIMIT)
+        statement = day_buckets_statement(None if since is None else bucket_name(since))
         return self._cached(
-            ("live_returns", window),
-            lambda: (
-                _utc(_frame(self.engine, statement), "bar_time")
-                .sort_values(["model_key", "bar_time"])
-                .reset_index(drop=True)
-            ),
+            ("live_returns", window), lambda: _daily_returns(self.engine, statement)
         )
 
     def backtest_equity(self, model_key: str, version: str) -> pd.DataFrame:
@@ -202,8 +222,10 @@ class DashboardQueries:
         model_keys: tuple[str, ...] = (),
         actions: tuple[str, ...] = (),
         limit: int = SIGNAL_LIMIT,
+        page: int = 0,
     ) -> pd.DataFrame:
-        """The latest signals, newest first, filtered by symbol, model and action."""
+        """The latest signals, newest first, filtered by symbol, model and action: page `page`
+        (from 0) of `limit` rows (at most `SIGNAL_LIMIT`)."""
         table = SignalRow.__table__
         statement = select(table).order_by(table.c.emitted_at.desc())
         if symbols:
@@ -212,28 +234,21 @@ class DashboardQueries:
             statement = statement.where(table.c.model_key.in_(model_keys))
         if actions:
             statement = statement.where(table.c.action.in_(actions))
-        statement = statement.limit(min(limit, SIGNAL_LIMIT))
+        size = min(limit, SIGNAL_LIMIT)
+        statement = statement.limit(size).offset(max(page, 0) * size)
         return self._cached(
-            ("signals", symbols, model_keys, actions, limit),
+            ("signals", symbols, model_keys, actions, limit, page),
             lambda: _utc(_frame(self.engine, statement), "bar_time", "emitted_at"),
         )
 
     def signal_choices(self) -> dict[str, list[str]]:
-        """The symbols and model keys that have signals, for the filter widgets."""
-        frame = self._cached(
-            "signal_choices",
-            lambda: _frame(
-                self.engine,
-                select(SignalRow.symbol, SignalRow.model_key)
-                .distinct()
-                .order_by(SignalRow.symbol, SignalRow.model_key)
-                .limit(VERSION_LIMIT),
-            ),
-        )
-        return {
-            "symbols": sorted(frame["symbol"].unique().tolist()),
-            "model_keys": sorted(frame["model_key"].unique().tolist()),
-        }
+        """The symbols and model keys that have signals, for the filter widgets: one index seek
+        per distinct value (a recursive scan over `ix_signals_symbol_bar` and
+        `ix_signals_model_bar`), not a pass over every signal."""
+        statement = text(DISTINCT_VALUES).columns(kind=String, value=String)
+        frame = self._cached("signal_choices", lambda: _frame(self.engine, statement))
+        values = {kind: sorted(frame.loc[frame["kind"] == kind, "value"]) for kind in ("s", "m")}
+        return {"symbols": values["s"][:VERSION_LIMIT], "model_keys": values["m"][:VERSION_LIMIT]}
 
     def model_events(self) -> pd.DataFrame:
         """The promotion history, newest first."""

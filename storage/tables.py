@@ -18,6 +18,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
+    text,
 )
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
@@ -138,8 +140,20 @@ class SignalRow(Base):
 
 
 class Outcome(Base):
+    """The outcome of a signal. `aggregated` says whether the running live-metric aggregates
+    (`live_aggregates`) count it yet; the partial index finds those that they do not."""
+
     __tablename__ = "outcomes"
-    __table_args__ = (Index("ix_outcomes_model_resolved", "model_key", "resolved_at"),)
+    __table_args__ = (
+        Index("ix_outcomes_model_resolved", "model_key", "resolved_at"),
+        Index(
+            "ix_outcomes_unaggregated",
+            "model_key",
+            "bar_time",
+            sqlite_where=text("aggregated = 0"),
+            postgresql_where=text("NOT aggregated"),
+        ),
+    )
 
     signal_id: Mapped[str] = mapped_column(
         ForeignKey("signals.signal_id", ondelete="CASCADE"), primary_key=True
@@ -151,6 +165,7 @@ class Outcome(Base):
     hit: Mapped[bool | None] = mapped_column(Boolean)
     strategy_return: Mapped[float] = mapped_column(Float)
     resolved_at: Mapped[datetime] = mapped_column(default=utcnow)
+    aggregated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class ModelVersion(Base):
@@ -206,6 +221,34 @@ class LiveMetricSnapshot(Base):
     window: Mapped[str] = mapped_column(String(16))  # e.g. 7d, 30d, all
     computed_at: Mapped[datetime] = mapped_column(default=utcnow)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class LiveAggregate(Base):
+    """Running live-metric aggregates of one model (`bot.core.live_aggregates.Segment` as JSON):
+    one row per UTC day of bars (`bucket` = `YYYY-MM-DD`) and one for all time (`all`, which
+    sorts after every day)."""
+
+    __tablename__ = "live_aggregates"
+    # a snapshot reads the last 31 days of every model: a range of this index, not every day
+    __table_args__ = (Index("ix_live_aggregates_bucket", "bucket"),)
+
+    model_key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    bucket: Mapped[str] = mapped_column(String(10), primary_key=True)
+    target: Mapped[str] = mapped_column(String(16))
+    interval: Mapped[str] = mapped_column(String(16))
+    segment: Mapped[dict[str, Any]] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LiveAggregateState(Base):
+    """One row: the cost the aggregates were built with (another cost rebuilds them). Every
+    update of the aggregates writes it first, so that they are updated one at a time."""
+
+    __tablename__ = "live_aggregate_state"
+
+    name: Mapped[str] = mapped_column(String(16), primary_key=True)
+    cost_bps: Mapped[float] = mapped_column(Float)
+    applied_at: Mapped[datetime]
 
 
 class PipelineRun(Base):

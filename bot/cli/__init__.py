@@ -37,6 +37,7 @@ COMMAND_MODULES = (
     "bot.cli.contract",
     "bot.cli.signals",
     "bot.cli.notifier",
+    "bot.cli.metrics",
 )
 
 

@@ -1,5 +1,6 @@
-"""`itff dashboard` (serve the dashboard) and `itff report snapshot` (its key charts as a PNG);
-the live-validation reports are in `bot.cli.reports`."""
+"""`itff dashboard` (serve the dashboard), `itff report snapshot` (its key charts as a PNG)
+and `itff report archive` (what retention archived); the live-validation reports are in
+`bot.cli.reports`."""
 
 from __future__ import annotations
 
@@ -54,6 +55,38 @@ def register(app: typer.Typer) -> None:
         target = output or snapshot_path(settings.report_dir, _day(day))
         render_snapshot(settings, target, window=window)
         typer.echo(f"snapshot written to {target}")
+
+    @report.command("archive")
+    def archived(
+        month: Annotated[
+            str | None, typer.Option(help="One archived month, YYYY-MM (default: all of them)")
+        ] = None,
+        kind: Annotated[
+            str, typer.Option(help="signals (with their outcomes) or outcomes")
+        ] = "signals",
+        output: Annotated[
+            Path | None, typer.Option(help="Also write the archived rows to this CSV file")
+        ] = None,
+    ) -> None:
+        """Per model, what the retention job archived under ITFF_ARCHIVE_DIR: signals, resolved
+        ones, hit rate, compounded strategy return, first and last bar."""
+        from bot.contracts import BadInput
+        from bot.pipeline import archive
+
+        settings = load_settings()
+        if month is not None and month not in archive.months(settings.archive_dir, kind):
+            known = ", ".join(archive.months(settings.archive_dir, kind)) or "none"
+            raise BadInput(
+                f"no archived {kind} for {month} in {settings.archive_dir} (months: {known})"
+            )
+        frame = archive.read(settings.archive_dir, kind, month=month)
+        if frame.empty:
+            typer.echo(f"nothing archived under {settings.archive_dir / kind} yet")
+            return
+        typer.echo(archive.summary(frame).to_string(index=False))
+        if output is not None:
+            frame.to_csv(output, index=False)
+            typer.echo(f"{len(frame)} archived rows written to {output}")
 
     register_reports(report)
     app.add_typer(report, name="report")

@@ -27,9 +27,9 @@ import pandas as pd
 from bot.core import scores
 from bot.core.backtesting import backtest
 from bot.core.intervals import periods_per_year
+from bot.core.live_aggregates import POSITIONS, window_days_start
 from bot.core.targets import neutral_score
 
-POSITIONS = {"buy": 1.0, "sell": -1.0, "hold": 0.0}
 WINDOWS: tuple[tuple[str, timedelta | None], ...] = (
     ("7d", timedelta(days=7)),
     ("30d", timedelta(days=30)),
@@ -164,14 +164,16 @@ def live_metrics(
     cost_bps: float,
     windows: tuple[tuple[str, timedelta | None], ...] = WINDOWS,
 ) -> dict[tuple[str, str], dict[str, float | None]]:
-    """Metrics per (model_key, window) over resolved signals whose bar is inside the window."""
+    """Metrics per (model_key, window) over resolved signals whose bar is inside the window: a
+    window of span d starts at the UTC midnight of the day d before `now` (whole days, as the
+    running aggregates of `bot.core.live_aggregates` count them)."""
     frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows, columns=LIVE_COLUMNS)
     out: dict[tuple[str, str], dict[str, float | None]] = {}
     if frame.empty:
         return out
     times = pd.to_datetime(frame["bar_time"], utc=True)
     for name, span in windows:
-        inside = frame if span is None else frame[times >= pd.Timestamp(now - span)]
+        inside = frame if span is None else frame[times >= window_days_start(now, span)]
         for key, group in inside.groupby("model_key", sort=True):
             out[(str(key), name)] = model_metrics(group, cost_bps=cost_bps)
     return out

@@ -1,6 +1,7 @@
 """The daily pipeline: refresh, train, promote, retention, the scheduler (the part of `bot` that
 touches `storage`)."""
 
+from bot.pipeline import archive
 from bot.pipeline.champions import ChampionSwitch, bucket_mirror
 from bot.pipeline.daily import DailyReport, daily_report, previous_day
 from bot.pipeline.lock import PipelineBusy
@@ -26,7 +27,7 @@ from bot.pipeline.scheduler import (
     pipeline_state_job,
     refresh_drift_gauge,
 )
-from bot.pipeline.snapshots import snapshot_live_metrics
+from bot.pipeline.snapshots import rebuild_live_metrics, snapshot_live_metrics
 from bot.pipeline.train import TrainOutcome, TrainTask, run_tasks
 from bot.pipeline.weekly import WeeklyReport, previous_week, weekly_report
 
@@ -50,6 +51,7 @@ __all__ = [
     "TrainTask",
     "WeeklyReport",
     "apply_retention",
+    "archive",
     "backfill",
     "bucket_mirror",
     "daily_report",
@@ -64,6 +66,7 @@ __all__ = [
     "pipeline_state_job",
     "previous_day",
     "previous_week",
+    "rebuild_live_metrics",
     "record_version",
     "refresh_drift_gauge",
     "refresh_symbol",

@@ -1,8 +1,12 @@
 """The retention policy, applied daily by the scheduler's retention job.
 
-* signals older than `ITFF_RETENTION_SIGNALS_DAYS` (with their outcomes) and live-metric snapshots
-  of the same age are deleted;
-* outcomes resolved more than `ITFF_RETENTION_OUTCOMES_DAYS` ago are deleted;
+* the running live-metric aggregates first count every stored outcome, so that the live metrics
+  (all-time figures included) keep what the deleted rows contributed;
+* outcomes resolved more than `ITFF_RETENTION_OUTCOMES_DAYS` ago are archived, then deleted;
+* signals older than `ITFF_RETENTION_SIGNALS_DAYS` (with their outcomes) are archived, then
+  deleted, and live-metric snapshots of the same age are deleted;
+* archived means written to Parquet per month under `ITFF_ARCHIVE_DIR` (`bot.pipeline.archive`,
+  read by `itff report archive`); with `ITFF_RETENTION_ARCHIVE=false` the rows are only deleted;
 * log files in `ITFF_LOG_DIR` older than `ITFF_RETENTION_LOGS_DAYS` are deleted (the date in a
   `pipeline_YYYYMMDD.log` name, the modification time otherwise);
 * artifact versions beyond the newest `ITFF_ARTIFACT_KEEP_VERSIONS` of each key are deleted, never
@@ -19,13 +23,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.artifacts import ArtifactRegistry
 from bot.contracts import Settings
+from bot.pipeline import archive
+from bot.pipeline.snapshots import fold_new_outcomes
 from storage import model_versions as model_repo
 from storage import retention as retention_repo
 
+CHUNK = 50_000  # expired rows archived and deleted per transaction
 DATED_LOG = re.compile(r"_(\d{8})\.log$")
 
 
@@ -35,6 +43,8 @@ class RetentionPolicy:
     outcomes_days: int
     logs_days: int
     keep_versions: int
+    archive_dir: Path | None = None  # None: expired signals and outcomes are only deleted
+    cost_bps: float = 1.0  # of the live aggregates brought up to date first
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetentionPolicy:
@@ -43,6 +53,8 @@ class RetentionPolicy:
             outcomes_days=settings.retention_outcomes_days,
             logs_days=settings.retention_logs_days,
             keep_versions=settings.artifact_keep_versions,
+            archive_dir=settings.archive_dir if settings.retention_archive else None,
+            cost_bps=settings.cost_bps,
         )
 
 
@@ -51,6 +63,7 @@ class RetentionReport:
     signals: int = 0
     outcomes: int = 0
     live_metrics: int = 0
+    archived: list[str] = field(default_factory=list)  # Parquet files written
     logs: list[str] = field(default_factory=list)
     artifacts: list[str] = field(default_factory=list)
 
@@ -93,14 +106,20 @@ async def apply_retention(
 ) -> RetentionReport:
     """Apply `policy` as of `now`; returns what was removed."""
     report = RetentionReport()
+    await fold_new_outcomes(session_factory=session_factory, cost_bps=policy.cost_bps)
+    stamp = now.strftime("%Y%m%dT%H%M%S")
+    report.outcomes = await _expire(
+        session_factory, policy, archive.OUTCOMES, now - timedelta(days=policy.outcomes_days), stamp
+    )
+    signals_cut = now - timedelta(days=policy.signals_days)
+    report.signals = await _expire(session_factory, policy, archive.SIGNALS, signals_cut, stamp)
+    report.archived = sorted(
+        str(path.relative_to(policy.archive_dir))
+        for kind in archive.KINDS
+        if policy.archive_dir is not None
+        for path in (policy.archive_dir / kind).glob(f"*/{stamp}*.parquet")
+    )
     async with session_factory() as session:
-        report.outcomes = await retention_repo.delete_outcomes_before(
-            session=session, before=now - timedelta(days=policy.outcomes_days)
-        )
-        signals_cut = now - timedelta(days=policy.signals_days)
-        report.signals = await retention_repo.delete_signals_before(
-            session=session, before=signals_cut
-        )
         report.live_metrics = await retention_repo.delete_live_metrics_before(
             session=session, before=signals_cut
         )
@@ -111,6 +130,39 @@ async def apply_retention(
     report.artifacts = await asyncio.to_thread(registry.prune, policy.keep_versions)
     await _mark_pruned(session_factory, report.artifacts)
     return report
+
+
+async def _expire(
+    session_factory: async_sessionmaker[AsyncSession],
+    policy: RetentionPolicy,
+    kind: str,
+    before: datetime,
+    stamp: str,
+) -> int:
+    """Archive (when the policy says so), then delete the expired rows of `kind`, `CHUNK` at a
+    time; returns the rows deleted."""
+    expired = {
+        archive.SIGNALS: retention_repo.expired_signals,
+        archive.OUTCOMES: retention_repo.expired_outcomes,
+    }[kind]
+    delete = {
+        archive.SIGNALS: retention_repo.delete_signals,
+        archive.OUTCOMES: retention_repo.delete_outcomes,
+    }[kind]
+    deleted, part = 0, 0
+    while True:
+        async with session_factory() as session, session.begin():
+            rows = await expired(session=session, before=before, limit=CHUNK)
+            if not rows:
+                return deleted
+            if policy.archive_dir is not None:
+                frame = pd.DataFrame(rows)
+                await asyncio.to_thread(
+                    archive.write, policy.archive_dir, kind, frame, stamp=f"{stamp}-{part:04d}"
+                )
+            ids = [str(row["signal_id"]) for row in rows]
+            deleted += await delete(session=session, signal_ids=ids)
+        part += 1
 
 
 def _delete_logs(log_dir: Path, older_than: datetime) -> list[str]:

@@ -44,7 +44,8 @@ class SignalsView:
         self.symbols = pn.widgets.MultiChoice(label="Symbol", options=[], width=220)
         self.model_keys = pn.widgets.MultiChoice(label="Model", options=[], width=360)
         self.actions = pn.widgets.MultiChoice(label="Action", options=ACTIONS, width=220)
-        for widget in (self.symbols, self.model_keys, self.actions):
+        self.page = pn.widgets.IntInput(label="Page (newest first)", value=1, start=1, width=140)
+        for widget in (self.symbols, self.model_keys, self.actions, self.page):
             widget.param.watch(lambda _event: on_filter(), "value")
         self.table = table(
             pd.DataFrame(columns=COLUMNS),
@@ -60,7 +61,7 @@ class SignalsView:
         self.no_signals = empty_state(NO_SIGNALS)
         self.no_match = empty_state(NO_MATCH)
         self.panel = pn.Column(
-            pn.Row(self.symbols, self.model_keys, self.actions),
+            pn.Row(self.symbols, self.model_keys, self.actions, self.page),
             self.caption,
             self.no_signals,
             self.no_match,
@@ -73,6 +74,7 @@ class SignalsView:
             symbols=tuple(self.symbols.value),
             model_keys=tuple(self.model_keys.value),
             actions=tuple(self.actions.value),
+            page=max(int(self.page.value or 1), 1) - 1,
         )
 
     def update(self, data: DashboardData) -> None:
@@ -83,9 +85,10 @@ class SignalsView:
         self.no_match.visible = anything and data.signals.empty
         self.table.visible = not data.signals.empty
         refill(self.table, as_text(data.signals[COLUMNS], ["emitted_at", "bar_time"]))
+        page = int(self.page.value or 1)
         self.caption.object = (
-            f"Latest {len(data.signals)} signals (at most {SIGNAL_LIMIT}), newest first, "
-            "refreshed automatically."
+            f"Latest {len(data.signals)} signals (page {page}, {SIGNAL_LIMIT} a page), "
+            "newest first, refreshed automatically."
             if anything
             else ""
         )

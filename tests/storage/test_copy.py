@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.contracts import Settings, utcnow
 from bot.data.files import read_bar_file
+from bot.pipeline.snapshots import fold_new_outcomes
 from storage import outbox
 from storage import pipeline_lock as lock_repo
 from storage.bars import upsert_frame
@@ -30,6 +31,7 @@ Sessions = async_sessionmaker[AsyncSession]
 async def _fill(sessions: Sessions) -> None:
     """Every table gets rows: the dashboard's figures, the sample bars, and one of each other."""
     await seed_dashboard(sessions)
+    await fold_new_outcomes(session_factory=sessions, cost_bps=1.0)  # the running aggregates
     now = utcnow()
     async with sessions() as session, session.begin():
         for symbol in ("SPX", "NDX"):

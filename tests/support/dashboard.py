@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.contracts import Signal, utcnow
+from bot.pipeline.snapshots import fold_new_outcomes
 from storage import model_versions as model_repo
 from storage import runs as run_repo
 from storage import signals as signal_repo
@@ -236,6 +237,8 @@ async def seed_dashboard(session_factory: async_sessionmaker[AsyncSession]) -> S
         await _live_metrics(session, now)
         await _runs(session, now)
         await session.commit()
+    # the equity view reads the running aggregates, as after the live-metrics snapshot
+    await fold_new_outcomes(session_factory=session_factory, cost_bps=1.0)
     return Seeded(
         now=now,
         a_latencies=[latency(A_KEY, i) for i in range(N_SIGNALS)],

@@ -1,7 +1,7 @@
 """signal_scores: each signal stores the score its action was decided on and the thresholds
 
 Revision ID: 0009
-Revises: 0005
+Revises: 0007
 Create Date: 2026-12-04
 
 Signal schema_version 2 (`score`, `buy_threshold`, `sell_threshold`); nullable, so the signals

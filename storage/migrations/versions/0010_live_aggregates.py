@@ -1,7 +1,7 @@
 """live_aggregates: running live metrics per model and day, updated per new outcome
 
-Revision ID: 0008
-Revises: 0005
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-04
 
 Outcomes get `aggregated` (false for those already stored: the first live-metric snapshot after
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008"
+revision: str = "0010"
 down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

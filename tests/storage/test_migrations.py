@@ -42,7 +42,9 @@ async def test_head_matches_the_tables(tmp_path: Path) -> None:
     await upgrade_async(url)
     engine = _engine(url)
     with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "compare_server_default": True}
+        )
         assert compare_metadata(context, Base.metadata) == []
     engine.dispose()
 
@@ -120,6 +122,8 @@ async def test_every_migration_goes_down_and_up_again(tmp_path: Path) -> None:
         await upgrade_async(url, revision)
         assert migrate.current(url) == revision
     with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "compare_server_default": True}
+        )
         assert compare_metadata(context, Base.metadata) == []
     engine.dispose()

@@ -200,7 +200,7 @@ def run_make(target: str, available: set[str]) -> list[str]:
         for line in recipe:
             needs, provides = command_tools(line)
             missing.extend(
-                f"make {target} -> {name}: `{line}` needs {t}" for t in needs - available
+                f"make {target} -> {name}: `{line}` needs {t}" for t in sorted(needs - available)
             )
             available.update(provides)
 

@@ -84,3 +84,9 @@ def test_the_gauge_needs_enough_resolved_signals() -> None:
     assert gauge_values(live, backtest, min_signals=19)[("NDX-direction-logreg", "recall")] == (
         pytest.approx(0.4)
     )
+
+
+def test_a_snapshot_without_a_signal_count_counts_none() -> None:
+    backtest = {"SPX-direction-logreg": {"accuracy": 0.5}}
+    live = {"SPX-direction-logreg": {"accuracy": 0.25}}
+    assert gauge_values(live, backtest, min_signals=1) == {}

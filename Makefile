@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 
-.PHONY: install run test test-fast lint lint-imports format bench clean system-deps
+.PHONY: install run test test-fast lint lint-imports format bench mutation clean system-deps
 
 install: $(VENV)/.installed ## virtualenv from the lock file, the itff package, the Kafka jars
 
@@ -16,13 +16,13 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(BIN)/itff kafka fetch
 	touch $@
 
-system-deps: ## Debian packages the tests drive: Chromium (browser tests), promtool (rule checks)
+system-deps: ## Debian packages install and the tests drive: Java, Maven, Chromium, promtool, shellcheck
 	bash deploy/system-deps.sh
 
 run: install ## the whole bot on this machine: Kafka, receiver, consumer, scheduler, dashboard
 	$(BIN)/itff up
 
-test: install system-deps lint-imports ## the whole suite: layer contracts, core, real Kafka, real browser
+test: system-deps install lint-imports ## the system packages first (Java and Maven for the Kafka jars), then the whole suite
 	$(BIN)/python -m pytest
 
 test-fast: install ## the tests that need no broker, no browser, no PostgreSQL (markers `kafka`, `browser`, `postgres`)
@@ -43,5 +43,8 @@ format: install
 bench: install
 	$(BIN)/python bench/run_all.py
 
+mutation: install ## mutation scores of the core, auth and dedupe, with survivors (slow; not in `make test`)
+	$(BIN)/python bench/mutation.py
+
 clean:
-	rm -rf $(VENV) var logs reports .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var logs reports mutants .pytest_cache .mypy_cache .ruff_cache

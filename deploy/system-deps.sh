@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Debian packages that the test suite drives for real: headless Chromium (dashboard browser tests)
-# and promtool (Prometheus config and alert rules checks), shellcheck (run by actionlint), PostgreSQL's
-# server binaries (the local server of `itff postgres` and the tests' PostgreSQL store); and, from
-# the Go module proxy, actionlint (CI workflows) and amtool (Alertmanager config). Installs only what
-# is missing.
+# Debian packages that `make install` and the test suite drive for real: Java 17 and Maven (`itff
+# kafka fetch` resolves the Apache Kafka jars, the tests' local broker runs them), headless Chromium
+# (dashboard browser tests) and promtool (Prometheus config and alert rules checks), shellcheck (run
+# by actionlint), jq (the runbooks' log filters), PostgreSQL's server binaries (the local server of
+# `itff postgres` and the tests' PostgreSQL store); and, from the Go module proxy, actionlint (CI
+# workflows) and amtool (Alertmanager config). Installs only what is missing.
 set -euo pipefail
 need=()
+command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || need+=(maven)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
+command -v jq >/dev/null 2>&1 || need+=(jq)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi

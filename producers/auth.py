@@ -88,12 +88,12 @@ class SignatureVerifier:
         missing = [name for name, value in wanted.items() if not value]
         if missing:
             raise ApiError(401, "unauthorized", f"missing header(s): {', '.join(missing)}")
-        reason = "no webhook-signature matches"
+        reasons = []
         for webhook, credential in self._webhooks:
-            reason = self._try(webhook, body, wanted)
-            if not reason:
+            if not (reason := self._try(webhook, body, wanted)):
                 return Verified(wanted["webhook-id"], credential)
-        raise ApiError(401, "unauthorized", reason)
+            reasons.append(reason)
+        raise ApiError(401, "unauthorized", reasons[-1])  # every secret tried: the last reason
 
     @staticmethod
     def _try(webhook: Webhook, body: bytes, headers: dict[str, str]) -> str:

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
-import sys
-from collections import Counter
+from collections import Counter, defaultdict
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.contracts import Alert, Settings
+from bot.contracts import Alert, Settings, Signal
 from bot.kafka import ensure_topics
 from bot.kafka import local as kafka_local
+from bot.kafka.admin import admin_client
+from consumers.app import inference_group
 from consumers.runner import running_consumer
 from storage.tables import Bar
 from tests.support.consumer import (
@@ -24,6 +24,7 @@ from tests.support.consumer import (
     alerts_for,
     count_rows,
     eventually,
+    group_partitions,
     publish_champions,
     read_topic,
     sample_bars,
@@ -31,50 +32,26 @@ from tests.support.consumer import (
     signal_rows,
     signals_of,
 )
-from tests.support.env import child_env
 from tests.support.kafka import local_test_broker
 from tests.support.postgres import both_stores
+from tests.support.processes import free_port, ready, scraped, start_consumer, trickle
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, both_stores]
-ITFF = Path(sys.executable).with_name("itff")
 
 
-def consumer_env(settings: Settings) -> dict[str, str]:
-    return child_env(settings, ITFF_LOG_JSON="true")
-
-
-def start_consumer(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [str(ITFF), "consumer", "--metrics-port", "0"],
-            env=consumer_env(settings),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-async def trickle(settings: Settings, alerts: list[Alert], *, chunk: int = 5) -> None:
-    """Publish the stream in small chunks so that it is still flowing when a consumer dies."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap, enable_idempotence=True, acks="all"
+async def committed_alerts(settings: Settings) -> int:
+    """Alert records the inference group has committed (all partitions)."""
+    async with admin_client(settings.bootstrap) as admin:
+        offsets = await admin.list_consumer_group_offsets(inference_group(settings))
+    return sum(
+        meta.offset
+        for tp, meta in offsets.items()
+        if tp.topic == settings.topics.alerts and meta.offset > 0
     )
-    await producer.start()
-    try:
-        for start in range(0, len(alerts), chunk):
-            for alert in alerts[start : start + chunk]:
-                await producer.send(
-                    settings.topics.alerts, alert.model_dump_json().encode(), alert.symbol.encode()
-                )
-            await producer.flush()
-            await asyncio.sleep(0.1)
-    finally:
-        await producer.stop()
 
 
-async def ready(log: Path, count: int) -> bool:
-    """The consumer processes logged `consumer ready` `count` times (imports can be slow)."""
-    text = await asyncio.to_thread(lambda: log.read_text() if log.exists() else "")
-    return text.count('"consumer ready"') >= count
+async def stored_alerts(session_factory: async_sessionmaker[AsyncSession]) -> int:
+    return len({r.alert_id for r in await signal_rows(session_factory)})
 
 
 def assert_one_signal_per_alert_and_model(
@@ -85,42 +62,82 @@ def assert_one_signal_per_alert_and_model(
     assert set(counts.values()) == {1}
 
 
+def assert_one_signal_id_per_alert_and_model(
+    signals: list[Signal], alerts: list[Alert], keys: list[str]
+) -> None:
+    """On the topic (at least once): every pair present, and every copy under the same id."""
+    ids: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for s in signals:
+        ids[(s.alert_id, s.model_key)].add(s.signal_id)
+    assert set(ids) == {(a.alert_id, k) for a in alerts for k in keys}
+    doubled = {pair: found for pair, found in ids.items() if len(found) > 1}
+    assert doubled == {}
+
+
+KILLS = 6  # attempts at a SIGKILL between storing a batch and committing its offsets
+
+
+@pytest.mark.timeout(1500)  # up to KILLS + 1 starts (180 s each) and the waits below
 async def test_sigkill_mid_stream_then_restart_gives_exactly_one_signal_per_alert_and_model(
     kafka_settings: Settings, session_factory: async_sessionmaker[AsyncSession], tmp_path: Path
 ) -> None:
+    """Consumers are SIGKILLed mid-stream until one dies with batches stored but not committed
+    (measured after its death: stored alerts > committed offsets). The next process gets those
+    records again: its redelivery counter shows it, and nothing is lost or doubled."""
     settings = kafka_settings
     bars = sample_bars("SPX")
     keys = list(publish_champions(settings, "SPX"))
     await seed_bars(session_factory, "SPX", bars.iloc[:SEED_BARS])
-    stream = alerts_for("SPX", bars.iloc[SEED_BARS : SEED_BARS + 300])
+    stream = alerts_for("SPX", bars.iloc[SEED_BARS : SEED_BARS + 600])
     log = tmp_path / "consumer.log"
+    # about a minute of stream: room for several kills at random points of store -> commit
+    producing = asyncio.create_task(trickle(settings, stream, chunk=3, pause=0.25))
+    uncommitted, starts = 0, 0
+    for _ in range(KILLS):
+        stored_before = await stored_alerts(session_factory)
+        process = start_consumer(settings, log)
+        starts += 1
+        try:
+            assert await eventually(lambda n=starts: ready(log, n), within=180), log.read_text()[
+                -3000:
+            ]
 
-    first = start_consumer(settings, log)
-    assert await eventually(lambda: ready(log, 1), within=180), log.read_text()[-3000:]
-    producing = asyncio.create_task(trickle(settings, stream))
+            async def progressed(floor: int = stored_before) -> bool:
+                return await stored_alerts(session_factory) >= floor + 10
 
-    async def some_stored() -> bool:
-        return len(await signal_rows(session_factory)) >= 30
-
-    assert await eventually(some_stored, within=120), log.read_text()[-3000:]
-    first.send_signal(signal.SIGKILL)
-    assert first.wait(timeout=30) == -signal.SIGKILL
-    stored_at_kill = len(await signal_rows(session_factory))
+            assert await eventually(progressed, within=120), log.read_text()[-3000:]
+            process.send_signal(signal.SIGKILL)
+            assert process.wait(timeout=30) == -signal.SIGKILL
+            stored_at_kill = await stored_alerts(session_factory)  # final: the process is dead
+            assert stored_at_kill < len(stream)  # the kill was mid-stream
+            uncommitted = stored_at_kill - await committed_alerts(settings)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)
+        if uncommitted > 0:
+            break
+    assert uncommitted > 0, f"none of {KILLS} kills fell between a store and its commit"
     await producing
 
-    second = start_consumer(settings, log)
+    port = free_port()
+    last = start_consumer(settings, log, metrics_port=port)
     try:
-        assert await eventually(lambda: ready(log, 2), within=180), log.read_text()[-3000:]
+        assert await eventually(lambda: ready(log, starts + 1), within=180), log.read_text()[-3000:]
 
         async def all_stored() -> bool:
             return len(await signal_rows(session_factory)) >= len(stream) * len(keys)
 
         assert await eventually(all_stored, within=180), log.read_text()[-3000:]
+        redelivered = await scraped(port, "itff_consumer_signals_total", redelivered="true")
     finally:
-        second.send_signal(signal.SIGTERM)
-        code = second.wait(timeout=60)
+        last.send_signal(signal.SIGTERM)
+        code = last.wait(timeout=60)
     assert code == 0, log.read_text()[-3000:]  # a clean shutdown on SIGTERM
-    assert stored_at_kill < len(stream) * len(keys)  # the kill was mid-stream
+    # each stored but uncommitted alert came again and was answered from storage
+    assert redelivered >= uncommitted * len(keys) > 0
+    print(f"SIGKILL test: {starts} kill(s), {uncommitted} stored alerts uncommitted, "
+          f"{redelivered:.0f} redelivered signals re-published")  # fmt: skip
 
     rows = await signal_rows(session_factory)
     assert_one_signal_per_alert_and_model([(r.alert_id, r.model_key) for r in rows], stream, keys)
@@ -130,15 +147,19 @@ async def test_sigkill_mid_stream_then_restart_gives_exactly_one_signal_per_aler
         settings.topics.signals,
         until=lambda v: len({s.signal_id for s in signals_of(v)}) >= len(stream) * len(keys),
     )
-    # on the topic: at least once, each alert and model under one signal id
-    on_topic = {(s.alert_id, s.model_key): s.signal_id for s in signals_of(values)}
-    assert set(on_topic) == {(a.alert_id, k) for a in stream for k in keys}
-    assert len(set(on_topic.values())) == len(stream) * len(keys)
+    assert_one_signal_id_per_alert_and_model(signals_of(values), stream, keys)
 
 
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("leave", ["graceful", "sigkill"])
 async def test_a_consumer_leaving_the_group_mid_stream_loses_and_doubles_nothing(
-    kafka_settings: Settings, session_factory: async_sessionmaker[AsyncSession]
+    kafka_settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
+    leave: str,
 ) -> None:
+    """Two consumers share the partitions; one leaves mid-stream (closing, or SIGKILLed and
+    evicted when its session times out) and the broker moves its partitions to the other."""
     settings = kafka_settings
     bars = sample_bars("SPX")
     symbols = ["SPX", "NDX", "AAA", "BBB", "CCC", "DDD"]
@@ -150,24 +171,51 @@ async def test_a_consumer_leaving_the_group_mid_stream_loses_and_doubles_nothing
         await seed_bars(session_factory, symbol, bars.iloc[:SEED_BARS])
     streams = {s: alerts_for(s, bars.iloc[SEED_BARS : SEED_BARS + 60]) for s in symbols}
     interleaved = [streams[s][i] for i in range(60) for s in symbols]
+    log = tmp_path / "leaving.log"
 
-    async with running_consumer(settings, outcomes=False) as stays:
-        leaving = running_consumer(settings, outcomes=False)
-        await leaving.__aenter__()
+    async with running_consumer(settings, outcomes=False), AsyncExitStack() as leaving:
+        if leave == "graceful":
+            await leaving.enter_async_context(running_consumer(settings, outcomes=False))
+        else:
+            process = start_consumer(settings, log)
+            leaving.callback(lambda: process.poll() is None and process.kill())
+            assert await eventually(lambda: ready(log, 1), within=180), log.read_text()[-3000:]
+
+        async def both_own_partitions() -> bool:
+            members = await group_partitions(settings)
+            return len(members) == 2 and all(members.values())
+
+        assert await eventually(both_own_partitions, within=120)
         producing = asyncio.create_task(trickle(settings, interleaved, chunk=12))
 
         async def some_stored() -> bool:
             return len(await signal_rows(session_factory)) >= 60
 
         assert await eventually(some_stored, within=120)
-        await leaving.__aexit__(None, None, None)
+        before = await group_partitions(settings)  # measured as it leaves
+        if leave == "graceful":
+            await leaving.aclose()
+        else:
+            process.send_signal(signal.SIGKILL)
+            assert process.wait(timeout=30) == -signal.SIGKILL
+        stored_at_leave = len(await signal_rows(session_factory))
+        assert stored_at_leave < len(interleaved)  # it left mid-stream
+
+        async def one_owns_all() -> bool:
+            members = await group_partitions(settings)
+            return [set(range(settings.alerts_partitions))] == list(members.values())
+
+        assert await eventually(one_owns_all, within=120)
+        [(survivor, owned)] = (await group_partitions(settings)).items()
+        [left] = set(before) - {survivor}
+        assert before[left]  # the leaving consumer owned partitions ...
+        assert owned - before[survivor] == before[left]  # ... and they moved to the survivor
         await producing
 
         async def all_stored() -> bool:
             return len(await signal_rows(session_factory)) >= len(interleaved)
 
         assert await eventually(all_stored, within=180)
-        assert stays.service.windows is not None
 
     rows = await signal_rows(session_factory)
     by_symbol = {k.split("-")[0]: k for k in keys}
@@ -176,6 +224,7 @@ async def test_a_consumer_leaving_the_group_mid_stream_loses_and_doubles_nothing
     assert await count_rows(session_factory, Bar) == len(symbols) * (SEED_BARS + 60)
 
 
+@pytest.mark.timeout(1000)  # two broker starts (180 s each) + the waits below (120 + 180 + 120 s)
 async def test_a_broker_restart_mid_stream_loses_and_doubles_nothing(
     settings: Settings, session_factory: async_sessionmaker[AsyncSession], tmp_path: Path
 ) -> None:

@@ -260,7 +260,7 @@ LOCAL_ONLY = {
 # set by compose itself, per service where it is a listener
 FIXED = {
     "kafka_bootstrap": ITFF_SERVICES, "artifact_dir": ITFF_SERVICES,
-    "report_dir": ITFF_SERVICES, "log_dir": ITFF_SERVICES,
+    "report_dir": ITFF_SERVICES, "log_dir": ITFF_SERVICES, "archive_dir": ITFF_SERVICES,
     "webhook_host": ("webhook",), "webhook_port": ("webhook",),
     "consumer_metrics_port": ("consumer",), "scheduler_metrics_port": ("scheduler",),
     "notifier_metrics_port": ("notifier",),

@@ -45,7 +45,9 @@ async def test_head_matches_the_tables(blank_database_url: str) -> None:
     await upgrade_async(url)
     engine = _engine(url)
     with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "compare_server_default": True}
+        )
         assert compare_metadata(context, Base.metadata) == []
     engine.dispose()
 
@@ -125,7 +127,9 @@ async def test_every_migration_goes_down_and_up_again(blank_database_url: str) -
         await upgrade_async(url, revision)
         assert migrate.current(url) == revision
     with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "compare_server_default": True}
+        )
         assert compare_metadata(context, Base.metadata) == []
     engine.dispose()
 

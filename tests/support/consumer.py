@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -35,6 +36,8 @@ from bot.core import (
     ood_summary,
     to_windows,
 )
+from bot.kafka.admin import admin_client
+from consumers.app import inference_group
 from storage.bars import upsert_frame
 from storage.tables import Bar, SignalRow
 
@@ -226,3 +229,24 @@ def keys(symbol: str, lines: Iterable[tuple[str, str]] = MODEL_LINES) -> list[st
 
 def utc(text: str) -> datetime:
     return pd.Timestamp(text, tz="UTC").to_pydatetime()
+
+
+async def group_partitions(settings: Settings) -> dict[str, set[int]]:
+    """The inference group's members as the broker sees them now: member id -> alert partitions."""
+    async with admin_client(settings.bootstrap) as admin:
+        responses = await admin.describe_consumer_groups([inference_group(settings)])
+    members: dict[str, set[int]] = {}
+    for response in responses:
+        for group in response.groups:
+            for member in group[5]:  # (member_id, ..., member_metadata, member_assignment)
+                member_id, assignment = member[0], member[-1]
+                decoded = (
+                    ConsumerProtocolMemberAssignment.decode(assignment) if assignment else None
+                )
+                members[member_id] = {
+                    partition
+                    for topic, partitions in (decoded.assignment if decoded else [])
+                    if topic == settings.topics.alerts
+                    for partition in partitions
+                }
+    return members

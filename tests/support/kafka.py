@@ -25,8 +25,9 @@ from bot.kafka import local as kafka_local
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
-CONTAINER_IMAGE = "confluentinc/cp-kafka:7.9.1"
 DEFAULT_VERSION: str = Settings.model_fields["kafka_version"].default
+# the same Apache Kafka as the local broker, compose and CI (KRaft, one node)
+CONTAINER_IMAGE = f"apache/kafka:{DEFAULT_VERSION}"
 
 
 def free_port() -> int:
@@ -84,10 +85,33 @@ def _external(bootstrap: str) -> str:
 
 
 def _container() -> Iterator[str]:
-    from testcontainers.community.kafka import KafkaContainer
+    # testcontainers' KafkaContainer drives Confluent's images only: the Apache image is configured
+    # as compose and CI configure it, advertising the host port it is published on
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
-    with KafkaContainer(CONTAINER_IMAGE).with_kraft() as container:
-        yield container.get_bootstrap_server()
+    port = free_port()
+    container = (
+        DockerContainer(CONTAINER_IMAGE)
+        .with_bind_ports(9092, port)
+        .with_envs(
+            KAFKA_NODE_ID="1",
+            KAFKA_PROCESS_ROLES="broker,controller",
+            KAFKA_LISTENERS="PLAINTEXT://:9092,CONTROLLER://:9093",
+            KAFKA_ADVERTISED_LISTENERS=f"PLAINTEXT://localhost:{port}",
+            KAFKA_LISTENER_SECURITY_PROTOCOL_MAP="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            KAFKA_CONTROLLER_LISTENER_NAMES="CONTROLLER",
+            KAFKA_CONTROLLER_QUORUM_VOTERS="1@localhost:9093",
+            KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR="1",
+            KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR="1",
+            KAFKA_TRANSACTION_STATE_LOG_MIN_ISR="1",
+            KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS="0",
+            KAFKA_AUTO_CREATE_TOPICS_ENABLE="false",
+        )
+        .waiting_for(LogMessageWaitStrategy("Kafka Server started"))
+    )
+    with container:
+        yield f"localhost:{port}"
 
 
 def local_test_broker(data_dir: Path) -> kafka_local.LocalBroker:

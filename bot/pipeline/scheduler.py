@@ -45,6 +45,7 @@ from bot.core import GAUGE_WINDOW, gauge_values
 from bot.pipeline import telemetry as m
 from bot.pipeline.champions import EventSink
 from bot.pipeline.daily import DailyReport, Snapshot, daily_report, previous_day
+from bot.pipeline.leader import LeaderLease
 from bot.pipeline.lock import PipelineBusy
 from bot.pipeline.retention import RetentionPolicy, RetentionReport, apply_retention
 from bot.pipeline.run import RunSummary, run_pipeline
@@ -450,30 +451,56 @@ class ItffScheduler:
         self.scheduler = make_scheduler(settings)
         self.runtime = Runtime(settings, session_factory, registry, events, self.scheduler, name)
         self.runtime.snapshot = snapshot
+        self.leader = LeaderLease(
+            session_factory,
+            ttl=settings.scheduler_leader_ttl_seconds,
+            on_elected=self._lead,
+            on_deposed=self._stand_by,
+        )
 
     async def start(self) -> None:
-        """Register the runtime, restore metrics, mark interrupted runs, then start the jobs."""
+        """Register the runtime, then run the jobs while this process holds the leader lease
+        (at once when no other scheduler leads), standing by otherwise (bot/pipeline/leader.py)."""
         runtime = self.runtime
         _RUNTIMES[runtime.name] = runtime
         m.DRIFT_MARGIN.set(runtime.settings.drift_margin)  # the drift alert's threshold
+        self.scheduler.add_listener(
+            _count_job, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED
+        )
+        await self.leader.start()
+
+    @property
+    def leading(self) -> bool:
+        """True while this process holds the leader lease and runs the jobs."""
+        return self.leader.leading
+
+    async def _lead(self) -> None:
+        """Restore metrics, mark interrupted runs, then start (or resume) the jobs."""
+        runtime = self.runtime
         await _restore_state(runtime.session_factory)
         url = sync_url(runtime.settings.database_url)
         if moved := await asyncio.to_thread(migrate_job_refs, url):
             log.info("scheduler_jobs_migrated", jobs=moved)
-        self.scheduler.add_listener(
-            _count_job, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED
-        )
-        self.scheduler.start(paused=True)
+        if not self.scheduler.running:
+            self.scheduler.start(paused=True)
         await asyncio.to_thread(ensure_jobs, self.scheduler, runtime.name, runtime.settings)
         await pipeline_state_job(runtime.name)  # the gauges from the database before any job
         self.scheduler.resume()
         log.info("scheduler_started", jobs=[job.id for job in self.scheduler.get_jobs()])
+
+    async def _stand_by(self) -> None:
+        """No job starts any more here; one already running finishes (the pipeline lock keeps a
+        run from overlapping the new leader's)."""
+        if self.scheduler.running:
+            self.scheduler.pause()
+        log.info("scheduler_paused", reason="not the leader")
 
     async def shutdown(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         async with self.runtime.pipeline_lock:  # let a running pipeline finish its record
             pass
+        await self.leader.stop()
         _RUNTIMES.pop(self.runtime.name, None)
         log.info("scheduler_stopped")
 

@@ -15,11 +15,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.contracts import Settings
+from bot.pipeline import PIPELINE, STATE
 from storage import pipeline_lock as lock_repo
 from storage.tables import PipelineLock
 from tests.support.cli import ROOT
@@ -153,3 +155,45 @@ async def test_two_schedulers_one_leader_and_a_takeover_after_sigkill(
             if scheduler.process.poll() is None:
                 scheduler.process.kill()
                 scheduler.process.wait(timeout=30)
+
+
+async def test_a_leader_whose_lease_was_taken_pauses_its_jobs_and_the_taker_runs_them(
+    settings: Settings, session_factory: async_sessionmaker[AsyncSession], make_scheduler_on
+) -> None:
+    """In one process: the lease of a leader that stalls longer than the TTL is taken by the
+    standby; when the former leader wakes up, it finds the lease gone and pauses its jobs."""
+    short = settings.model_copy(update={"scheduler_leader_ttl_seconds": TTL})
+    first = make_scheduler_on(short, session_factory)
+    second = make_scheduler_on(short.model_copy(update={"topic_prefix": "second"}), session_factory)
+    await first.start()
+    await second.start()
+    try:
+        assert first.leading
+        assert not second.leading
+        assert first.scheduler.state == STATE_RUNNING
+        assert not second.scheduler.running  # a standby never started its jobs
+        stalled = first.leader._task  # the leader stalls: no beat for longer than the TTL
+        assert stalled is not None
+        stalled.cancel()
+
+        async def taken() -> bool:
+            return second.leading
+
+        assert await eventually(taken, within=4 * TTL)
+        assert first.leading  # it does not know yet
+        first.leader._task = asyncio.create_task(first.leader._beat())  # it wakes up
+
+        async def swapped() -> bool:
+            return second.leading and not first.leading
+
+        assert await eventually(swapped, within=4 * TTL)
+        assert first.scheduler.state == STATE_PAUSED
+        assert second.scheduler.state == STATE_RUNNING
+        assert {job.id for job in second.scheduler.get_jobs()} >= {PIPELINE, STATE}
+        lease = await _lease(session_factory)
+        assert lease is not None
+        assert lease.run_id == second.leader.token
+    finally:
+        await second.shutdown()
+        await first.shutdown()
+    assert await _lease(session_factory) is None

@@ -199,9 +199,11 @@ def _cancel_retry(runtime: Runtime) -> None:
 
 
 async def pipeline_state_job(name: str) -> bool:
-    """Set the pipeline gauges from `pipeline_runs` (runs of every process); a success after
-    the failure a pending retry answers cancels the retry. Returns `last_run_failed`."""
+    """Fail the runs of dead processes (`fail_dead_runs`), then set the pipeline gauges from
+    `pipeline_runs` (runs of every process); a success after the failure a pending retry answers
+    cancels the retry. Returns `last_run_failed`."""
     runtime = _runtime(name)
+    await fail_dead_runs(runtime.session_factory)
     async with runtime.session_factory() as session:
         latest = await run_repo.latest_finished(session=session)
         success = await run_repo.last_success(session=session)
@@ -519,8 +521,17 @@ def _count_job(event: JobEvent) -> None:
 
 
 async def _restore_state(session_factory: async_sessionmaker[AsyncSession]) -> None:
+    """Fail the runs of dead processes, then the drift gauge from the last snapshot."""
+    await fail_dead_runs(session_factory)
+    await refresh_drift_gauge(session_factory)  # from the last snapshot, before the first job
+
+
+async def fail_dead_runs(session_factory: async_sessionmaker[AsyncSession]) -> int:
     """Runs left `running` by a dead process fail, except the one holding a live lock (a run of
-    another process, `itff pipeline run`)."""
+    this or another process, `itff pipeline run`): a run holds the lock from before it is
+    recorded until after it finishes, so a `running` run without it is one whose process died.
+    At start-up and in `pipeline-state`, so that a dead leader's run fails once its lock expired
+    even though the scheduler that took over had started before."""
     async with session_factory() as session:
         lock = await lock_repo.current(session=session)
         live = lock.run_id if lock is not None and lock.expires_at > utcnow() else None
@@ -530,4 +541,4 @@ async def _restore_state(session_factory: async_sessionmaker[AsyncSession]) -> N
         await session.commit()
     if interrupted:
         log.warning("pipeline_runs_interrupted", count=interrupted)
-    await refresh_drift_gauge(session_factory)  # from the last snapshot, before the first job
+    return interrupted

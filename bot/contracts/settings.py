@@ -153,6 +153,7 @@ class Settings(BaseSettings):
     pipeline_max_retries: int = Field(default=3, ge=0, le=20)
     pipeline_misfire_grace_seconds: int = Field(default=72000, ge=1)
     pipeline_lock_ttl_seconds: float = Field(default=300.0, ge=1)  # heartbeat: a third of it
+    scheduler_leader_ttl_seconds: float = Field(default=30.0, ge=1)  # beat and poll: a third
     pipeline_state_refresh_seconds: float = Field(default=30.0, gt=0, le=3600)
     verify_interval_minutes: float = Field(default=60.0, gt=0)
     live_metrics_interval_minutes: float = Field(default=15.0, gt=0)

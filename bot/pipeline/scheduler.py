@@ -45,6 +45,7 @@ from bot.core import GAUGE_WINDOW, gauge_values
 from bot.pipeline import telemetry as m
 from bot.pipeline.champions import EventSink
 from bot.pipeline.daily import DailyReport, Snapshot, daily_report, previous_day
+from bot.pipeline.leader import LeaderLease
 from bot.pipeline.lock import PipelineBusy
 from bot.pipeline.retention import RetentionPolicy, RetentionReport, apply_retention
 from bot.pipeline.run import RunSummary, run_pipeline
@@ -198,9 +199,11 @@ def _cancel_retry(runtime: Runtime) -> None:
 
 
 async def pipeline_state_job(name: str) -> bool:
-    """Set the pipeline gauges from `pipeline_runs` (runs of every process); a success after
-    the failure a pending retry answers cancels the retry. Returns `last_run_failed`."""
+    """Fail the runs of dead processes (`fail_dead_runs`), then set the pipeline gauges from
+    `pipeline_runs` (runs of every process); a success after the failure a pending retry answers
+    cancels the retry. Returns `last_run_failed`."""
     runtime = _runtime(name)
+    await fail_dead_runs(runtime.session_factory)
     async with runtime.session_factory() as session:
         latest = await run_repo.latest_finished(session=session)
         success = await run_repo.last_success(session=session)
@@ -450,30 +453,56 @@ class ItffScheduler:
         self.scheduler = make_scheduler(settings)
         self.runtime = Runtime(settings, session_factory, registry, events, self.scheduler, name)
         self.runtime.snapshot = snapshot
+        self.leader = LeaderLease(
+            session_factory,
+            ttl=settings.scheduler_leader_ttl_seconds,
+            on_elected=self._lead,
+            on_deposed=self._stand_by,
+        )
 
     async def start(self) -> None:
-        """Register the runtime, restore metrics, mark interrupted runs, then start the jobs."""
+        """Register the runtime, then run the jobs while this process holds the leader lease
+        (at once when no other scheduler leads), standing by otherwise (bot/pipeline/leader.py)."""
         runtime = self.runtime
         _RUNTIMES[runtime.name] = runtime
         m.DRIFT_MARGIN.set(runtime.settings.drift_margin)  # the drift alert's threshold
+        self.scheduler.add_listener(
+            _count_job, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED
+        )
+        await self.leader.start()
+
+    @property
+    def leading(self) -> bool:
+        """True while this process holds the leader lease and runs the jobs."""
+        return self.leader.leading
+
+    async def _lead(self) -> None:
+        """Restore metrics, mark interrupted runs, then start (or resume) the jobs."""
+        runtime = self.runtime
         await _restore_state(runtime.session_factory)
         url = sync_url(runtime.settings.database_url)
         if moved := await asyncio.to_thread(migrate_job_refs, url):
             log.info("scheduler_jobs_migrated", jobs=moved)
-        self.scheduler.add_listener(
-            _count_job, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED
-        )
-        self.scheduler.start(paused=True)
+        if not self.scheduler.running:
+            self.scheduler.start(paused=True)
         await asyncio.to_thread(ensure_jobs, self.scheduler, runtime.name, runtime.settings)
         await pipeline_state_job(runtime.name)  # the gauges from the database before any job
         self.scheduler.resume()
         log.info("scheduler_started", jobs=[job.id for job in self.scheduler.get_jobs()])
+
+    async def _stand_by(self) -> None:
+        """No job starts any more here; one already running finishes (the pipeline lock keeps a
+        run from overlapping the new leader's)."""
+        if self.scheduler.running:
+            self.scheduler.pause()
+        log.info("scheduler_paused", reason="not the leader")
 
     async def shutdown(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         async with self.runtime.pipeline_lock:  # let a running pipeline finish its record
             pass
+        await self.leader.stop()
         _RUNTIMES.pop(self.runtime.name, None)
         log.info("scheduler_stopped")
 
@@ -492,8 +521,17 @@ def _count_job(event: JobEvent) -> None:
 
 
 async def _restore_state(session_factory: async_sessionmaker[AsyncSession]) -> None:
+    """Fail the runs of dead processes, then the drift gauge from the last snapshot."""
+    await fail_dead_runs(session_factory)
+    await refresh_drift_gauge(session_factory)  # from the last snapshot, before the first job
+
+
+async def fail_dead_runs(session_factory: async_sessionmaker[AsyncSession]) -> int:
     """Runs left `running` by a dead process fail, except the one holding a live lock (a run of
-    another process, `itff pipeline run`)."""
+    this or another process, `itff pipeline run`): a run holds the lock from before it is
+    recorded until after it finishes, so a `running` run without it is one whose process died.
+    At start-up and in `pipeline-state`, so that a dead leader's run fails once its lock expired
+    even though the scheduler that took over had started before."""
     async with session_factory() as session:
         lock = await lock_repo.current(session=session)
         live = lock.run_id if lock is not None and lock.expires_at > utcnow() else None
@@ -503,4 +541,4 @@ async def _restore_state(session_factory: async_sessionmaker[AsyncSession]) -> N
         await session.commit()
     if interrupted:
         log.warning("pipeline_runs_interrupted", count=interrupted)
-    await refresh_drift_gauge(session_factory)  # from the last snapshot, before the first job
+    return interrupted

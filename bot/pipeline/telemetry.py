@@ -70,3 +70,13 @@ ARTIFACT_PUSHES = Counter(
     "Pushes of a key's artifacts to object storage after a promotion or rollback, by result.",
     ["result"],
 )
+SCHEDULER_LEADER = Gauge(
+    "itff_scheduler_leader",
+    "1 while this scheduler process holds the leader lease and runs the jobs, 0 on standby.",
+)
+LEADER_CHANGES = Counter(
+    "itff_scheduler_leader_changes_total",
+    "Leadership changes of this scheduler process: elected (took the lease) or deposed (lost it, "
+    "could not renew it for a whole TTL, or stopped).",
+    ["change"],
+)

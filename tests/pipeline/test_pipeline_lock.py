@@ -197,3 +197,39 @@ async def test_start_up_fails_abandoned_runs_but_not_the_one_holding_a_live_lock
         status = {run_id: (await run_repo.get_run(session=session, run_id=run_id)).status
                   for run_id in ("abandoned", "elsewhere")}  # fmt: skip
     assert status == {"abandoned": "failed", "elsewhere": "running"}
+
+
+async def test_a_running_scheduler_fails_a_run_once_its_lock_expired(
+    settings, session_factory, make_scheduler_on
+) -> None:
+    """The leader died during its run and a standby (already started) took over: the dead run
+    fails at the next `pipeline-state` once its pipeline lock expired, not at the next restart."""
+    scheduler = make_scheduler_on(settings, session_factory)
+    await scheduler.start()
+    try:
+        now = utcnow()
+        async with session_factory() as session:
+            await run_repo.start_run(
+                session=session, run_id="dead-leader", trigger="schedule", log_path=None
+            )
+            await lock_repo.acquire(
+                session=session, run_id="dead-leader", holder="schedule, pid 1 on old-leader",
+                now=now, ttl=timedelta(minutes=5),
+            )  # fmt: skip
+            await session.commit()
+        await pipeline_state_job(scheduler.runtime.name)
+        async with session_factory() as session:
+            live = await run_repo.get_run(session=session, run_id="dead-leader")
+            assert live.status == "running"  # its lock is live: it may still be running
+            await lock_repo.heartbeat(  # its last beat, as seen once the lease ran out
+                session=session, run_id="dead-leader", now=now - timedelta(minutes=10),
+                ttl=timedelta(minutes=5),
+            )  # fmt: skip
+            await session.commit()
+        await pipeline_state_job(scheduler.runtime.name)
+    finally:
+        await scheduler.shutdown()
+    async with session_factory() as session:
+        run = await run_repo.get_run(session=session, run_id="dead-leader")
+    assert run.status == "failed"
+    assert "interrupted" in (run.error or "")

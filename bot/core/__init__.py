@@ -34,6 +34,7 @@ from bot.core.ood import ood_distances, ood_summary
 from bot.core.parity import LiveSignal, ParityResult, batch_scores, check_parity
 from bot.core.planning import COST_ORDER, Combination, plan
 from bot.core.promotion import RECENT_PREFIX, PromotionRule, decide
+from bot.core.recalibration import Proposal, proposal_markdown, propose, wants_recalibration
 from bot.core.review import latency_percentiles, recommend, review_markdown
 from bot.core.sequences import make_dataset, to_windows, window_names
 from bot.core.targets import make_target, neutral_score
@@ -60,6 +61,7 @@ __all__ = [
     "OodSummary",
     "ParityResult",
     "PromotionRule",
+    "Proposal",
     "Thresholds",
     "TrainResult",
     "WalkForwardConfig",
@@ -97,6 +99,8 @@ __all__ = [
     "plan",
     "positions_from_scores",
     "predict_scores",
+    "proposal_markdown",
+    "propose",
     "recommend",
     "resolve",
     "resolve_all",
@@ -108,6 +112,7 @@ __all__ = [
     "to_windows",
     "trade_returns",
     "train_model",
+    "wants_recalibration",
     "weekly_markdown",
     "weekly_paths",
     "weekly_rows",

@@ -49,7 +49,7 @@ from bot.pipeline.lock import PipelineBusy
 from bot.pipeline.retention import RetentionPolicy, RetentionReport, apply_retention
 from bot.pipeline.run import RunSummary, run_pipeline
 from bot.pipeline.snapshots import snapshot_live_metrics
-from bot.pipeline.weekly import WeeklyReport, previous_week, weekly_report
+from bot.pipeline.weekly import ChartRenderer, WeeklyReport, previous_week, weekly_report
 from bot.runtime import get_logger
 from storage import model_versions as model_repo
 from storage import pipeline_lock as lock_repo
@@ -117,6 +117,7 @@ class Runtime:
     name: str = "itff"
     pipeline_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     snapshot: Snapshot | None = None  # the dashboard's PNG renderer, given by the CLI
+    charts: ChartRenderer | None = None  # the weekly report's PNG charts, given by the CLI
 
     async def run_pipeline(self, trigger: str) -> RunSummary | None:
         """One run, or None (logged and counted) while another run holds the lock."""
@@ -295,7 +296,11 @@ async def weekly_report_job(name: str) -> WeeklyReport:
     """The report of the previous ISO week (`itff report weekly`)."""
     runtime = _runtime(name)
     return await weekly_report(
-        runtime.settings, session_factory=runtime.session_factory, week=previous_week()
+        runtime.settings,
+        session_factory=runtime.session_factory,
+        week=previous_week(),
+        registry=runtime.registry,
+        charts=runtime.charts,
     )
 
 
@@ -446,10 +451,12 @@ class ItffScheduler:
         events: EventSink,
         name: str = "itff",
         snapshot: Snapshot | None = None,
+        charts: ChartRenderer | None = None,
     ) -> None:
         self.scheduler = make_scheduler(settings)
         self.runtime = Runtime(settings, session_factory, registry, events, self.scheduler, name)
         self.runtime.snapshot = snapshot
+        self.runtime.charts = charts
 
     async def start(self) -> None:
         """Register the runtime, restore metrics, mark interrupted runs, then start the jobs."""

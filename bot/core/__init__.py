@@ -29,6 +29,7 @@ from bot.core.features import (
     build_features_tail,
 )
 from bot.core.intervals import binance_interval, parse_interval, periods_per_year
+from bot.core.live_period import SAME_PERIOD, batch_live_rows
 from bot.core.live_scores import LIVE_COLUMNS, live_metrics, resolve, resolve_all
 from bot.core.ood import ood_distances, ood_summary
 from bot.core.parity import LiveSignal, ParityResult, batch_scores, check_parity
@@ -51,6 +52,7 @@ __all__ = [
     "MIN_SIGNALS",
     "MODEL_TYPES",
     "RECENT_PREFIX",
+    "SAME_PERIOD",
     "WARMUP_BARS",
     "Combination",
     "DayFacts",
@@ -68,6 +70,7 @@ __all__ = [
     "_rolling_mean_std",
     "audit_path",
     "backtest",
+    "batch_live_rows",
     "batch_scores",
     "binance_interval",
     "build_features",

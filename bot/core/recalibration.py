@@ -10,6 +10,7 @@ included): buy precision and recall (a buy call counts as "up") and the trading 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ import numpy.typing as npt
 from bot.core import scores
 from bot.core.backtesting import backtest, positions_from_scores
 from bot.core.bundle import Thresholds
+from bot.core.drift_rule import MIN_SIGNALS
 from bot.core.intervals import periods_per_year
 from bot.core.walkforward import choose_thresholds
 
@@ -48,9 +50,12 @@ class Proposal:
         }
 
 
-def wants_recalibration(verdict: str) -> bool:
-    """Whether a weekly verdict reports drift in precision or recall."""
-    return verdict.startswith("drift") and any(name in verdict for name in RECALIBRATED)
+def wants_recalibration(row: Mapping[str, Any], min_signals: int = MIN_SIGNALS) -> bool:
+    """Whether a weekly row (`bot.core.weekly_report`) has enough signals and a precision or
+    recall drift against the stored backtest (what the thresholds were chosen to give)."""
+    return row["signals"] >= min_signals and any(
+        item.startswith(RECALIBRATED) for item in row["stored_drift"]
+    )
 
 
 def threshold_effect(

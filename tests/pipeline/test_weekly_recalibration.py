@@ -22,10 +22,10 @@ from storage import model_versions as model_repo
 from storage.signals import OutcomeRecord, insert_outcomes, insert_signals
 from tests.support.consumer import (
     SEED_BARS,
+    daily_bars,
     publish_champions,
     read_topic,
     registry,
-    sample_bars,
     seed_bars,
 )
 
@@ -40,12 +40,10 @@ async def _live_period(
 ) -> tuple[str, dict[str, str]]:
     """Champions recorded as the pipeline does, the live bars stored, and one resolved signal per
     live bar and champion (scores spread around the centre, outcomes from the bars); the week."""
-    bars = sample_bars("SPX")
+    bars = daily_bars()
     lines = (("direction", "logreg"), ("direction", "ridge"))
     champions = publish_champions(settings, "SPX", lines=lines, train=bars.iloc[:SEED_BARS])
-    live = bars.iloc[SEED_BARS : SEED_BARS + LIVE_BARS + 1].copy()
-    # a market open every day (as crypto is), so that the 30-day window holds 30 signals
-    live.index = pd.date_range(bars.index[SEED_BARS], periods=len(live), freq="D", name="time")
+    live = bars.iloc[SEED_BARS : SEED_BARS + LIVE_BARS + 1]
     await seed_bars(session_factory, "SPX", live)
     times = [t.to_pydatetime() for t in live.index[:-1]]
     rng = np.random.default_rng(17)
@@ -129,7 +127,9 @@ async def test_precision_drift_gets_thresholds_chosen_on_the_live_signals(
     report, champions = await _report(settings, session_factory)
 
     verdicts = {(r["model_key"], r["window"]): r["verdict"] for r in report.rows}
-    assert "precision" in verdicts[(DRIFTING, "30d")]
+    assert "precision" in verdicts[(DRIFTING, "30d")]  # live vs the batch path (random scores)
+    stored = {r["model_key"]: r["stored_drift"] for r in report.rows if r["window"] == "30d"}
+    assert any(item.startswith("precision") for item in stored[DRIFTING])
     assert [p.model_key for p in report.proposals] == [DRIFTING]  # the steady line has none
     proposal = report.proposals[0]
     assert proposal.version == champions[DRIFTING]

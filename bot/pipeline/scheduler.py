@@ -262,6 +262,7 @@ async def retention_job(name: str) -> RetentionReport:
         registry=runtime.registry,
         log_dir=runtime.settings.log_dir,
         now=utcnow(),
+        report_dir=runtime.settings.report_dir,
     )
     for kind, count in report.counts().items():
         m.RETENTION_DELETED.labels(kind).inc(count)

@@ -227,14 +227,14 @@ async def same_period_metrics(
         times = set(pd.to_datetime(batch["bar_time"], utc=True))
         live_parts.append(mine[pd.to_datetime(mine["bar_time"], utc=True).isin(times)])
         batch_parts.append(batch)
-    if not batch_parts:
-        return {}
-    measured = {}
+    measured: dict[str, dict[tuple[str, str], dict[str, float | None]]] = {}
     for name, parts in (("live", live_parts), ("batch", batch_parts)):
-        measured[name] = await asyncio.to_thread(
-            live_metrics, pd.concat(parts, ignore_index=True).loc[:, list(LIVE_COLUMNS)],
-            now=now, cost_bps=settings.cost_bps, windows=WINDOWS,
-        )  # fmt: skip
+        measured[name] = {}
+        for part in parts:  # one champion each: its own (model_key, window) entries
+            measured[name] |= await asyncio.to_thread(
+                live_metrics, part.loc[:, list(LIVE_COLUMNS)], now=now,
+                cost_bps=settings.cost_bps, windows=WINDOWS,
+            )  # fmt: skip
     return {
         key: {"live": measured["live"].get(key, {}), "batch": value}
         for key, value in measured["batch"].items()

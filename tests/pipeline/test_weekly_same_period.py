@@ -29,7 +29,9 @@ def _flip(signal: Signal) -> Signal:
     return signal.model_copy(update={"prediction": 0.0 if up else 1.0, "action": action})
 
 
-async def _live_path(settings: Settings, session_factory: async_sessionmaker[AsyncSession]) -> str:
+async def serve_live_period(
+    settings: Settings, session_factory: async_sessionmaker[AsyncSession]
+) -> str:
     bars = daily_bars()
     history = bars.iloc[: SEED_BARS + LIVE_BARS + 1]
     lines = (("direction", "logreg"), ("direction", "ridge"))
@@ -83,7 +85,7 @@ async def _live_path(settings: Settings, session_factory: async_sessionmaker[Asy
 async def test_the_verdict_compares_with_the_batch_path_over_the_live_bars(
     settings: Settings, session_factory: async_sessionmaker[AsyncSession]
 ) -> None:
-    week = await _live_path(settings, session_factory)
+    week = await serve_live_period(settings, session_factory)
 
     report = await weekly_report(
         settings, session_factory=session_factory, week=week, registry=registry(settings)

@@ -4,6 +4,7 @@ new version of the line promoted through the champion switch (real registry, SQL
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime
 
@@ -20,6 +21,7 @@ from bot.kafka import ModelEventPublisher
 from bot.pipeline import ChampionSwitch, WeeklyReport, apply_proposals, weekly_report
 from storage import model_versions as model_repo
 from storage.signals import OutcomeRecord, insert_outcomes, insert_signals
+from tests.support.cli import run_itff
 from tests.support.consumer import (
     SEED_BARS,
     daily_bars,
@@ -28,6 +30,7 @@ from tests.support.consumer import (
     registry,
     seed_bars,
 )
+from tests.support.env import child_env
 
 LIVE_BARS = 45
 DRIFTING = "SPX-direction-logreg"  # its stored backtest precision is far above the live one
@@ -190,3 +193,25 @@ async def test_apply_publishes_a_new_version_and_promotes_it(
 
     values = await read_topic(settings.bootstrap, settings.topics.models, until=announced)
     assert announced(values)
+
+
+@pytest.mark.kafka
+async def test_the_command_proposes_then_applies(
+    kafka_settings: Settings, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    settings = kafka_settings
+    week, champions = await _live_period(settings, session_factory)
+    env = child_env(settings)
+    args = ("report", "weekly", "--week", week, "--no-charts")
+
+    shown = await asyncio.to_thread(run_itff, env, *args)
+    assert shown.returncode == 0, shown.stderr
+    assert f"{DRIFTING}: proposed thresholds sell " in shown.stdout
+    assert f"apply them with `itff report weekly --week {week} --apply`" in shown.stdout
+    assert registry(settings).champion(DRIFTING) == champions[DRIFTING]  # nothing applied
+
+    applied = await asyncio.to_thread(run_itff, env, *args, "--apply")
+    assert applied.returncode == 0, applied.stderr
+    new = registry(settings).champion(DRIFTING)
+    assert new != champions[DRIFTING]
+    assert f"{DRIFTING}: promoted {new} with the recalibrated thresholds" in applied.stdout

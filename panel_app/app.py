@@ -17,6 +17,7 @@ import panel as pn
 from bot.contracts import ItffError, utcnow
 from bot.runtime import get_logger
 from panel_app.data import DashboardData, load
+from panel_app.live_period import LivePeriod
 from panel_app.queries import WINDOWS, DashboardQueries
 from panel_app.views.equity import EquityView
 from panel_app.views.latency import LatencyView
@@ -41,8 +42,10 @@ class Dashboard:
         drift_margin: float,
         refresh_seconds: float,
         report_dir: Path = Path("reports"),
+        live_period: LivePeriod | None = None,
     ) -> None:
         self.queries = queries
+        self.live_period = live_period
         self.drift_margin = drift_margin
         self.refresh_seconds = refresh_seconds
         self.window = pn.widgets.RadioButtonGroup(
@@ -100,6 +103,7 @@ class Dashboard:
                     window=self.window.value,
                     drift_margin=self.drift_margin,
                     signal_filter=self.signals.selection(),
+                    live_period=self.live_period,
                 )
             except ItffError as exc:
                 self.problem.object = f"**Cannot read the data:** {exc}"
@@ -132,6 +136,7 @@ def session(
     drift_margin: float,
     refresh_seconds: float,
     report_dir: Path = Path("reports"),
+    live_period: LivePeriod | None = None,
 ) -> pn.viewable.Viewable:
     """Build one session's page and start its periodic refresh (call inside a Panel session)."""
     dashboard = Dashboard(
@@ -139,6 +144,7 @@ def session(
         drift_margin=drift_margin,
         refresh_seconds=refresh_seconds,
         report_dir=report_dir,
+        live_period=live_period,
     )
     refresh: Any = dashboard.refresh  # Panel awaits coroutine functions; its stubs say otherwise
     pn.state.onload(refresh)

@@ -21,13 +21,16 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.contracts import BadInput, TransientError, utcnow
 from bot.core.live_aggregates import Segment, bucket_name, window_days_start
+from storage.bars import BAR_FIELDS
 from storage.db import SQLITE_BUSY_TIMEOUT_MS, sync_url
 from storage.live_aggregates import day_buckets_statement
 from storage.signals import latest_live_metrics_statement
 from storage.tables import (
     BacktestEquity,
+    Bar,
     ModelEventRow,
     ModelVersion,
+    Outcome,
     PipelineRun,
     SignalRow,
 )
@@ -37,6 +40,8 @@ VERSION_LIMIT = 500
 EVENT_LIMIT = 200
 RUN_LIMIT = 100
 EQUITY_LIMIT = 20_000
+LIVE_ROW_LIMIT = 20_000  # resolved signals read for the backtest on the live period
+BAR_LIMIT = 25_000  # the newest bars of a symbol: the live rows' bars and their feature history
 LATENCY_LIMIT = 10_000  # the newest signals of the window: enough for 120 buckets
 # distinct values of an indexed column, one seek each (the loose index scan SQL lacks)
 DISTINCT_VALUES = """
@@ -197,6 +202,43 @@ class DashboardQueries:
         return self._cached(
             ("live_returns", window), lambda: _daily_returns(self.engine, statement)
         )
+
+    def live_rows(self, window: str) -> pd.DataFrame:
+        """Resolved signals whose bar is in `window`, with what the live metrics read
+        (`bot.core.LIVE_COLUMNS`) and `model_version`, `symbol`; by model and bar."""
+        statement = select(
+            SignalRow.model_key, SignalRow.target, SignalRow.interval, SignalRow.bar_time,
+            SignalRow.prediction, SignalRow.probability, SignalRow.action,
+            Outcome.realised_return, Outcome.strategy_return, SignalRow.model_version,
+            SignalRow.symbol,
+        ).join(Outcome, Outcome.signal_id == SignalRow.signal_id)  # fmt: skip
+        since = window_start(window)
+        if since is not None:
+            statement = statement.where(SignalRow.bar_time >= since)
+        statement = statement.order_by(SignalRow.bar_time.desc()).limit(LIVE_ROW_LIMIT)
+        return self._cached(
+            ("live_rows", window),
+            lambda: (
+                _utc(_frame(self.engine, statement), "bar_time")
+                .sort_values(["model_key", "bar_time"])
+                .reset_index(drop=True)
+            ),
+        )
+
+    def bars(self, symbol: str, interval: str) -> pd.DataFrame:
+        """The newest `BAR_LIMIT` stored bars of a symbol, oldest first, indexed by time."""
+        statement = (
+            select(Bar.time, *(getattr(Bar, name) for name in BAR_FIELDS))
+            .where(Bar.symbol == symbol, Bar.interval == interval)
+            .order_by(Bar.time.desc())
+            .limit(BAR_LIMIT)
+        )
+
+        def load() -> pd.DataFrame:
+            frame = _utc(_frame(self.engine, statement), "time").sort_values("time")
+            return frame.set_index("time").astype("float64")
+
+        return self._cached(("bars", symbol, interval), load)
 
     def backtest_equity(self, model_key: str, version: str) -> pd.DataFrame:
         """The out-of-sample backtest curve of one model version, oldest first."""

@@ -6,12 +6,13 @@ equity compounds them from 1, as `bot.core.scores.equity_curve` does for the bac
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 import numpy as np
 import pandas as pd
 
+EMPTY_EQUITY = pd.DataFrame(columns=["time", "equity", "drawdown"])
 LATENCY_QUANTILES = (0.5, 0.95, 0.99)
 MAX_BUCKETS = 120
 BUCKETS = (
@@ -37,6 +38,8 @@ class EquityPair:
     live: pd.DataFrame  # time, equity, drawdown
     backtest: pd.DataFrame  # time, equity, drawdown
     backtest_note: str
+    # the batch path over exactly the live bars, with costs (panel_app.live_period)
+    live_period: pd.DataFrame = field(default_factory=EMPTY_EQUITY.copy)
 
 
 def compound(times: pd.Series, returns: pd.Series) -> pd.DataFrame:
@@ -75,6 +78,14 @@ def equity_pair(model_key: str, live_returns: pd.DataFrame, backtest: pd.DataFra
         compound(overlap["time"], overlap["strategy_return"]),
         f"same period: {start:%Y-%m-%d} to {end:%Y-%m-%d}",
     )
+
+
+def with_live_period(pair: EquityPair, returns: pd.DataFrame | None) -> EquityPair:
+    """`pair` with the batch path's curve over the live bars (`bar_time, strategy_return`)."""
+    if returns is None or returns.empty:
+        return pair
+    ordered = returns.sort_values("bar_time")
+    return replace(pair, live_period=compound(ordered["bar_time"], ordered["strategy_return"]))
 
 
 def bucket_for(span: timedelta) -> str:

@@ -21,10 +21,12 @@ from cachetools import TTLCache
 from panel.auth import BasicAuthProvider, BasicLoginHandler
 from tornado.web import HTTPError, RequestHandler
 
+from bot.artifacts import registry_from_settings
 from bot.contracts import ConfigError, Settings, utcnow
 from bot.runtime import get_logger
 from bot.runtime.forwarding import Network, client_address, networks
 from panel_app.app import session
+from panel_app.live_period import LivePeriod
 from panel_app.queries import DashboardQueries
 
 log = get_logger(__name__)
@@ -179,6 +181,7 @@ def serve(settings: Settings) -> None:
     )
     options = server_options(settings, queries)
     pn.extension("tabulator", sizing_mode="stretch_width")
+    live_period = LivePeriod(registry_from_settings(settings), cost_bps=settings.cost_bps)
 
     def app() -> pn.viewable.Viewable:
         return session(
@@ -186,6 +189,7 @@ def serve(settings: Settings) -> None:
             drift_margin=settings.drift_margin,
             refresh_seconds=settings.dash_refresh_seconds,
             report_dir=settings.report_dir,
+            live_period=live_period,
         )
 
     server = pn.serve({"/": app}, start=False, **options)

@@ -61,6 +61,7 @@ class ResolvedSignal:
     realised_return: float
     strategy_return: float
     hit: bool | None
+    model_version: str = ""
 
 
 def _signal_row(signal: Signal, horizon: int) -> dict[str, Any]:
@@ -201,6 +202,7 @@ async def resolved_signals(
             Outcome.realised_return,
             Outcome.strategy_return,
             Outcome.hit,
+            SignalRow.model_version,
         )
         .join(Outcome, Outcome.signal_id == SignalRow.signal_id)
         .order_by(SignalRow.model_key, SignalRow.bar_time)

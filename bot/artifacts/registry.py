@@ -62,7 +62,7 @@ from bot.artifacts.pointers import (
 from bot.artifacts.signing import Signer, Verifier
 from bot.artifacts.versions import PublishedVersion, Status, VerificationResult, VersionInfo
 from bot.contracts import BadInput, ConfigError, IntegrityError, NotFound
-from bot.core import ModelBundle
+from bot.core import ModelBundle, Thresholds
 
 if TYPE_CHECKING:
     from bot.contracts import Settings
@@ -265,6 +265,37 @@ class ArtifactRegistry:
                     write_synced(staging / name, data)
                 fsync_dir(staging)
                 return self._install_staged(staging, bundle.key, bundle.version, digest)
+
+    def derive(
+        self, key: str, version: str, *, new_version: str, thresholds: Thresholds, reason: str
+    ) -> PublishedVersion:
+        """Publish `new_version` of `key`: the verified model files of `version`, unchanged, with
+        other decision thresholds (recalibration). The source version is never touched."""
+        from bot.contracts import utcnow
+
+        label = f"{key}/{version}"
+        manifest = self._manifest(key, self._resolve(key, version))
+        folder = self._dir(key, version)
+        files = {
+            name: verified_bytes(folder, name, manifest, label=label) for name in manifest.files
+        }
+        meta = json.loads(files[META_FILE])
+        meta.update(
+            version=new_version,
+            thresholds={"buy": thresholds.buy, "sell": thresholds.sell},
+            created_at=utcnow().isoformat(),
+            derived_from={"version": version, "reason": reason},
+        )
+        check_bundle(bundle_from_meta(meta, None, label=label, compiled=True), pipeline=False)
+        files[META_FILE] = json.dumps(meta, separators=(",", ":"), allow_nan=False).encode()
+        body, digest = make_manifest(key, new_version, files, self._signer)
+        with self._writer():
+            self._refuse_existing(key, new_version)
+            with self._staging() as staging:
+                for name, data in {**files, MANIFEST_FILE: body}.items():
+                    write_synced(staging / name, data)
+                fsync_dir(staging)
+                return self._install_staged(staging, key, new_version, digest)
 
     def install(self, staging: Path) -> PublishedVersion:
         """Move a downloaded version folder (made by `staging()`) into place once it verifies.

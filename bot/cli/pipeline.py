@@ -96,7 +96,7 @@ async def _run_once(settings: Settings, holdout_bars: int = 0) -> dict[str, obje
 
 
 async def _serve_scheduler(settings: Settings) -> None:
-    from bot.cli.reports import snapshot_renderer
+    from bot.cli.reports import snapshot_renderer, weekly_chart_renderer
     from bot.pipeline import ItffScheduler
     from bot.runtime import serve_metrics
 
@@ -108,6 +108,7 @@ async def _serve_scheduler(settings: Settings) -> None:
             registry=ctx.registry,
             events=ctx.events,
             snapshot=snapshot_renderer(settings),
+            charts=weekly_chart_renderer(),
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -14,7 +14,7 @@ import typer
 from bot.contracts import BadInput, Settings, load_settings, utcnow
 
 if TYPE_CHECKING:
-    from bot.pipeline import DailyReport, ParityReport, ReviewReport, WeeklyReport
+    from bot.pipeline import ChartRenderer, DailyReport, ParityReport, ReviewReport, WeeklyReport
 
 
 def register_reports(report: typer.Typer) -> None:
@@ -45,15 +45,25 @@ def register_reports(report: typer.Typer) -> None:
         week: Annotated[
             str | None, typer.Option(help="ISO week, e.g. 2026-W49 (default: the last complete)")
         ] = None,
+        with_charts: Annotated[
+            bool, typer.Option("--charts/--no-charts", help="Draw the PNG charts (Chromium)")
+        ] = True,
+        apply: Annotated[
+            bool,
+            typer.Option(
+                "--apply",
+                help="Publish the proposed thresholds as new versions and promote them",
+            ),
+        ] = False,
     ) -> None:
-        """Per champion, live vs backtest over 7 and 30 days with the drift verdict (Markdown)."""
+        """Per champion, live vs backtest over 7 and 30 days with the drift verdict (Markdown and
+        PNG charts), and recalibrated thresholds where precision or recall drifts."""
         from bot.pipeline import previous_week
 
         settings = load_settings()
-        done = asyncio.run(_weekly(settings, week or previous_week()))
-        typer.echo(f"weekly report written to {done.markdown}")
-        for row in done.rows:
-            typer.echo(f"{row['model_key']} {row['window']}: {row['verdict']}")
+        charts = weekly_chart_renderer() if with_charts else None
+        done, applied = asyncio.run(_weekly(settings, week or previous_week(), charts, apply=apply))
+        _echo_weekly(done, applied)
 
     @report.command("review")
     def review(
@@ -100,6 +110,28 @@ def snapshot_renderer(settings: Settings) -> Callable[[Path], Path]:
     return render
 
 
+def _echo_weekly(done: WeeklyReport, applied: dict[str, str]) -> None:
+    typer.echo(f"weekly report written to {done.markdown}")
+    for row in done.rows:
+        typer.echo(f"{row['model_key']} {row['window']}: {row['verdict']}")
+    for item in done.proposals:
+        typer.echo(
+            f"{item.model_key}: proposed thresholds sell {item.proposed.sell:.4f} buy "
+            f"{item.proposed.buy:.4f} (now {item.current.sell:.4f} / {item.current.buy:.4f})"
+        )
+    for key, version in applied.items():
+        typer.echo(f"{key}: promoted {version} with the recalibrated thresholds")
+    if done.proposals and not applied:
+        typer.echo(f"apply them with `itff report weekly --week {done.week} --apply`")
+
+
+def weekly_chart_renderer() -> ChartRenderer:
+    """The weekly report's PNG charts (CLI and scheduler)."""
+    from panel_app.weekly_charts import render_weekly_chart
+
+    return render_weekly_chart
+
+
 async def _daily(
     settings: Settings, day: date, renderer: Callable[[Path], Path] | None
 ) -> DailyReport:
@@ -122,19 +154,23 @@ async def _daily(
         await engine.dispose()
 
 
-async def _weekly(settings: Settings, week: str) -> WeeklyReport:
-    from bot.pipeline import weekly_report
-    from storage.db import create_engine, create_session_factory
-    from storage.migrate import upgrade_async
+async def _weekly(
+    settings: Settings, week: str, charts: ChartRenderer | None, *, apply: bool
+) -> tuple[WeeklyReport, dict[str, str]]:
+    from bot.cli.pipeline import pipeline_context
+    from bot.pipeline import ChampionSwitch, apply_proposals, bucket_mirror, weekly_report
 
-    await upgrade_async(settings.database_url)
-    engine = create_engine(settings.database_url)
-    try:
-        return await weekly_report(
-            settings, session_factory=create_session_factory(engine), week=week
-        )
-    finally:
-        await engine.dispose()
+    async with pipeline_context(settings) as ctx:
+        report = await weekly_report(
+            settings, session_factory=ctx.session_factory, week=week, registry=ctx.registry,
+            charts=charts,
+        )  # fmt: skip
+        if not (apply and report.proposals):
+            return report, {}
+        mirror = bucket_mirror(settings, ctx.registry)
+        switch = ChampionSwitch(ctx.session_factory, ctx.registry, ctx.events, mirror)
+        versions = await apply_proposals(report, switch=switch)
+    return report, {p.model_key: v for p, v in zip(report.proposals, versions, strict=True)}
 
 
 async def _review(settings: Settings, since: date, until: date | None) -> ReviewReport:

@@ -165,6 +165,7 @@ class Settings(BaseSettings):
     retention_logs_days: int = Field(default=30, ge=1)
     retention_archive: bool = True  # expired signals and outcomes to Parquet before deletion
     archive_dir: Path = Path("archive")
+    retention_reports_days: int = Field(default=365, ge=1)
     dash_host: str = "127.0.0.1"
     dash_port: int = Field(default=5006, ge=1, le=65535)
     dash_username: str = "trader"

@@ -29,11 +29,13 @@ from bot.core.features import (
     build_features_tail,
 )
 from bot.core.intervals import binance_interval, parse_interval, periods_per_year
+from bot.core.live_period import SAME_PERIOD, batch_live_rows
 from bot.core.live_scores import LIVE_COLUMNS, live_metrics, resolve, resolve_all
 from bot.core.ood import ood_distances, ood_summary
 from bot.core.parity import LiveSignal, ParityResult, batch_scores, check_parity
 from bot.core.planning import COST_ORDER, Combination, plan
 from bot.core.promotion import RECENT_PREFIX, PromotionRule, decide
+from bot.core.recalibration import Proposal, proposal_markdown, propose, wants_recalibration
 from bot.core.review import latency_percentiles, recommend, review_markdown
 from bot.core.sequences import make_dataset, to_windows, window_names
 from bot.core.targets import make_target, neutral_score
@@ -50,6 +52,7 @@ __all__ = [
     "MIN_SIGNALS",
     "MODEL_TYPES",
     "RECENT_PREFIX",
+    "SAME_PERIOD",
     "WARMUP_BARS",
     "Combination",
     "DayFacts",
@@ -60,12 +63,14 @@ __all__ = [
     "OodSummary",
     "ParityResult",
     "PromotionRule",
+    "Proposal",
     "Thresholds",
     "TrainResult",
     "WalkForwardConfig",
     "_rolling_mean_std",
     "audit_path",
     "backtest",
+    "batch_live_rows",
     "batch_scores",
     "binance_interval",
     "build_features",
@@ -97,6 +102,8 @@ __all__ = [
     "plan",
     "positions_from_scores",
     "predict_scores",
+    "proposal_markdown",
+    "propose",
     "recommend",
     "resolve",
     "resolve_all",
@@ -108,6 +115,7 @@ __all__ = [
     "to_windows",
     "trade_returns",
     "train_model",
+    "wants_recalibration",
     "weekly_markdown",
     "weekly_paths",
     "weekly_rows",

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.core.drift_rule import DRIFT_CHECKED, MIN_SIGNALS, SIGNALS, drift
+from bot.core.live_period import SAME_PERIOD, STORED
 
 WEEKLY_WINDOWS = ("7d", "30d")
 WITHIN, DRIFT, INSUFFICIENT = "within margin", "drift", "insufficient data"
@@ -25,25 +26,47 @@ def weekly_rows(
     *,
     margin: float,
     min_signals: int = MIN_SIGNALS,
+    same_period: Mapping[tuple[str, str], Mapping[str, Mapping[str, Any]]] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per champion (`backtest`: its stored metrics) and window: live and backtest value
-    of every rate metric, the signal count and the verdict."""
+    of every rate metric, the signal count and the verdict.
+
+    `same_period`: per (model_key, window), `{"live": ..., "batch": ...}`, the metrics of the
+    champion version's live signals and of the batch path over exactly their bars
+    (`bot.core.live_period`); the verdict compares those two when they cover at least
+    `min_signals` bars, live with the stored backtest otherwise, and `comparison` says which.
+    `stored_drift` keeps the
+    stored backtest's drift either way (a regime change shows there, not in the same period)."""
     rows = []
     for key, stored in sorted(backtest.items()):
         for window in WEEKLY_WINDOWS:
             snapshot = live.get((key, window), {})
+            pair = (same_period or {}).get((key, window), {})
+            batch = pair.get("batch", {})
+            bars = int(SIGNALS.read(batch) or 0)
             signals = int(SIGNALS.read(snapshot) or 0)
-            verdict = _verdict(signals, drift(snapshot, stored, margin), min_signals)
+            if bars >= min_signals:  # live on exactly those bars against the batch path
+                judged, reference, comparison = pair.get("live", {}), batch, SAME_PERIOD
+            else:
+                judged, reference, comparison = snapshot, stored, STORED
+            stored_drift = drift(snapshot, stored, margin)
             rows.append(
                 {
                     "model_key": key,
                     "window": window,
                     "signals": signals,
                     "metrics": {
-                        m.name: {"live": m.read(snapshot), "backtest": m.read(stored)}
+                        m.name: {
+                            "live": m.read(snapshot),
+                            "backtest": m.read(stored),
+                            "live_period": m.read(batch),
+                        }
                         for m in DRIFT_CHECKED
                     },
-                    "verdict": verdict,
+                    "comparison": comparison,
+                    "live_period_bars": bars,
+                    "stored_drift": stored_drift,
+                    "verdict": _verdict(signals, drift(judged, reference, margin), min_signals),
                 }
             )
     return rows
@@ -64,24 +87,33 @@ def weekly_markdown(week: str, rows: list[dict[str, Any]], margin: float) -> str
             f"## Last {window}",
             "",
             "| model | signals | "
-            + " | ".join(f"{n} live / backtest" for n in names)
-            + " | verdict |",
-            "|---|---|" + "---|" * len(names) + "---|",
+            + " | ".join(f"{n} live / backtest / live period" for n in names)
+            + " | verdict | compared with |",
+            "|---|---|" + "---|" * len(names) + "---|---|",
         ]
         for row in (r for r in rows if r["window"] == window):
             cells = [_pair(row["metrics"][n]) for n in names]
             lines.append(
                 f"| {row['model_key']} | {row['signals']} | "
                 + " | ".join(cells)
-                + f" | {row['verdict']} |"
+                + f" | {row['verdict']} | {_compared(row)} |"
             )
         if not any(r["window"] == window for r in rows):
-            lines.append("| no champion | | " + " | " * len(names) + " |")
+            lines.append("| no champion | | " + " | " * len(names) + " | |")
         lines.append("")
     return "\n".join(lines)
 
 
+def _compared(row: Mapping[str, Any]) -> str:
+    if row["comparison"] == SAME_PERIOD:
+        note = f"{SAME_PERIOD} ({row['live_period_bars']} bars)"
+        stored = "; ".join(row["stored_drift"]) or "within margin"
+        return f"{note}; vs {STORED}: {stored}"
+    return STORED
+
+
 def _pair(values: Mapping[str, float | None]) -> str:
     return " / ".join(
-        "n/a" if v is None else f"{v:.3f}" for v in (values["live"], values["backtest"])
+        "n/a" if values.get(side) is None else f"{values[side]:.3f}"
+        for side in ("live", "backtest", "live_period")
     )

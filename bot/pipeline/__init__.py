@@ -29,7 +29,14 @@ from bot.pipeline.scheduler import (
 )
 from bot.pipeline.snapshots import rebuild_live_metrics, snapshot_live_metrics
 from bot.pipeline.train import TrainOutcome, TrainTask, run_tasks
-from bot.pipeline.weekly import WeeklyReport, previous_week, weekly_report
+from bot.pipeline.weekly import (
+    ChartRenderer,
+    WeeklyReport,
+    apply_proposals,
+    chart_path,
+    previous_week,
+    weekly_report,
+)
 
 __all__ = [
     "DAILY",
@@ -40,6 +47,7 @@ __all__ = [
     "VERIFY",
     "WEEKLY",
     "ChampionSwitch",
+    "ChartRenderer",
     "DailyReport",
     "ItffScheduler",
     "ParityReport",
@@ -50,10 +58,12 @@ __all__ = [
     "TrainOutcome",
     "TrainTask",
     "WeeklyReport",
+    "apply_proposals",
     "apply_retention",
     "archive",
     "backfill",
     "bucket_mirror",
+    "chart_path",
     "daily_report",
     "daily_report_job",
     "ensure_jobs",

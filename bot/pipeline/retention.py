@@ -11,6 +11,10 @@
   `pipeline_YYYYMMDD.log` name, the modification time otherwise);
 * artifact versions beyond the newest `ITFF_ARTIFACT_KEEP_VERSIONS` of each key are deleted, never
   the champion nor its rollback target; their `model_versions` rows stay, marked `pruned`;
+* live-validation reports under `ITFF_REPORT_DIR/live` (daily, weekly with its charts, review,
+  dashboard snapshots, TradingView audit logs) whose period ended more than
+  `ITFF_RETENTION_REPORTS_DAYS` ago are deleted (the period is read from the name); the operator's
+  `daily_notes.md` is kept;
 * bars are kept: they are the training history.
 """
 
@@ -18,9 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -35,6 +40,9 @@ from storage import retention as retention_repo
 
 CHUNK = 50_000  # expired rows archived and deleted per transaction
 DATED_LOG = re.compile(r"_(\d{8})\.log$")
+REPORT_DAY = re.compile(r"(\d{4}-\d{2}-\d{2})(?!.*\d{4}-\d{2}-\d{2})")  # the last day named
+REPORT_WEEK = re.compile(r"^(\d{4})-W(\d{2})")
+REPORT_KINDS = ("daily", "weekly", "review", "dashboards", "tradingview")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +53,7 @@ class RetentionPolicy:
     keep_versions: int
     archive_dir: Path | None = None  # None: expired signals and outcomes are only deleted
     cost_bps: float = 1.0  # of the live aggregates brought up to date first
+    reports_days: int = 365
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetentionPolicy:
@@ -55,6 +64,7 @@ class RetentionPolicy:
             keep_versions=settings.artifact_keep_versions,
             archive_dir=settings.archive_dir if settings.retention_archive else None,
             cost_bps=settings.cost_bps,
+            reports_days=settings.retention_reports_days,
         )
 
 
@@ -66,6 +76,7 @@ class RetentionReport:
     archived: list[str] = field(default_factory=list)  # Parquet files written
     logs: list[str] = field(default_factory=list)
     artifacts: list[str] = field(default_factory=list)
+    reports: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         return {
@@ -74,6 +85,7 @@ class RetentionReport:
             "live_metrics": self.live_metrics,
             "logs": len(self.logs),
             "artifacts": len(self.artifacts),
+            "reports": len(self.reports),
         }
 
 
@@ -96,6 +108,37 @@ def expired_logs(log_dir: Path, *, older_than: datetime) -> list[Path]:
     return sorted(p for p in candidates if log_date(p) + timedelta(days=1) <= older_than)
 
 
+def report_end(path: Path) -> datetime | None:
+    """Midnight UTC after the period a report file or folder covers, from its name (`YYYY-MM-DD`:
+    that day; `YYYY-Www`: that ISO week; `SINCE_UNTIL`: up to UNTIL); None when it names none."""
+    week = REPORT_WEEK.match(path.name)
+    day = REPORT_DAY.search(path.name)
+    try:
+        if week:
+            end = date.fromisocalendar(int(week.group(1)), int(week.group(2)), 1) + timedelta(7)
+        elif day:
+            end = date.fromisoformat(day.group(1)) + timedelta(days=1)
+        else:
+            return None
+    except ValueError:
+        return None
+    return datetime.combine(end, time(), tzinfo=UTC)
+
+
+def expired_reports(report_dir: Path, *, older_than: datetime) -> list[Path]:
+    """Report files and chart folders under `report_dir/live/<kind>` whose period ended before
+    `older_than`; files that name no period, and `daily_notes.md`, are never listed."""
+    found = []
+    for kind in REPORT_KINDS:
+        folder = report_dir / "live" / kind
+        if folder.is_dir():
+            for path in folder.iterdir():
+                end = report_end(path)
+                if end is not None and end <= older_than:
+                    found.append(path)
+    return sorted(found)
+
+
 async def apply_retention(
     *,
     policy: RetentionPolicy,
@@ -103,6 +146,7 @@ async def apply_retention(
     registry: ArtifactRegistry,
     log_dir: Path,
     now: datetime,
+    report_dir: Path | None = None,
 ) -> RetentionReport:
     """Apply `policy` as of `now`; returns what was removed."""
     report = RetentionReport()
@@ -127,6 +171,10 @@ async def apply_retention(
     report.logs = await asyncio.to_thread(
         _delete_logs, log_dir, now - timedelta(days=policy.logs_days)
     )
+    if report_dir is not None:
+        report.reports = await asyncio.to_thread(
+            _delete_reports, report_dir, now - timedelta(days=policy.reports_days)
+        )
     report.artifacts = await asyncio.to_thread(registry.prune, policy.keep_versions)
     await _mark_pruned(session_factory, report.artifacts)
     return report
@@ -170,6 +218,17 @@ def _delete_logs(log_dir: Path, older_than: datetime) -> list[str]:
     for path in expired_logs(log_dir, older_than=older_than):
         path.unlink(missing_ok=True)
         removed.append(path.name)
+    return removed
+
+
+def _delete_reports(report_dir: Path, older_than: datetime) -> list[str]:
+    removed = []
+    for path in expired_reports(report_dir, older_than=older_than):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path.relative_to(report_dir).as_posix())
     return removed
 
 

@@ -50,7 +50,7 @@ from bot.pipeline.lock import PipelineBusy
 from bot.pipeline.retention import RetentionPolicy, RetentionReport, apply_retention
 from bot.pipeline.run import RunSummary, run_pipeline
 from bot.pipeline.snapshots import snapshot_live_metrics
-from bot.pipeline.weekly import WeeklyReport, previous_week, weekly_report
+from bot.pipeline.weekly import ChartRenderer, WeeklyReport, previous_week, weekly_report
 from bot.runtime import get_logger
 from storage import model_versions as model_repo
 from storage import pipeline_lock as lock_repo
@@ -118,6 +118,7 @@ class Runtime:
     name: str = "itff"
     pipeline_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     snapshot: Snapshot | None = None  # the dashboard's PNG renderer, given by the CLI
+    charts: ChartRenderer | None = None  # the weekly report's PNG charts, given by the CLI
 
     async def run_pipeline(self, trigger: str) -> RunSummary | None:
         """One run, or None (logged and counted) while another run holds the lock."""
@@ -264,6 +265,7 @@ async def retention_job(name: str) -> RetentionReport:
         registry=runtime.registry,
         log_dir=runtime.settings.log_dir,
         now=utcnow(),
+        report_dir=runtime.settings.report_dir,
     )
     for kind, count in report.counts().items():
         m.RETENTION_DELETED.labels(kind).inc(count)
@@ -298,7 +300,11 @@ async def weekly_report_job(name: str) -> WeeklyReport:
     """The report of the previous ISO week (`itff report weekly`)."""
     runtime = _runtime(name)
     return await weekly_report(
-        runtime.settings, session_factory=runtime.session_factory, week=previous_week()
+        runtime.settings,
+        session_factory=runtime.session_factory,
+        week=previous_week(),
+        registry=runtime.registry,
+        charts=runtime.charts,
     )
 
 
@@ -449,6 +455,7 @@ class ItffScheduler:
         events: EventSink,
         name: str = "itff",
         snapshot: Snapshot | None = None,
+        charts: ChartRenderer | None = None,
     ) -> None:
         self.scheduler = make_scheduler(settings)
         self.runtime = Runtime(settings, session_factory, registry, events, self.scheduler, name)
@@ -459,6 +466,7 @@ class ItffScheduler:
             on_elected=self._lead,
             on_deposed=self._stand_by,
         )
+        self.runtime.charts = charts
 
     async def start(self) -> None:
         """Register the runtime, then run the jobs while this process holds the leader lease

@@ -12,7 +12,12 @@ from bokeh.models import ColumnDataSource, DatetimeTickFormatter, HoverTool, Num
 from bokeh.plotting import figure
 
 from panel_app.series import EquityPair
-from panel_app.views.theme import BACKTEST_COLOR, LIVE_COLOR, PERCENTILE_COLORS
+from panel_app.views.theme import (
+    BACKTEST_COLOR,
+    LIVE_COLOR,
+    LIVE_PERIOD_COLOR,
+    PERCENTILE_COLORS,
+)
 
 EMPTY_CURVE: dict[str, Any] = {"time": [], "equity": [], "drawdown": []}
 EMPTY_LATENCY: dict[str, Any] = {"time": [], "p50": [], "p95": [], "p99": [], "n": []}
@@ -52,6 +57,7 @@ class EquityChart:
     def __init__(self, *, height: int = 320) -> None:
         self.live = ColumnDataSource(dict(EMPTY_CURVE))
         self.backtest = ColumnDataSource(dict(EMPTY_CURVE))
+        self.live_period = ColumnDataSource(dict(EMPTY_CURVE))
         self.equity = figure(
             x_axis_type="datetime", height=height, sizing_mode="stretch_width", title="Equity"
         )
@@ -62,6 +68,10 @@ class EquityChart:
             title="Drawdown",
             x_range=self.equity.x_range,
         )
+        self.equity.line(
+            "time", "equity", source=self.live_period, color=LIVE_PERIOD_COLOR, line_width=2,
+            line_dash="dashed", legend_label="backtest on the live period",
+        )  # fmt: skip
         for source, colour, label in (
             (self.backtest, BACKTEST_COLOR, "backtest"),
             (self.live, LIVE_COLOR, "live"),
@@ -97,6 +107,7 @@ class EquityChart:
     def show(self, pair: EquityPair | None) -> None:
         refill(self.live, curve_data(pair.live) if pair else dict(EMPTY_CURVE))
         refill(self.backtest, curve_data(pair.backtest) if pair else dict(EMPTY_CURVE))
+        refill(self.live_period, curve_data(pair.live_period) if pair else dict(EMPTY_CURVE))
         title: Any = self.equity.title
         title.text = f"Equity: {pair.model_key} ({pair.backtest_note})" if pair else "Equity"
 

@@ -24,10 +24,14 @@ def final_return(pair: EquityPair) -> str:
     def last(frame_equity: list[float]) -> str:
         return f"{frame_equity[-1] - 1:+.2%}" if frame_equity else "n/a"
 
-    return (
+    text = (
         f"live {last(pair.live['equity'].tolist())} over {len(pair.live)} bars, "
         f"backtest {last(pair.backtest['equity'].tolist())} over {len(pair.backtest)} bars"
     )
+    if pair.live_period.empty:
+        return text
+    batch = pair.live_period["equity"].tolist()
+    return f"{text}, backtest on the live period {last(batch)} over {len(batch)} bars"
 
 
 class EquityView:

@@ -9,6 +9,7 @@ import panel as pn
 
 from panel_app.compare import METRICS, OVERVIEW_COLUMNS, SOURCES, Metric, column
 from panel_app.data import DashboardData
+from panel_app.live_period import LIVE_PERIOD_COLUMNS
 from panel_app.views.compare_format import metric_formatters
 from panel_app.views.theme import (
     BACKTEST_COLOR,
@@ -21,6 +22,11 @@ from panel_app.views.theme import (
     table,
 )
 
+SAME_PERIOD_NOTE = (
+    "**Backtest on the live period**: the batch path's positions over exactly each champion's "
+    "live bars, with costs, beside live on the same bars (`_live` / `_batch`); the verdict "
+    "compares them when there are at least 20 bars and says which comparison it used."
+)
 NO_MODELS = (
     "**No champion models yet.** Train and promote the sample models with `itff train` or "
     "`itff pipeline run`; this table then shows each champion's live and backtest metrics."
@@ -78,7 +84,17 @@ class OverviewView:
         )  # Tabulator keeps the style across value updates
         self.empty = empty_state(NO_MODELS)
         self.drift_note = pn.pane.Markdown(sizing_mode="stretch_width")
-        self.panel = pn.Column(self.drift_note, self.empty, self.table, sizing_mode="stretch_width")
+        self.same_note = pn.pane.Markdown(SAME_PERIOD_NOTE, sizing_mode="stretch_width")
+        self.same_period = pn.pane.DataFrame(
+            pd.DataFrame(columns=list(LIVE_PERIOD_COLUMNS)),
+            index=False,
+            float_format="{:.3f}".format,
+            na_rep="-",
+        )
+        self.panel = pn.Column(
+            self.drift_note, self.empty, self.table, self.same_note, self.same_period,
+            sizing_mode="stretch_width",
+        )  # fmt: skip
 
     def update(self, data: DashboardData) -> None:
         frame = data.overview
@@ -86,6 +102,9 @@ class OverviewView:
         self.table.visible = not frame.empty
         refill(self.table, frame)
         self.drift_note.object = _summary(frame, data.window)
+        same = data.same_period.table
+        self.same_period.object = same
+        self.same_note.visible = self.same_period.visible = not same.empty
 
 
 def _summary(frame: pd.DataFrame, window: str) -> str:

@@ -17,6 +17,7 @@ LIVE_COLOR = "#0072B2"
 BACKTEST_COLOR = "#E69F00"
 DRIFT_COLOR = "#D55E00"
 OK_COLOR = "#009E73"
+LIVE_PERIOD_COLOR = "#009E73"  # the batch path over the live bars
 PERCENTILE_COLORS = {"p50": "#0072B2", "p95": "#CC79A7", "p99": "#D55E00"}
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 DATE_FORMAT = "%Y-%m-%d"

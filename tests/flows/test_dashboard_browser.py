@@ -84,6 +84,17 @@ def _wait_for_health(process: subprocess.Popen[bytes], url: str, log: Path) -> N
     pytest.fail(f"itff dashboard did not answer /health: {log.read_text()}")
 
 
+PARITY = {  # the daily report's JSON: what the Reports tab's parity section reads
+    "parity_checked": 12,
+    "parity_mismatches": [
+        {
+            "signal_id": "sig-7", "model_key": "SPX-direction-logreg", "model_version": "v1",
+            "bar_time": "2026-12-03T00:00:00+00:00", "problem": "action buy live, sell batch",
+        }
+    ],
+}  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     workdir = tmp_path_factory.mktemp("dashboard")
@@ -92,6 +103,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     daily = workdir / "reports" / "live" / "daily"  # ITFF_REPORT_DIR is `reports` under the cwd
     daily.mkdir(parents=True)
     (daily / "2026-12-03.md").write_text(REPORT)
+    (daily / "2026-12-03.json").write_text(json.dumps(PARITY))
     port = free_port()
     env = child_env(
         ITFF_DATABASE_URL=database_url,
@@ -234,6 +246,9 @@ def test_a_trader_sees_every_view(served: Served, page: Page, tmp_path: Path) ->
         expect(shown(page, figure)).to_be_visible()
     expect(shown(page, "directional accuracy -8.0 pp", exact=False)).to_be_visible()
     expect(shown(page, "drifting: SPX-direction-logreg", exact=False)).to_be_visible()
+    # the seeded champions have no artifacts here: the same-period table says so per model
+    expect(shown(page, "Backtest on the live period", exact=False)).to_be_visible()
+    expect(shown(page, "unavailable: ", exact=False).first).to_be_visible()
     save(page, tmp_path, "overview")
 
     open_tab(page, "Equity")
@@ -262,6 +277,8 @@ def test_a_trader_sees_every_view(served: Served, page: Page, tmp_path: Path) ->
     open_tab(page, "Reports")
     expect(page.get_by_role("heading", name="Daily report 2026-12-03")).to_be_visible()
     expect(shown(page, "alerts accepted: 12", exact=False)).to_be_visible()
+    expect(shown(page, "1 mismatch(es) in 12 resolved signals", exact=False)).to_be_visible()
+    expect(shown(page, "action buy live, sell batch")).to_be_visible()
     save(page, tmp_path, "reports")
 
     open_tab(page, "Latency")

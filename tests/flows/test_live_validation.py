@@ -94,8 +94,15 @@ async def test_replayed_bars_give_a_complete_audit_and_no_parity_mismatch(
             await model_repo.set_champion(session=session, key=key, version=version)
     last = held_out.index[-1] + timedelta(days=7)  # the week after the last replayed bar
     week = "{}-W{:02d}".format(*last.isocalendar()[:2])
-    weekly = await weekly_report(settings, session_factory=session_factory, week=week)
+    weekly = await weekly_report(
+        settings, session_factory=session_factory, week=week, registry=registry(settings)
+    )
     resolved_30d = {(r["model_key"], r["window"]): r for r in weekly.rows}
     for key in champions:
         row = resolved_30d[(key, "30d")]
         assert (row["signals"], row["verdict"]) == (REPLAYED - 1, "insufficient data")
+        # the batch path over the same replayed bars: every bar, the same figures as live
+        assert (row["live_period_bars"], row["comparison"]) == (REPLAYED - 1, "stored backtest")
+        for values in row["metrics"].values():
+            assert values["live_period"] == values["live"]
+    assert weekly.proposals == []  # too few signals to recalibrate anything

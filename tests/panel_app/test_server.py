@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
@@ -182,3 +183,46 @@ async def test_the_reports_tab_lists_the_reports_on_file_and_keeps_the_choice(
     assert "weekly 2026-W49" in dashboard.reports.choice.options
     assert dashboard.reports.choice.value == "daily 2026-12-02"  # the reader's choice stays
     assert dashboard.reports.body.object == "# Daily report 2026-12-02\n"
+
+
+async def test_the_reports_tab_counts_and_lists_the_parity_mismatches(
+    settings: Settings, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    queries = DashboardQueries.from_url(settings.database_url, ttl_seconds=0.001)
+    dashboard = Dashboard(
+        queries, drift_margin=0.05, refresh_seconds=5, report_dir=settings.report_dir
+    )
+    daily = settings.report_dir / "live" / "daily"
+    mismatch = {
+        "signal_id": "s-1", "model_key": "SPX-direction-logreg", "model_version": "v1",
+        "bar_time": "2026-12-02T00:00:00+00:00", "live_score": 0.61, "batch_score": 0.43,
+        "live_action": "buy", "batch_action": "sell", "problem": "score 0.61 live, 0.43 batch",
+    }  # fmt: skip
+    try:
+        await dashboard.refresh()
+        assert "no daily report yet" in dashboard.reports.parity.object
+        assert not dashboard.reports.mismatches.visible
+
+        daily.mkdir(parents=True)
+        (daily / "2026-12-02.json").write_text(
+            json.dumps({"parity_checked": 12, "parity_mismatches": [mismatch]})
+        )
+        (daily / "2026-12-03.json").write_text(
+            json.dumps({"parity_checked": 9, "parity_mismatches": []})
+        )
+        (daily / "2026-12-04.json").write_text("{not json")  # skipped, not fatal
+        await dashboard.refresh()
+    finally:
+        queries.close()
+    text = dashboard.reports.parity.object
+    assert "**Parity:** 1 mismatch(es) in 21 resolved signals checked by the newest 2" in text
+    assert "itff report parity" in text
+    assert dashboard.reports.mismatches.visible
+    rows = dashboard.reports.mismatches.object.to_dict("records")
+    assert rows == [
+        {
+            "day": "2026-12-02", "model_key": "SPX-direction-logreg", "model_version": "v1",
+            "bar_time": "2026-12-02T00:00:00+00:00", "signal_id": "s-1",
+            "problem": "score 0.61 live, 0.43 batch",
+        }
+    ]  # fmt: skip

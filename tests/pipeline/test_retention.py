@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import func, select
 
 from bot.artifacts import ArtifactRegistry
 from bot.pipeline import RetentionPolicy, apply_retention, expired_logs, log_date
+from bot.pipeline.retention import report_end
 from storage import model_versions as model_repo
 from storage.tables import Bar, LiveMetricSnapshot, Outcome, SignalRow
 from tests.support.pipeline import small_bundle
@@ -106,3 +109,60 @@ def test_log_dates_come_from_the_name_or_the_mtime(tmp_path) -> None:
     assert expired_logs(tmp_path, older_than=datetime(2026, 1, 2, tzinfo=UTC)) == [named]
     assert expired_logs(tmp_path, older_than=datetime(2026, 1, 1, 23, tzinfo=UTC)) == []
     assert expired_logs(tmp_path / "missing", older_than=NOW) == []
+
+
+async def test_reports_past_their_period_go_and_the_notes_stay(
+    settings, session_factory, tmp_path: Path
+) -> None:
+    live = tmp_path / "reports" / "live"
+    names = {
+        "daily": ["2026-05-01.md", "2026-05-01.json", "2026-05-30.md", "README.md"],
+        "weekly": ["2026-W17.md", "2026-W17", "2026-W22.md"],
+        "review": ["2026-03-01_2026-04-01.md", "2026-04-30_2026-05-30.md"],
+        "dashboards": ["2026-05-01.png"],
+        "tradingview": ["2026-05-01.jsonl", "2026-05-31.jsonl"],
+    }
+    for kind, files in names.items():
+        (live / kind).mkdir(parents=True)
+        for name in files:
+            path = live / kind / name
+            if "." in name:
+                path.write_text("x")
+            else:  # the weekly report's chart folder
+                path.mkdir()
+                (path / "SPX-direction-logreg.png").write_bytes(b"png")
+    (live / "daily_notes.md").write_text("# operator notes, 2020-01-01\n")
+
+    report = await apply_retention(
+        policy=replace(POLICY, reports_days=20), session_factory=session_factory,
+        registry=ArtifactRegistry(settings.artifact_dir), log_dir=tmp_path / "logs", now=NOW,
+        report_dir=tmp_path / "reports",
+    )  # fmt: skip
+
+    assert sorted(report.reports) == [
+        "live/daily/2026-05-01.json",
+        "live/daily/2026-05-01.md",
+        "live/dashboards/2026-05-01.png",
+        "live/review/2026-03-01_2026-04-01.md",
+        "live/tradingview/2026-05-01.jsonl",
+        "live/weekly/2026-W17",
+        "live/weekly/2026-W17.md",
+    ]
+    assert report.counts()["reports"] == 7
+    kept = sorted(p.relative_to(live).as_posix() for p in live.rglob("*") if p.is_file())
+    assert kept == [
+        "daily/2026-05-30.md",
+        "daily/README.md",
+        "daily_notes.md",
+        "review/2026-04-30_2026-05-30.md",
+        "tradingview/2026-05-31.jsonl",
+        "weekly/2026-W22.md",
+    ]
+
+
+def test_a_report_period_is_read_from_its_name() -> None:
+    assert report_end(Path("2026-05-01.md")) == datetime(2026, 5, 2, tzinfo=UTC)
+    assert report_end(Path("2026-W17.md")) == datetime(2026, 4, 27, tzinfo=UTC)
+    assert report_end(Path("2026-03-01_2026-04-01.md")) == datetime(2026, 4, 2, tzinfo=UTC)
+    assert report_end(Path("2026-13-45.md")) is None
+    assert report_end(Path("notes.md")) is None

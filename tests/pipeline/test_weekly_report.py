@@ -93,7 +93,7 @@ async def test_each_champion_gets_its_verdict_over_7_and_30_days(
         assert verdicts[("SPX-direction-hgb", window)] == (5, "insufficient data")
     markdown, document = weekly_paths(settings.report_dir, WEEK)
     assert document.exists()
-    assert "| SPX-direction-logreg | 25 | 0.800 / 0.550 |" in markdown.read_text()
+    assert "| SPX-direction-logreg | 25 | 0.800 / 0.550 / n/a |" in markdown.read_text()
 
 
 async def test_a_week_that_is_not_over_or_malformed_is_refused(settings: Settings) -> None:

@@ -51,6 +51,14 @@ def sample_bars(symbol: str) -> pd.DataFrame:
     return frame.set_index("time").astype("float64")
 
 
+def daily_bars(symbol: str = "SPX") -> pd.DataFrame:
+    """The sample on consecutive days: a market open every day (as crypto is), so that a 30-day
+    window holds 30 bars."""
+    bars = sample_bars(symbol).copy()
+    bars.index = pd.date_range(bars.index[0], periods=len(bars), freq="D", name="time")
+    return bars
+
+
 def fit_bundle(
     bars: pd.DataFrame,
     *,

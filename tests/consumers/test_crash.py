@@ -129,6 +129,12 @@ async def test_sigkill_mid_stream_then_restart_gives_exactly_one_signal_per_aler
             return len(await signal_rows(session_factory)) >= len(stream) * len(keys)
 
         assert await eventually(all_stored, within=180), log.read_text()[-3000:]
+
+        async def counted() -> bool:  # the counter moves once the batch is published, after storage
+            found = await scraped(port, "itff_consumer_signals_total", redelivered="true")
+            return found >= uncommitted * len(keys)
+
+        await eventually(counted, within=60)
         redelivered = await scraped(port, "itff_consumer_signals_total", redelivered="true")
     finally:
         last.send_signal(signal.SIGTERM)

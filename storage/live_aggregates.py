@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.contracts import utcnow
 from storage.bars import insert_for
-from storage.signals import ResolvedSignal
+from storage.signals import ResolvedSignal, resolved_columns
 from storage.tables import LiveAggregate, LiveAggregateState, Outcome, SignalRow
 
 ALL = "all"  # the all-time bucket; sorts after every `YYYY-MM-DD`
@@ -49,28 +49,13 @@ async def set_cost(*, session: AsyncSession, cost_bps: float) -> None:
     await session.execute(update(state).where(state.name == STATE).values(cost_bps=cost_bps))
 
 
-def _resolved_columns() -> tuple[Any, ...]:
-    return (
-        SignalRow.model_key,
-        SignalRow.target,
-        SignalRow.interval,
-        SignalRow.bar_time,
-        SignalRow.prediction,
-        SignalRow.probability,
-        SignalRow.action,
-        Outcome.realised_return,
-        Outcome.strategy_return,
-        Outcome.hit,
-    )
-
-
 async def unaggregated(
     *, session: AsyncSession, limit: int
 ) -> tuple[list[str], list[ResolvedSignal]]:
     """Up to `limit` outcomes the aggregates do not count yet, by model and bar (the partial
     index): their signal ids and the resolved signals."""
     statement = (
-        select(Outcome.signal_id, *_resolved_columns())
+        select(Outcome.signal_id, *resolved_columns())
         .join(SignalRow, SignalRow.signal_id == Outcome.signal_id)
         .where(~Outcome.aggregated)
         .order_by(Outcome.model_key, Outcome.bar_time)
@@ -93,7 +78,7 @@ async def aggregated_between(
 ) -> list[ResolvedSignal]:
     """The counted resolved signals of one model with bars in [start, end), oldest first."""
     statement = (
-        select(*_resolved_columns())
+        select(*resolved_columns())
         .join(SignalRow, SignalRow.signal_id == Outcome.signal_id)
         .where(
             Outcome.model_key == model_key,

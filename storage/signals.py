@@ -191,19 +191,7 @@ async def resolved_signals(
 ) -> list[ResolvedSignal]:
     """Signals with their outcomes (bar time at or after `since`), oldest bar first."""
     statement = (
-        select(
-            SignalRow.model_key,
-            SignalRow.target,
-            SignalRow.interval,
-            SignalRow.bar_time,
-            SignalRow.prediction,
-            SignalRow.probability,
-            SignalRow.action,
-            Outcome.realised_return,
-            Outcome.strategy_return,
-            Outcome.hit,
-            SignalRow.model_version,
-        )
+        select(*resolved_columns(), SignalRow.model_version)
         .join(Outcome, Outcome.signal_id == SignalRow.signal_id)
         .order_by(SignalRow.model_key, SignalRow.bar_time)
     )
@@ -290,3 +278,19 @@ async def latest_live_metrics(*, session: AsyncSession, window: str) -> dict[str
     """`{model_key: metrics}` of the newest `live_metrics` row of each model for `window`."""
     rows = (await session.execute(latest_live_metrics_statement(window))).all()
     return {str(key): dict(metrics) for key, _computed_at, metrics in rows}
+
+
+def resolved_columns() -> tuple[Any, ...]:
+    """The columns of a `ResolvedSignal`, in its order: a signal joined with its outcome."""
+    return (
+        SignalRow.model_key,
+        SignalRow.target,
+        SignalRow.interval,
+        SignalRow.bar_time,
+        SignalRow.prediction,
+        SignalRow.probability,
+        SignalRow.action,
+        Outcome.realised_return,
+        Outcome.strategy_return,
+        Outcome.hit,
+    )

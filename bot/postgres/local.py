@@ -27,17 +27,6 @@ import psutil
 
 from bot.contracts import ConfigError, Settings, TransientError
 
-__all__ = [
-    "LocalPostgres",
-    "ServerStatus",
-    "StartResult",
-    "find_bin_dir",
-    "last_log_lines",
-    "start",
-    "status",
-    "stop",
-]
-
 SYSTEM_USER = "postgres"
 ROLE = "itff"
 DATABASE = "itff"

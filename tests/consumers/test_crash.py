@@ -88,10 +88,12 @@ async def test_sigkill_mid_stream_then_restart_gives_exactly_one_signal_per_aler
     bars = sample_bars("SPX")
     keys = list(publish_champions(settings, "SPX"))
     await seed_bars(session_factory, "SPX", bars.iloc[:SEED_BARS])
-    stream = alerts_for("SPX", bars.iloc[SEED_BARS : SEED_BARS + 600])
+    planned = alerts_for("SPX", bars.iloc[SEED_BARS : SEED_BARS + 3000])
     log = tmp_path / "consumer.log"
-    # about a minute of stream: room for several kills at random points of store -> commit
-    producing = asyncio.create_task(trickle(settings, stream, chunk=3, pause=0.25))
+    # the stream flows until a kill has fallen between a store and its commit, however slowly the
+    # consumers start (each start takes seconds on a loaded machine): every kill lands mid-stream
+    stop = asyncio.Event()
+    producing = asyncio.create_task(trickle(settings, planned, chunk=3, pause=0.25, stop=stop))
     uncommitted, starts = 0, 0
     for _ in range(KILLS):
         stored_before = await stored_alerts(session_factory)
@@ -106,20 +108,20 @@ async def test_sigkill_mid_stream_then_restart_gives_exactly_one_signal_per_aler
                 return await stored_alerts(session_factory) >= floor + 10
 
             assert await eventually(progressed, within=120), log.read_text()[-3000:]
+            assert not producing.done(), "the stream ended before the kill: make it longer"
             process.send_signal(signal.SIGKILL)
             assert process.wait(timeout=30) == -signal.SIGKILL
             stored_at_kill = await stored_alerts(session_factory)  # final: the process is dead
             uncommitted = stored_at_kill - await committed_alerts(settings)
-            # the kill fell with work in flight: mid-stream, or with stored batches uncommitted
-            assert stored_at_kill < len(stream) or uncommitted > 0
         finally:
             if process.poll() is None:
                 process.kill()
                 process.wait(timeout=30)
         if uncommitted > 0:
             break
+    stop.set()
+    stream = planned[: await producing]
     assert uncommitted > 0, f"none of {KILLS} kills fell between a store and its commit"
-    await producing
 
     port = free_port()
     last = start_consumer(settings, log, metrics_port=port)

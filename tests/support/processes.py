@@ -55,23 +55,34 @@ async def scraped(port: int, name: str, **labels: str) -> float:
 
 
 async def trickle(
-    settings: Settings, alerts: list[Alert], *, chunk: int = 5, pause: float = 0.1
-) -> None:
-    """Publish the stream in small chunks so that it is still flowing when a consumer dies."""
+    settings: Settings,
+    alerts: list[Alert],
+    *,
+    chunk: int = 5,
+    pause: float = 0.1,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Publish the stream in small chunks so that it is still flowing when a consumer dies; when
+    `stop` is set, end after the chunk in hand. Returns how many alerts went out (a prefix)."""
+    sent = 0
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap, enable_idempotence=True, acks="all"
     )
     await producer.start()
     try:
         for start in range(0, len(alerts), chunk):
+            if stop is not None and stop.is_set():
+                break
             for alert in alerts[start : start + chunk]:
                 await producer.send(
                     settings.topics.alerts, alert.model_dump_json().encode(), alert.symbol.encode()
                 )
             await producer.flush()
+            sent = min(start + chunk, len(alerts))
             await asyncio.sleep(pause)
     finally:
         await producer.stop()
+    return sent
 
 
 async def ready(log: Path, count: int) -> bool:

@@ -4,7 +4,9 @@ consumer process is killed mid-stream or a consumer leaves the group mid-stream.
 from __future__ import annotations
 
 import asyncio
+import random
 import signal
+import subprocess
 from collections import Counter, defaultdict
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -74,24 +76,47 @@ def assert_one_signal_id_per_alert_and_model(
     assert doubled == {}
 
 
-KILLS = 6  # attempts at a SIGKILL between storing a batch and committing its offsets
+KILLS = 4  # consumer processes killed at most before one dies with stored, uncommitted batches
+FREEZES = 300  # per process: SIGSTOP, measure, SIGCONT, until one falls between store and commit
 
 
-@pytest.mark.timeout(1500)  # up to KILLS + 1 starts (180 s each) and the waits below
+async def freeze_between_store_and_commit(
+    process: subprocess.Popen[bytes],
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+) -> int:
+    """Freeze the consumer (SIGSTOP) at random moments until it is frozen with alerts stored but
+    their offsets not committed, measured while it is frozen, so the claim holds at the moment of
+    the SIGKILL that follows. Returns that count, or 0 (the process left running) if no freeze
+    fell in the window."""
+    for _ in range(FREEZES):
+        process.send_signal(signal.SIGSTOP)
+        try:
+            uncommitted = await stored_alerts(session_factory) - await committed_alerts(settings)
+            if uncommitted > 0:
+                process.send_signal(signal.SIGKILL)
+                return uncommitted
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGCONT)
+        await asyncio.sleep(random.uniform(0.0, 0.05))
+    return 0
+
+
+@pytest.mark.timeout(1200)  # up to KILLS + 1 starts (180 s each) and the waits below
 async def test_sigkill_mid_stream_then_restart_gives_exactly_one_signal_per_alert_and_model(
     kafka_settings: Settings, session_factory: async_sessionmaker[AsyncSession], tmp_path: Path
 ) -> None:
-    """Consumers are SIGKILLed mid-stream until one dies with batches stored but not committed
-    (measured after its death: stored alerts > committed offsets). The next process gets those
-    records again: its redelivery counter shows it, and nothing is lost or doubled."""
+    """A consumer is SIGKILLed mid-stream while it has batches stored but not committed (measured
+    while it is frozen, just before the kill: stored alerts > committed offsets). The next process
+    gets those records again: its redelivery counter shows it, and nothing is lost or doubled."""
     settings = kafka_settings
     bars = sample_bars("SPX")
     keys = list(publish_champions(settings, "SPX"))
     await seed_bars(session_factory, "SPX", bars.iloc[:SEED_BARS])
     planned = alerts_for("SPX", bars.iloc[SEED_BARS : SEED_BARS + 3000])
     log = tmp_path / "consumer.log"
-    # the stream flows until a kill has fallen between a store and its commit, however slowly the
-    # consumers start (each start takes seconds on a loaded machine): every kill lands mid-stream
+    # the stream flows until the kill, however slowly the consumers start: it lands mid-stream
     stop = asyncio.Event()
     producing = asyncio.create_task(trickle(settings, planned, chunk=3, pause=0.25, stop=stop))
     uncommitted, starts = 0, 0
@@ -109,14 +134,11 @@ async def test_sigkill_mid_stream_then_restart_gives_exactly_one_signal_per_aler
 
             assert await eventually(progressed, within=120), log.read_text()[-3000:]
             assert not producing.done(), "the stream ended before the kill: make it longer"
-            process.send_signal(signal.SIGKILL)
-            assert process.wait(timeout=30) == -signal.SIGKILL
-            stored_at_kill = await stored_alerts(session_factory)  # final: the process is dead
-            uncommitted = stored_at_kill - await committed_alerts(settings)
+            uncommitted = await freeze_between_store_and_commit(process, settings, session_factory)
         finally:
             if process.poll() is None:
                 process.kill()
-                process.wait(timeout=30)
+            assert process.wait(timeout=30) == -signal.SIGKILL
         if uncommitted > 0:
             break
     stop.set()

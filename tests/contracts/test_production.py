@@ -70,6 +70,7 @@ def test_only_the_scheduler_may_hold_the_private_key(service: str) -> None:
         "a" * 80,
         "my-example-passphrase-" + secrets.token_urlsafe(32),
     ],
+    ids=["placeholder", "one-char", "64-bit-hex", "128-bit-hex", "words", "repeated", "example"],
 )
 def test_weak_or_placeholder_secrets_are_refused(weak: str) -> None:
     assert not strong(weak)

@@ -254,15 +254,33 @@ def _inputs(
     return windows[finite], enough[finite].tolist()
 
 
+@dataclass(slots=True)
+class _GroupRows:
+    """A group's alert rows in the batch's features, and the model inputs made of them (shared
+    by the group's models with the same lookback and features)."""
+
+    features: FloatArray
+    rows: Sequence[_Row]
+    made: dict[tuple[int, tuple[str, ...]], tuple[FloatArray, list[int]]] = field(
+        default_factory=dict
+    )
+
+    def inputs(self, spec: ModelSpec, columns: NDArray[np.intp]) -> tuple[FloatArray, list[int]]:
+        key = (spec.lookback, spec.feature_names)
+        if key not in self.made:
+            self.made[key] = _inputs(self.features, self.rows, columns, spec.lookback)
+        return self.made[key]
+
+
 def _run_model(
     spec: ModelSpec,
-    features: FloatArray,
-    rows: Sequence[_Row],
+    group: _GroupRows,
     *,
     items: Sequence[Item],
     predict: PredictWindows,
     result: GroupResult,
 ) -> None:
+    rows = group.rows
     columns, missing = _columns(spec.feature_names)
     if missing:
         error = (
@@ -273,7 +291,7 @@ def _run_model(
         )
         return
     with stage("features"):
-        inputs, usable = _inputs(features, rows, columns, spec.lookback)
+        inputs, usable = group.inputs(spec, columns)
     for i in sorted(set(range(len(rows))) - set(usable)):
         error = f"{spec.key}: fewer than {spec.lookback} complete feature rows before this bar"
         ref = items[rows[i].index].ref
@@ -327,9 +345,7 @@ def infer_batch(
             results[key] = GroupResult(window=window, kinds=kinds)
         features, rows = slices.features()
     for key, group in groups.items():
+        found = _GroupRows(features, rows.get(key, []))
         for spec in group.specs:
-            _run_model(
-                spec, features, rows.get(key, []),
-                items=group.items, predict=predict, result=results[key],
-            )  # fmt: skip
+            _run_model(spec, found, items=group.items, predict=predict, result=results[key])
     return results

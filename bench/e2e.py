@@ -22,7 +22,9 @@ symbol, one SQLite transaction) on batches of alert records, in this process; it
 per batch size, with the consumer's SQLite write (one synchronous transaction in the worker thread)
 and the aiosqlite one alternated (`--profile FILE` writes a cProfile of the former), for each
 serving runtime (`--runtimes compiled,sklearn`: the same models, the same batches, one run), with
-the process CPU time per alert (the goal: at most 0.3 ms at 4 symbols x 3 champions, batches of 10).
+the process CPU time per alert (the goal: at most 0.3 ms at 4 symbols x 3 champions, batches of 10,
+printed per runtime), then where one 10-alert batch's infer stage goes (features, model inputs,
+predictor calls: input check, model, OOD distance, the rest; signals; other), per runtime.
 """
 
 from __future__ import annotations

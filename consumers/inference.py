@@ -1,11 +1,13 @@
-"""Alerts of one symbol -> bars applied in offset order -> features -> every champion -> `Signal`s.
+"""A batch's alerts, grouped by symbol -> bars applied in offset order -> features -> every
+champion -> `Signal`s.
 
-CPU only (no I/O): the service runs `infer_group` in a worker thread. Every alert is predicted
+CPU only (no I/O): the service runs `infer_batch` in a worker thread. Every alert is predicted
 point-in-time, on the bars up to and including its own (see `consumers.windows`). The features come
-from `bot.core.features.build_features`, the same function that built the training rows, computed
-only on the slice each alert needs (`WARMUP_BARS + lookback` bars up to it; the features are causal
-over a finite window, so the rows equal those of the whole history), and each model gets its
-`lookback` rows per alert, all alerts of a batch in one `predict_windows` call per model.
+from `bot.core.features` (the code that built the training rows), computed only on the slice each
+alert needs (`WARMUP_BARS + lookback` bars up to it; the features are causal over a finite window,
+so the rows equal those of the whole history), for the slices of every symbol of the batch in one
+numpy pass (`complete_feature_rows`). Each model gets its `lookback` rows per alert, all alerts of
+a batch in one `predict_windows` call per model.
 
 What raises is tagged with the stage it was raised in (`features`: the bars applied to the window
 and the features; `predict`: the models and the signals), so that a record that fails alone is

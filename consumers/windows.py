@@ -1,8 +1,9 @@
 """Per-symbol rolling bar windows, the kinds of bars, and the history an alert is predicted on.
 
-A window holds the last `size` bars of one (symbol, interval), seeded from the `bars` table the
-first time the symbol is seen (so the first alert after a start already has its history), and
-re-read from the database, which is the truth, after a rebalance, an error, or a minute.
+A window holds the last `size` bars of one (symbol, interval) as numpy arrays (`BarArrays`: times
+and OHLCV; no pandas on the batch path), seeded from the `bars` table the first time the symbol is
+seen (so the first alert after a start already has its history), and re-read from the database,
+which is the truth, after a rebalance, an error, or a minute.
 
 Every alert is predicted point-in-time: on the `size` bars up to and including its own bar, never
 a later one, whatever the kind of its bar (counted in `itff_consumer_bars_total{kind}`):

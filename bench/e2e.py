@@ -22,7 +22,9 @@ symbol, one SQLite transaction) on batches of alert records, in this process; it
 per batch size, with the consumer's SQLite write (one synchronous transaction in the worker thread)
 and the aiosqlite one alternated (`--profile FILE` writes a cProfile of the former), for each
 serving runtime (`--runtimes compiled,sklearn`: the same models, the same batches, one run), with
-the process CPU time per alert (the goal: at most 0.3 ms at 4 symbols x 3 champions, batches of 10).
+the process CPU time per alert (the goal: at most 0.3 ms at 4 symbols x 3 champions, batches of 10,
+printed per runtime), then where one 10-alert batch's infer stage goes (features, model inputs,
+predictor calls: input check, model, OOD distance, the rest; signals; other), per runtime.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -59,7 +62,7 @@ from bot.kafka import admin_client, ensure_topics
 from bot.serving import Predictor
 from consumers.deadletters import RecordRef
 from consumers.served_models import PredictorModels
-from consumers.service import InferenceService
+from consumers.service import BatchResult, InferenceService, _group
 from storage.db import create_engine, create_session_factory, create_sync_sqlite_engine
 from storage.migrate import upgrade_async
 
@@ -69,6 +72,7 @@ from tests.support.env import child_env
 
 ITFF = Path(sys.executable).with_name("itff")
 LINES = (("direction", "logreg"), ("return", "ridge"), ("direction", "ridge"))
+GOAL_CPU_MS, GOAL_BATCH = 0.3, 10
 SEED = 300
 PASSPHRASE = "bench-passphrase-0123456789"
 
@@ -525,6 +529,9 @@ async def inprocess(options: argparse.Namespace) -> None:
             profiling = profiler if write == "sync" and runtime == runtimes[0] else None
             cpu[size, runtime, write] = await measure(service, batches, profiling, runtime, write)
     report_cpu(cpu, f"{n_symbols} symbols x {len(LINES)} champions")
+    first_write = options.writes.split(",")[0]
+    for runtime in runtimes:
+        await infer_breakdown(services[runtime, first_write], records(GOAL_BATCH), runtime)
     if profiler and options.profile:
         profiler.dump_stats(options.profile)
         print(f"profile: {options.profile}")
@@ -573,6 +580,73 @@ def report_cpu(cpu: dict[tuple[int, str, str], float], setup: str) -> None:
             f"{r} {ms:6.3f}" for (s, r, w), ms in cpu.items() if (s, w) == (size, write)
         )
         print(f"  batch {size:>4} ({write:>9} write): {row}")
+    for (size, runtime, write), ms in cpu.items():
+        if size == GOAL_BATCH:
+            verdict = "met" if ms <= GOAL_CPU_MS else f"not met ({ms / GOAL_CPU_MS:.1f}x the goal)"
+            print(
+                f"goal: <= {GOAL_CPU_MS} ms CPU per alert, batches of {size}: {runtime} "
+                f"({write} write) {ms:.3f} ms, {verdict}"
+            )
+
+
+async def infer_breakdown(service: InferenceService, batch: list[RecordRef], runtime: str) -> None:
+    """Where the infer stage of one batch goes (thread CPU, the steps timed in place)."""
+    from bot.serving import predictor
+    from consumers import inference
+
+    result = BatchResult()
+    groups = _group(service._decode(batch, result))  # noqa: SLF001 - the stages one by one
+    await service._screen(groups, result)  # noqa: SLF001
+    plan = await service._read(groups)  # noqa: SLF001
+    spent: dict[str, int] = dict.fromkeys(BREAKDOWN, 0)
+    patched = [
+        (inference, "classify", "features"), (inference, "_apply", "features"),
+        (inference._Slices, "features", "features"), (inference._GroupRows, "inputs", "inputs"),  # noqa: SLF001
+        (predictor, "_check_windows", "predict: check"), (predictor, "_scores", "predict: model"),
+        (predictor, "ood_distances", "predict: OOD"), (inference, "make_signal", "signals"),
+        (service, "_predict", "predict call"),
+    ]  # fmt: skip
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patched]
+    for owner, name, step in patched:
+        setattr(owner, name, _timed(getattr(owner, name), spent, step))
+    repeat = 200
+    try:
+        started = time.thread_time_ns()
+        for _ in range(repeat):
+            service._infer_all(plan)  # noqa: SLF001
+        total = time.thread_time_ns() - started
+    finally:
+        for owner, name, original in originals:
+            setattr(owner, name, original)
+    parts = {step: ns / repeat / 1e3 for step, ns in spent.items()}
+    inside = sum(us for step, us in parts.items() if step.startswith("predict:"))
+    parts["predict: rest"] = parts["predict call"] - inside
+    parts["other"] = total / repeat / 1e3 - sum(
+        parts[step] for step in ("features", "inputs", "predict call", "signals")
+    )
+    alerts = sum(len(items) for items in plan.groups.values())
+    print(
+        f"infer stage of one batch ({runtime}, {alerts} alerts, {len(plan.groups)} symbols), "
+        f"thread CPU us (steps timed in place, {total / repeat / 1e3:.0f} us in all): "
+        + ", ".join(f"{step} {us:.0f}" for step, us in parts.items())
+    )
+
+
+BREAKDOWN = (
+    "features", "inputs", "predict call", "predict: check", "predict: model", "predict: OOD",
+    "signals",
+)  # fmt: skip
+
+
+def _timed(function: Any, spent: dict[str, int], step: str) -> Any:
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.thread_time_ns()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            spent[step] += time.thread_time_ns() - started
+
+    return timed
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,11 +32,13 @@ from bot.core import (
     Thresholds,
     build_features,
     make_pipeline,
+    ood_distances,
     ood_summary,
     supported_model_types,
     to_windows,
 )
 from bot.serving import Predictor
+from bot.serving.predictor import _check_windows
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "SPX_1d.csv"
 BATCH = 256
@@ -119,11 +122,27 @@ def bench_model(
         p50[f"{runtime} model"] = show(
             f"[{runtime}] 1 window, model only", timings(model_only, repeat), 1
         )
+        breakdown(runtime, served, one, p50[runtime], repeat)
         many = partial(predictor.predict_windows, bundle.key, batch)
         show(f"[{runtime}] batch of {BATCH}", timings(many, max(repeat // 20, 20)), BATCH)
         live = partial(predictor.predict_bars, "SPX", recent)
         show(f"[{runtime}] live path ({len(recent)} bars)", timings(live, max(repeat // 10, 20)), 1)
     return p50
+
+
+def breakdown(runtime: str, served: Any, one: np.ndarray, call_us: float, repeat: int) -> None:
+    """Where a 1-row predictor call goes, step by step (p50 of each step alone, in us)."""
+    bundle, scaled = served.bundle, served.scale(one)
+    steps = {
+        "check": partial(_check_windows, one, bundle),
+        "scale": partial(served.scale, one),
+        "model": partial(served.score, scaled),
+        "ood": partial(ood_distances, scaled, bundle.ood.mean, bundle.ood.precision),
+    }
+    figures = {name: float(np.median(timings(step, repeat))) * 1e6 for name, step in steps.items()}
+    rest = call_us - sum(figures.values())
+    parts = ", ".join(f"{name} {us:.1f}" for name, us in figures.items())
+    print(f"  [{runtime}] 1-row call, where it goes (us): {parts}, actions and results {rest:.1f}")
 
 
 def main() -> None:

@@ -45,8 +45,16 @@ from bot.runtime import get_logger
 from consumers import telemetry
 from consumers.deadletters import Reason, RecordRef, dead_letter, decode_alert, processing_failed
 from consumers.failures import describe, is_transient, stage
-from consumers.inference import GroupResult, Item, ModelSpec, PredictWindows, infer_group
+from consumers.inference import (
+    GroupInput,
+    GroupResult,
+    Item,
+    ModelSpec,
+    PredictWindows,
+    infer_batch,
+)
 from consumers.windows import (
+    BarArrays,
     BarWindows,
     WindowKey,
     covered_after,
@@ -104,7 +112,7 @@ class _Plan:
     specs: dict[WindowKey, list[ModelSpec]]
     # the window, with the stored history of old alerts joined in; taken at read time (a
     # rebalance may drop the windows meanwhile)
-    history: dict[WindowKey, pd.DataFrame]
+    history: dict[WindowKey, BarArrays]
     size: int
     # revised bars with the values they replace (recorded in the batch's transaction)
     revisions: list[tuple[BarRecord, StoredBar]] = field(default_factory=list)
@@ -318,7 +326,7 @@ class InferenceService:
     async def _read(self, groups: dict[WindowKey, list[Item]]) -> _Plan:
         specs = {key: self._specs(key) for key in groups}
         size = self.windows.size
-        history: dict[WindowKey, pd.DataFrame] = {}
+        history: dict[WindowKey, BarArrays] = {}
         missing: list[WindowKey] = []
         for key in (key for key in groups if specs[key]):
             window = self.windows.get(key)
@@ -330,12 +338,12 @@ class InferenceService:
         if missing or any(old.values()):
             async with self._session_factory() as session:
                 for symbol, interval in missing:  # a first sight, a rebalance, an error, a minute
-                    window = await recent_bars(
+                    recent = await recent_bars(
                         session=session, symbol=symbol, interval=interval, limit=size
                     )
-                    self.windows.seed((symbol, interval), window)
-                    history[(symbol, interval)] = window
-                    old[(symbol, interval)] = _old_times(groups[(symbol, interval)], window, size)
+                    seeded = self.windows.seed((symbol, interval), recent)
+                    history[(symbol, interval)] = seeded
+                    old[(symbol, interval)] = _old_times(groups[(symbol, interval)], seeded, size)
                 for (symbol, interval), times in old.items():
                     if times:  # alerts older than the window: their history, one query
                         stored = await bars_for_span(
@@ -351,18 +359,17 @@ class InferenceService:
         return _Plan(groups=groups, specs=specs, history=history, size=size)
 
     def _infer_all(self, plan: _Plan) -> dict[WindowKey, GroupResult]:
-        outcomes: dict[WindowKey, GroupResult] = {}
         began = time.perf_counter()
-        with stage("features"):  # `infer_group` names the predict stage itself
-            for key, items in plan.groups.items():
-                history = plan.history.get(key)
-                if history is None:
-                    continue
-                started = time.perf_counter()
-                outcomes[key] = infer_group(
-                    history, items, plan.specs[key], self._predict, size=plan.size
-                )
-                telemetry.INFERENCE_LATENCY.observe(time.perf_counter() - started)
+        groups = {
+            key: GroupInput(plan.history[key], items, plan.specs[key])
+            for key, items in plan.groups.items()
+            if key in plan.history
+        }
+        outcomes: dict[WindowKey, GroupResult] = {}
+        if groups:
+            with stage("features"):  # `infer_batch` names the predict stage itself
+                outcomes = infer_batch(groups, self._predict, size=plan.size)
+            telemetry.INFERENCE_LATENCY.observe(time.perf_counter() - began)
         telemetry.STAGE_INFER.observe(time.perf_counter() - began)
         return outcomes
 
@@ -433,7 +440,7 @@ def _publishable(
     _route_dead_letters(plan, outcomes, result)
 
 
-def _old_times(items: Sequence[Item], window: pd.DataFrame, size: int) -> list[pd.Timestamp]:
+def _old_times(items: Sequence[Item], window: BarArrays, size: int) -> list[pd.Timestamp]:
     """Bar times of the alerts whose history reaches back before the window."""
     edge = covered_after(window, size)
     if edge is None:

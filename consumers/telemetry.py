@@ -8,7 +8,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 
 
 INFERENCE_LATENCY = Histogram(
     "itff_consumer_inference_seconds",
-    "Features and prediction of one batch of one symbol, in a worker thread",
+    "Features and predictions of one batch (all its symbols), in a worker thread",
     buckets=LATENCY_BUCKETS,
 )
 BATCH_STAGE = Histogram(

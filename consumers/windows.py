@@ -1,8 +1,9 @@
 """Per-symbol rolling bar windows, the kinds of bars, and the history an alert is predicted on.
 
-A window holds the last `size` bars of one (symbol, interval), seeded from the `bars` table the
-first time the symbol is seen (so the first alert after a start already has its history), and
-re-read from the database, which is the truth, after a rebalance, an error, or a minute.
+A window holds the last `size` bars of one (symbol, interval) as numpy arrays (`BarArrays`: times
+and OHLCV; no pandas on the batch path), seeded from the `bars` table the first time the symbol is
+seen (so the first alert after a start already has its history), and re-read from the database,
+which is the truth, after a rebalance, an error, or a minute.
 
 Every alert is predicted point-in-time: on the `size` bars up to and including its own bar, never
 a later one, whatever the kind of its bar (counted in `itff_consumer_bars_total{kind}`):
@@ -22,6 +23,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
@@ -68,38 +70,64 @@ def alert_bars(alerts: Sequence[Alert]) -> pd.DataFrame:
     return _frame(_nanoseconds(alerts), _values(alerts))
 
 
-def _last_time(window: pd.DataFrame) -> int | None:
-    return int(window.index[-1].value) if len(window) else None
+@dataclass(frozen=True, slots=True)
+class BarArrays:
+    """A window as arrays: UTC nanoseconds (sorted, unique) and `(n, 5)` values (`BAR_FIELDS`)."""
+
+    times: NDArray[np.int64]
+    ohlcv: NDArray[np.float64]
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> BarArrays:
+        if not len(frame):
+            return cls(np.empty(0, dtype=np.int64), np.empty((0, len(BAR_FIELDS))))
+        times = pd.DatetimeIndex(frame.index).as_unit("ns").asi8
+        if tuple(frame.columns) != BAR_FIELDS:
+            frame = frame.loc[:, list(BAR_FIELDS)]
+        return cls(times, frame.to_numpy(dtype=np.float64))
+
+    def frame(self) -> pd.DataFrame:
+        return _frame(self.times, self.ohlcv)
+
+    @property
+    def index(self) -> pd.DatetimeIndex:
+        return pd.DatetimeIndex(self.times, dtype=_UTC_NS, name="time")
+
+    def tail(self, size: int) -> BarArrays:
+        return BarArrays(self.times[-size:], self.ohlcv[-size:])
+
+    def __len__(self) -> int:
+        return len(self.times)
 
 
-def apply_run(frame: pd.DataFrame, alerts: Sequence[Alert]) -> tuple[pd.DataFrame, list[int]]:
-    """`frame` with a run's bars (strictly increasing times) upserted, and their positions."""
-    times = _nanoseconds(alerts)
-    last = _last_time(frame)
-    if last is not None and times[0] > last:  # the live case: appended
-        index = pd.DatetimeIndex(frame.index).as_unit("ns").asi8
-        merged = _frame(
-            np.concatenate([index, times]), np.vstack([frame.to_numpy(), _values(alerts)])
+def apply_run_arrays(bars: BarArrays, alerts: Sequence[Alert]) -> tuple[BarArrays, list[int]]:
+    """`bars` with a run's bars (strictly increasing times) upserted, and their positions."""
+    times, values = _nanoseconds(alerts), _values(alerts)
+    if not len(bars) or times[0] > bars.times[-1]:  # the live case: appended
+        merged = BarArrays(
+            np.concatenate([bars.times, times]), np.concatenate([bars.ohlcv, values])
         )
-        return merged, list(range(len(frame), len(merged)))
-    incoming = _frame(times, _values(alerts))
-    merged = upsert(frame, incoming)
-    return merged, [int(p) for p in merged.index.get_indexer(incoming.index)]
+        return merged, list(range(len(bars), len(merged)))
+    kept = ~np.isin(bars.times, times)
+    order = np.argsort(np.concatenate([bars.times[kept], times]), kind="stable")
+    merged = BarArrays(
+        np.concatenate([bars.times[kept], times])[order],
+        np.concatenate([bars.ohlcv[kept], values])[order],
+    )
+    return merged, np.searchsorted(merged.times, times).tolist()
 
 
-def classify(window: pd.DataFrame, alerts: Sequence[Alert]) -> tuple[BarKind, ...]:
+def classify(window: BarArrays, alerts: Sequence[Alert]) -> tuple[BarKind, ...]:
     """The kind of each alert's bar against the window and the alerts before it."""
     times = _nanoseconds(alerts)
-    last_known = _last_time(window)
     if (
-        last_known is not None
+        len(window)
         and len(times)
-        and times[0] > last_known
+        and times[0] > window.times[-1]
         and bool((np.diff(times) > 0).all())
     ):
         return (BarKind.NEW,) * len(times)  # the live case, without a set of the window
-    index = pd.DatetimeIndex(window.index).as_unit("ns")
-    known = set(index.asi8.tolist())
+    known = set(window.times.tolist())
     last = max(known) if known else None
     kinds: list[BarKind] = []
     for moment in times.tolist():
@@ -126,33 +154,27 @@ def runs(alerts: Sequence[Alert]) -> list[list[int]]:
     return found
 
 
-def upsert(frame: pd.DataFrame, incoming: pd.DataFrame) -> pd.DataFrame:
-    """The bars of `frame` with `incoming` (unique times) inserted or replacing, sorted."""
-    if not len(frame):
-        return incoming.sort_index()
-    if incoming.index.is_monotonic_increasing and incoming.index[0] > frame.index[-1]:
-        values = np.vstack([frame.to_numpy(), incoming.to_numpy()])  # the live case: appended
-        index = frame.index.append(incoming.index)
-        return pd.DataFrame(values, index=index, columns=frame.columns)
-    combined = pd.concat([frame[~frame.index.isin(incoming.index)], incoming])
-    return combined.sort_index()
-
-
-def covered_after(window: pd.DataFrame, size: int) -> pd.Timestamp | None:
+def covered_after(window: BarArrays, size: int) -> pd.Timestamp | None:
     """Alerts for bars after this time find their `size` bars of history in the window; for a
     bar at or before it, some must be read from the database. None: the window lacks nothing
     (shorter than `size`, it holds the whole stored history)."""
     if len(window) < size or size < 2:  # noqa: PLR2004 - a bar and one before it
         return None
-    return pd.Timestamp(window.index[size - 2])
+    return pd.Timestamp(int(window.times[size - 2]), tz="UTC")
 
 
-def with_history(window: pd.DataFrame, older: pd.DataFrame) -> pd.DataFrame:
+def with_history(window: BarArrays, older: pd.DataFrame) -> BarArrays:
     """Stored bars read for old alerts joined with the window (the window's newer bars kept)."""
     if not len(older):
         return window
-    newer = window[window.index > older.index[-1]]
-    return pd.concat([older, newer]) if len(newer) else older
+    stored = BarArrays.of(older)
+    newer = window.times > stored.times[-1]
+    if not newer.any():
+        return stored
+    return BarArrays(
+        np.concatenate([stored.times, window.times[newer]]),
+        np.concatenate([stored.ohlcv, window.ohlcv[newer]]),
+    )
 
 
 class BarWindows:
@@ -167,25 +189,27 @@ class BarWindows:
             raise ValueError(f"window size must be at least 1, got {size}")
         self.size = size
         self.max_age = max_age
-        self._frames: dict[WindowKey, pd.DataFrame] = {}
+        self._frames: dict[WindowKey, BarArrays] = {}
         self._seeded: dict[WindowKey, float] = {}
 
-    def get(self, key: WindowKey) -> pd.DataFrame | None:
+    def get(self, key: WindowKey) -> BarArrays | None:
         """The window, or None when it must be (re-)read from the database."""
         seeded = self._seeded.get(key)
         if seeded is None or time.monotonic() - seeded > self.max_age:
             return None
         return self._frames.get(key)
 
-    def seed(self, key: WindowKey, bars: pd.DataFrame) -> None:
-        """A window just read from the database."""
-        self._frames[key] = bars.iloc[-self.size :]
+    def seed(self, key: WindowKey, bars: pd.DataFrame) -> BarArrays:
+        """A window just read from the database; what it keeps of it."""
+        window = BarArrays.of(bars).tail(self.size)
+        self._frames[key] = window
         self._seeded[key] = time.monotonic()
+        return window
 
-    def put(self, key: WindowKey, bars: pd.DataFrame) -> None:
+    def put(self, key: WindowKey, bars: BarArrays) -> None:
         """The window after a stored batch (its seed time is kept)."""
         if key in self._seeded:
-            self._frames[key] = bars.iloc[-self.size :]
+            self._frames[key] = bars.tail(self.size)
 
     def ensure_size(self, size: int) -> None:
         """Grow the windows (a model with a longer lookback was loaded); they are re-read."""

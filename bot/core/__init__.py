@@ -27,6 +27,8 @@ from bot.core.features import (
     _rolling_mean_std,
     build_features,
     build_features_tail,
+    complete_feature_rows,
+    feature_rows,
 )
 from bot.core.intervals import binance_interval, parse_interval, periods_per_year
 from bot.core.live_period import SAME_PERIOD, batch_live_rows
@@ -78,6 +80,7 @@ __all__ = [
     "check_parity",
     "choose_thresholds",
     "complete_audit",
+    "complete_feature_rows",
     "daily_anomalies",
     "daily_markdown",
     "daily_paths",
@@ -85,6 +88,7 @@ __all__ = [
     "decide",
     "drift",
     "evaluate_model",
+    "feature_rows",
     "gauge_values",
     "latency_percentiles",
     "live_metrics",

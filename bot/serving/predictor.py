@@ -236,18 +236,16 @@ def _predict(served: _Served, windows: FloatArray) -> list[Prediction]:
     key, version, target = bundle.key, bundle.version, bundle.target
     scaled, scores = _scores(served, windows)
     distances = ood_distances(scaled, bundle.ood.mean, bundle.ood.precision)
-    ood = distances > bundle.ood.threshold
-    actions = _actions(scores, bundle, ood)
+    ood = (distances > bundle.ood.threshold).tolist()
+    score_list = scores.tolist()
+    actions = _actions(score_list, bundle, ood)
     if target == "direction":
-        values = (scores > 0.5).astype(np.float64).tolist()  # noqa: PLR2004 - argmax of 2 classes
-        probabilities: list[float | None] = scores.tolist()
+        values = [1.0 if p > 0.5 else 0.0 for p in score_list]  # noqa: PLR2004 - argmax of 2
+        probabilities: list[float | None] = list(score_list)
     else:
-        values, probabilities = scores.tolist(), [None] * len(scores)
+        values, probabilities = score_list, [None] * len(score_list)
     buy, sell = bundle.thresholds.buy, bundle.thresholds.sell
-    rows = zip(
-        values, probabilities, actions, ood.tolist(), distances.tolist(), scores.tolist(),
-        strict=True,
-    )  # fmt: skip
+    rows = zip(values, probabilities, actions, ood, distances.tolist(), score_list, strict=True)
     return [
         Prediction(
             key, version, target, value, probability, action, out, distance, score, buy, sell
@@ -256,18 +254,28 @@ def _predict(served: _Served, windows: FloatArray) -> list[Prediction]:
     ]
 
 
-_ACTIONS: dict[int, Action] = {1: "buy", -1: "sell", 0: "hold"}
-
-
-def _actions(scores: FloatArray, bundle: ModelBundle, ood: NDArray[np.bool_]) -> list[Action]:
-    codes = np.where(ood, 0, bundle.thresholds.codes(scores)).tolist()
-    return [_ACTIONS[code] for code in codes]
+def _actions(scores: list[float], bundle: ModelBundle, ood: list[bool]) -> list[Action]:
+    """`Thresholds.codes` as actions, held when ood (in Python: a batch holds a few rows)."""
+    buy, sell = bundle.thresholds.buy, bundle.thresholds.sell
+    return [
+        "hold" if out else "buy" if score >= buy else "sell" if score <= sell else "hold"
+        for score, out in zip(scores, ood, strict=True)
+    ]
 
 
 # ---- input validation ------------------------------------------------------------------------
 
 
 def _check_windows(windows: Any, bundle: ModelBundle) -> FloatArray:
+    if (  # the consumer's call: flat float64 windows of the right width, checked in one pass
+        type(windows) is np.ndarray
+        and windows.dtype == np.float64
+        and windows.ndim == 2  # noqa: PLR2004
+        and windows.shape[1] == bundle.lookback * len(bundle.feature_names)
+        and len(windows)
+        and np.isfinite(windows).all()
+    ):
+        return windows
     array = _numeric(windows, "windows")
     n_features = len(bundle.feature_names)
     if array.ndim == 3:  # noqa: PLR2004 - (n, lookback, features)

@@ -12,13 +12,14 @@ from bot.contracts import Alert
 from bot.contracts.bars import canonical_interval
 from consumers.deadletters import Reason, RecordRef, decode_alert
 from consumers.windows import (
+    BarArrays,
     BarKind,
     BarWindows,
     alert_bars,
+    apply_run_arrays,
     classify,
     covered_after,
     runs,
-    upsert,
     with_history,
 )
 from tests.support.postgres import both_stores
@@ -43,8 +44,8 @@ def alert(day: int, close: float = 100.0, alert_id: str | None = None) -> Alert:
     )
 
 
-def window(days: range) -> pd.DataFrame:
-    return alert_bars([alert(d) for d in days])
+def window(days: range) -> BarArrays:
+    return BarArrays.of(alert_bars([alert(d) for d in days]))
 
 
 def day(n: int) -> pd.Timestamp:
@@ -52,7 +53,8 @@ def day(n: int) -> pd.Timestamp:
 
 
 def test_first_bars_of_an_empty_window_are_new() -> None:
-    assert classify(pd.DataFrame(), [alert(0), alert(1)]) == (BarKind.NEW, BarKind.NEW)
+    empty = BarArrays.of(pd.DataFrame())
+    assert classify(empty, [alert(0), alert(1)]) == (BarKind.NEW, BarKind.NEW)
 
 
 def test_new_duplicate_and_late_bars_are_told_apart() -> None:
@@ -67,15 +69,21 @@ def test_new_duplicate_and_late_bars_are_told_apart() -> None:
     )
 
 
-def test_upsert_replaces_a_known_bar_inserts_a_late_one_and_keeps_time_order() -> None:
+def test_a_run_replaces_a_known_bar_inserts_a_late_one_and_keeps_time_order() -> None:
     current = window(range(0, 10, 2))  # days 0, 2, 4, 6, 8
-    merged = upsert(current, alert_bars([alert(4, close=200.0), alert(5), alert(10)]))
-    assert list(merged.index) == [day(d) for d in (0, 2, 4, 5, 6, 8, 10)]
-    assert merged.loc[day(4), "close"] == 200.0
-    assert merged.loc[day(5), "close"] == 100.0
-    appended = upsert(current, alert_bars([alert(9), alert(11)]))
+    merged, positions = apply_run_arrays(current, [alert(4, close=200.0), alert(5), alert(10)])
+    frame = merged.frame()
+    assert list(frame.index) == [day(d) for d in (0, 2, 4, 5, 6, 8, 10)]
+    assert positions == [2, 3, 6]
+    assert frame.loc[day(4), "close"] == 200.0
+    assert frame.loc[day(5), "close"] == 100.0
+    assert list(current.frame()["close"]) == [100.0] * 5  # the window itself is left alone
+    appended, positions = apply_run_arrays(current, [alert(9), alert(11)])
     assert list(appended.index) == [day(d) for d in (0, 2, 4, 6, 8, 9, 11)]
-    assert list(upsert(pd.DataFrame(), window(range(2))).index) == [day(0), day(1)]
+    assert positions == [5, 6]
+    first, positions = apply_run_arrays(BarArrays.of(pd.DataFrame()), [alert(0), alert(1)])
+    assert list(first.index) == [day(0), day(1)]
+    assert positions == [0, 1]
 
 
 def test_alerts_form_runs_of_strictly_increasing_bar_times() -> None:
@@ -97,19 +105,19 @@ def test_history_is_read_for_a_bar_older_than_what_the_window_covers() -> None:
 
 def test_stored_history_joins_the_window_without_losing_its_newer_bars() -> None:
     current = window(range(10, 20))
-    stored = window(range(15)).assign(close=1.0)
-    joined = with_history(current, stored)
+    stored = window(range(15)).frame().assign(close=1.0)
+    joined = with_history(current, stored).frame()
     assert list(joined.index) == [day(d) for d in range(20)]
     assert (joined["close"].iloc[:15] == 1.0).all()
     assert (joined["close"].iloc[15:] == 100.0).all()
-    assert with_history(current, window(range(0))) is current
+    assert with_history(current, window(range(0)).frame()) is current
 
 
 def test_windows_keep_the_last_size_bars_and_grow_on_demand() -> None:
     windows = BarWindows(3)
     windows.put(("SPX", "1D"), window(range(10)))
     assert windows.get(("SPX", "1D")) is None  # never read from the database
-    windows.seed(("SPX", "1D"), window(range(10)))
+    windows.seed(("SPX", "1D"), window(range(10)).frame())
     stored = windows.get(("SPX", "1D"))
     assert stored is not None
     assert len(stored) == 3
@@ -121,10 +129,10 @@ def test_windows_keep_the_last_size_bars_and_grow_on_demand() -> None:
 
 def test_a_window_older_than_its_max_age_is_read_again() -> None:
     windows = BarWindows(3, max_age=-1.0)
-    windows.seed(("SPX", "1D"), window(range(3)))
+    windows.seed(("SPX", "1D"), window(range(3)).frame())
     assert windows.get(("SPX", "1D")) is None
     fresh = BarWindows(3, max_age=3600.0)
-    fresh.seed(("SPX", "1D"), window(range(3)))
+    fresh.seed(("SPX", "1D"), window(range(3)).frame())
     fresh.put(("SPX", "1D"), window(range(4)))
     assert fresh.get(("SPX", "1D")) is not None
     fresh.invalidate([("SPX", "1D")])

@@ -18,6 +18,8 @@ from bot.core import (
     _rolling_mean_std,
     build_features,
     build_features_tail,
+    complete_feature_rows,
+    feature_rows,
     make_dataset,
     to_windows,
     window_names,
@@ -66,6 +68,25 @@ def test_live_rows_are_bit_identical_to_rows_from_the_whole_history(spx):
         for end in range(WARMUP_BARS + 1, len(spx) + 1)
     ]
     np.testing.assert_array_equal(np.array(live), full[WARMUP_BARS:])
+
+
+def test_series_computed_together_equal_each_series_alone(spx):
+    """The consumer's one pass over a batch's symbols: no row leaks into the next series, even
+    across awkward bars (constant stretches, flat bars, missing values) and short series."""
+    ragged = _ragged(spx)
+    series = [
+        spx.iloc[-200:].to_numpy(),
+        ragged.to_numpy(),
+        spx.iloc[:WARMUP_BARS].to_numpy(),  # too short: no complete row
+        spx.iloc[500 : 500 + WARMUP_BARS + 1].to_numpy(),  # exactly one complete row
+        ragged.iloc[150:280].to_numpy(),
+    ]
+    together = complete_feature_rows(series)
+    assert [len(rows) for rows in together] == [200 - WARMUP_BARS, 300 - WARMUP_BARS, 0, 1, 27]
+    for bars, rows in zip(series, together, strict=True):
+        np.testing.assert_array_equal(rows, feature_rows(bars)[WARMUP_BARS:])
+    np.testing.assert_array_equal(feature_rows(series[0]), build_features(spx.iloc[-200:]))
+    assert complete_feature_rows([]) == []
 
 
 # A price whose plain 20- and 50-bar means are not exactly itself (sum / n rounds), so a constant

@@ -32,7 +32,7 @@ def column(metric: Metric, source: str) -> str:
     return f"{metric.name}_{source}"
 
 
-OVERVIEW_COLUMNS = (
+OVERVIEW_COLUMNS = (  # the verdict and its comparison first: visible without scrolling
     "model_key",
     "version",
     "drift",
@@ -62,10 +62,7 @@ def live_vs_backtest(
         )
         for champion in _rows(champions)
     ]
-    columns = ["model_key", "version"]
-    columns += [column(metric, source) for metric in METRICS for source in SOURCES]
-    columns += ["drift", "comparison", "drifting"]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=list(OVERVIEW_COLUMNS))
 
 
 def _rows(frame: pd.DataFrame) -> list[Any]:

@@ -1,7 +1,10 @@
-"""Live next to backtest, from stored numbers only: the overview table and its drift flags. Pure.
+"""Live next to backtest: the overview table and its drift flags. Pure.
 
 Backtest figures are the out-of-sample metrics the pipeline stored on the model version; live
-figures are the latest snapshot the live-metrics job stored. Nothing here touches a model.
+figures are the latest snapshot the live-metrics job stored. The drift flag follows the weekly
+verdict's rule (`bot.core.drift_rule.compared`): against the backtest on the live period (the
+batch path on exactly the live bars, `panel_app.live_period`) when it covers at least 20 bars,
+against the stored backtest otherwise; the `comparison` column says which.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from bot.core import METRICS, Metric, drift
+from bot.core import METRICS, SAME_PERIOD, Metric, compared, drift
 
 __all__ = [
     "METRICS",
@@ -29,41 +32,62 @@ def column(metric: Metric, source: str) -> str:
     return f"{metric.name}_{source}"
 
 
-OVERVIEW_COLUMNS = (
+OVERVIEW_COLUMNS = (  # the verdict and its comparison first: visible without scrolling
     "model_key",
     "version",
     "drift",
+    "comparison",
     *(column(metric, source) for metric in METRICS for source in SOURCES),
     "drifting",
 )
+SamePeriodMetrics = Mapping[str, Mapping[str, Mapping[str, Any]]]
 
 
-def live_vs_backtest(champions: pd.DataFrame, live: pd.DataFrame, margin: float) -> pd.DataFrame:
-    """One row per champion: each metric live and backtest side by side, and the drift flag."""
+def live_vs_backtest(
+    champions: pd.DataFrame,
+    live: pd.DataFrame,
+    margin: float,
+    same_period: SamePeriodMetrics | None = None,
+) -> pd.DataFrame:
+    """One row per champion: each metric live and backtest side by side, the drift flag and the
+    comparison it used. `same_period`: per model_key, `{"live": ..., "batch": ...}` metrics of
+    live and of the batch path on exactly the live bars."""
     snapshots = dict(zip(live["model_key"], live["metrics"], strict=True))
     rows = [
-        _row(champion, snapshots.get(champion.model_key), margin) for champion in _rows(champions)
+        _row(
+            champion,
+            snapshots.get(champion.model_key),
+            (same_period or {}).get(champion.model_key),
+            margin,
+        )
+        for champion in _rows(champions)
     ]
-    columns = ["model_key", "version"]
-    columns += [column(metric, source) for metric in METRICS for source in SOURCES]
-    columns += ["drift", "drifting"]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=list(OVERVIEW_COLUMNS))
 
 
 def _rows(frame: pd.DataFrame) -> list[Any]:
     return list(frame.sort_values("model_key").itertuples(index=False))
 
 
-def _row(champion: Any, live: Mapping[str, Any] | None, margin: float) -> dict[str, Any]:
+def _row(
+    champion: Any,
+    live: Mapping[str, Any] | None,
+    same_period: Mapping[str, Mapping[str, Any]] | None,
+    margin: float,
+) -> dict[str, Any]:
     backtest = champion.metrics or {}
     row: dict[str, Any] = {"model_key": champion.model_key, "version": champion.version}
     for metric in METRICS:
         row[column(metric, "live")] = metric.read(live)
         row[column(metric, "backtest")] = metric.read(backtest)
-    if live is None:
-        row["drift"], row["drifting"] = "no live snapshot yet", False
+    chosen = compared(live, backtest, same_period)
+    if live is None and chosen.name != SAME_PERIOD:
+        row["drift"], row["comparison"], row["drifting"] = "no live snapshot yet", "", False
         return row
-    found = drift(live, backtest, margin)
+    found = drift(chosen.judged, chosen.reference, margin)
     row["drift"] = "; ".join(found) if found else "within margin"
+    row["comparison"] = (
+        f"{SAME_PERIOD} ({chosen.bars} bars)" if chosen.name == SAME_PERIOD else chosen.name
+    )
     row["drifting"] = bool(found)
     return row

@@ -57,7 +57,9 @@ def load(
     )
     return DashboardData(
         window=window,
-        overview=live_vs_backtest(champions, queries.live_metrics(window), drift_margin),
+        overview=live_vs_backtest(
+            champions, queries.live_metrics(window), drift_margin, same.metrics
+        ),
         equity=[
             with_live_period(
                 equity_pair(key, returns, queries.backtest_equity(key, version)),

@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from bot.contracts import ItffError
-from bot.core import LIVE_COLUMNS, MIN_SIGNALS, SAME_PERIOD, batch_live_rows, drift
-from bot.core.live_period import STORED
+from bot.core import LIVE_COLUMNS, STORED, batch_live_rows, compared, drift
 from bot.core.live_scores import model_metrics
 from panel_app.queries import DashboardQueries
 
@@ -35,12 +34,19 @@ LIVE_PERIOD_COLUMNS = (
 )
 
 
+# a champion's table row, the batch path's rows, and {"live": ..., "batch": ...} metrics
+Measured = tuple[dict[str, Any], pd.DataFrame, dict[str, dict[str, float | None]]]
+
+
 @dataclass(frozen=True, slots=True)
 class SamePeriod:
-    """One row per champion (`LIVE_PERIOD_COLUMNS`) and the batch path's per-bar returns."""
+    """One row per champion (`LIVE_PERIOD_COLUMNS`), the batch path's per-bar returns, and per
+    champion the metrics of live and of the batch path on the same bars (what the Overview's
+    drift flag compares, `bot.core.drift_rule.compared`)."""
 
     table: pd.DataFrame
     returns: dict[str, pd.DataFrame] = field(default_factory=dict)  # bar_time, strategy_return
+    metrics: dict[str, dict[str, dict[str, float | None]]] = field(default_factory=dict)
 
 
 class LivePeriod:
@@ -48,26 +54,27 @@ class LivePeriod:
         self.registry = registry
         self.cost_bps = cost_bps
         self._bundles: dict[tuple[str, str], ModelBundle] = {}
-        self._results: dict[tuple[Any, ...], tuple[dict[str, Any], pd.DataFrame]] = {}
+        self._results: dict[tuple[Any, ...], Measured] = {}
         self._lock = threading.Lock()
 
     def compute(
         self, queries: DashboardQueries, champions: pd.DataFrame, window: str, margin: float
     ) -> SamePeriod:
         rows = queries.live_rows(window)
-        table, returns = [], {}
+        table, returns, metrics = [], {}, {}
         for key, version in zip(champions["model_key"], champions["version"], strict=True):
             mine = rows[(rows["model_key"] == key) & (rows["model_version"] == version)]
-            row, batch = self._one(queries, str(key), str(version), mine, margin)
+            row, batch, pair = self._one(queries, str(key), str(version), mine, margin)
             table.append(row)
             if not batch.empty:
                 returns[str(key)] = batch.loc[:, ["bar_time", "strategy_return"]]
+                metrics[str(key)] = pair
         frame = pd.DataFrame(table, columns=list(LIVE_PERIOD_COLUMNS))
-        return SamePeriod(frame.sort_values("model_key").reset_index(drop=True), returns)
+        return SamePeriod(frame.sort_values("model_key").reset_index(drop=True), returns, metrics)
 
     def _one(
         self, queries: DashboardQueries, key: str, version: str, live: pd.DataFrame, margin: float
-    ) -> tuple[dict[str, Any], pd.DataFrame]:
+    ) -> Measured:
         stamp = (key, version, len(live), live["bar_time"].max() if len(live) else None, margin)
         with self._lock:
             if stamp in self._results:
@@ -80,28 +87,30 @@ class LivePeriod:
 
     def _measure(
         self, queries: DashboardQueries, key: str, version: str, live: pd.DataFrame, margin: float
-    ) -> tuple[dict[str, Any], pd.DataFrame]:
+    ) -> Measured:
         row: dict[str, Any] = {"model_key": key, "version": version, "bars": 0}
         if live.empty:
-            return row | {"verdict": "no live outcomes yet", "comparison": STORED}, _empty()
+            return row | {"verdict": "no live outcomes yet", "comparison": STORED}, _empty(), {}
         try:
             bundle = self._bundle(key, version)
             bars = queries.bars(str(live["symbol"].iloc[0]), str(live["interval"].iloc[0]))
             batch = batch_live_rows(live.loc[:, list(LIVE_COLUMNS)], bars, bundle)
         except (ItffError, ValueError, LookupError, OSError) as exc:
-            return row | {"verdict": f"unavailable: {exc}", "comparison": STORED}, _empty()
+            return row | {"verdict": f"unavailable: {exc}", "comparison": STORED}, _empty(), {}
         same = live[live["bar_time"].isin(set(batch["bar_time"]))]
         ours = model_metrics(same.loc[:, list(LIVE_COLUMNS)], cost_bps=self.cost_bps)
         theirs = model_metrics(batch, cost_bps=self.cost_bps)
         row["bars"] = len(batch)
         for name in SHOWN:
             row[f"{name}_live"], row[f"{name}_batch"] = ours.get(name), theirs.get(name)
-        if len(batch) < MIN_SIGNALS:
+        pair = {"live": ours, "batch": theirs}
+        chosen = compared(None, None, pair)  # the Overview's drift flag makes the same choice
+        if chosen.name == STORED:
             verdict = f"{len(batch)} bars: too few, the drift flag compares with the {STORED}"
-            return row | {"verdict": verdict, "comparison": STORED}, batch
-        found = drift(ours, theirs, margin)
+            return row | {"verdict": verdict, "comparison": STORED}, batch, pair
+        found = drift(chosen.judged, chosen.reference, margin)
         verdict = f"drift: {'; '.join(found)}" if found else "within margin"
-        return row | {"verdict": verdict, "comparison": SAME_PERIOD}, batch
+        return row | {"verdict": verdict, "comparison": chosen.name}, batch, pair
 
     def _bundle(self, key: str, version: str) -> ModelBundle:
         if self.registry is None:

@@ -1,4 +1,5 @@
-"""`itff report snapshot`: the overview table, equity and latency charts as one PNG.
+"""`itff report snapshot`: the overview table, the backtest on the live period (its table and the
+dashed curve on each equity chart), equity and latency charts as one PNG.
 
 The page is the dashboard's own tables and Bokeh figures, written as a self-contained HTML file
 (inline resources, no network) and photographed by headless Chromium through Playwright.
@@ -18,15 +19,17 @@ from bokeh.layouts import column
 from bokeh.models.widgets.markups import Div
 from bokeh.resources import INLINE
 
+from bot.artifacts import registry_from_settings
 from bot.contracts import ConfigError, Settings, TransientError, utcnow
 from panel_app.compare import METRICS, SOURCES
 from panel_app.compare import column as metric_column
 from panel_app.data import DashboardData, load
+from panel_app.live_period import LivePeriod
 from panel_app.queries import DashboardQueries
 from panel_app.series import latency_percentiles
 from panel_app.views.charts import EquityChart, LatencyChart
 from panel_app.views.latency import summary_text
-from panel_app.views.overview import NO_MODELS, styled
+from panel_app.views.overview import NO_MODELS, SAME_PERIOD_NOTE, styled
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 CHROMIUM_ARGS = (
@@ -72,7 +75,11 @@ def overview_html(frame: pd.DataFrame, margin: float) -> str:
         metric_column(metric, source): f"{metric.label} {source}"
         for metric in METRICS
         for source in SOURCES
-    } | {"model_key": "model", "drift": f"drift (margin {100 * margin:.0f} pp)"}
+    } | {
+        "model_key": "model",
+        "drift": f"drift (margin {100 * margin:.0f} pp)",
+        "comparison": "compared with",
+    }
     styler = styled(frame).hide(axis="index").hide(["drifting"], axis="columns")
     styler = styler.format(formats, na_rep="-").relabel_index(
         [titles.get(name, name) for name in frame.columns if name != "drifting"], axis="columns"
@@ -83,12 +90,30 @@ def overview_html(frame: pd.DataFrame, margin: float) -> str:
     return html
 
 
+def same_period_html(table: pd.DataFrame) -> str:
+    """The Overview's backtest-on-the-live-period table (nothing when there is no champion)."""
+    if table.empty:
+        return ""
+    note = SAME_PERIOD_NOTE.replace("**", "").replace("*", "").replace("`", "")
+    html: str = (
+        table.style.hide(axis="index")
+        .format(precision=3, na_rep="-")
+        .set_table_styles(
+            [{"selector": "td, th", "props": "padding: 2px 8px; font: 13px sans-serif"}]
+        )
+        .to_html()
+    )
+    return f"<h3>Backtest on the live period</h3><p>{note}</p>{html}"
+
+
 def snapshot_layout(data: DashboardData, margin: float) -> Any:
-    """The Bokeh layout of the snapshot: heading, overview table, equity per champion, latency."""
+    """The Bokeh layout of the snapshot: heading, overview table, the backtest on the live period,
+    equity per champion (with its dashed live-period curve), latency."""
     parts: list[Any] = [
         Div(
             text=f"<h2>ITFF live vs backtest, {utcnow():%Y-%m-%d %H:%M} UTC, "
-            f"live window {data.window}</h2>{overview_html(data.overview, margin)}",
+            f"live window {data.window}</h2>{overview_html(data.overview, margin)}"
+            f"{same_period_html(data.same_period.table)}",
             width=PAGE_WIDTH,
         )
     ]
@@ -140,13 +165,25 @@ def screenshot(html: str, target: Path) -> None:
             raise TransientError(f"Chromium could not render the snapshot: {exc}") from exc
 
 
-def render_snapshot(settings: Settings, target: Path, *, window: str = "all") -> Path:
-    """Read the data, lay it out and photograph it; returns `target`."""
+def snapshot_data(
+    settings: Settings, *, window: str = "all", live_period: LivePeriod | None = None
+) -> DashboardData:
+    """What the snapshot shows, read as the dashboard reads it; the backtest on the live period
+    from the artifact registry of the settings unless `live_period` is given."""
+    if live_period is None:
+        live_period = LivePeriod(registry_from_settings(settings), cost_bps=settings.cost_bps)
     queries = DashboardQueries.from_url(settings.database_url, ttl_seconds=1.0)
     try:
-        data = load(queries, window=window, drift_margin=settings.drift_margin)
+        return load(
+            queries, window=window, drift_margin=settings.drift_margin, live_period=live_period
+        )
     finally:
         queries.close()
+
+
+def render_snapshot(settings: Settings, target: Path, *, window: str = "all") -> Path:
+    """Read the data, lay it out and photograph it; returns `target`."""
+    data = snapshot_data(settings, window=window)
     html = file_html(
         snapshot_layout(data, settings.drift_margin), resources=INLINE, title="ITFF snapshot"
     )

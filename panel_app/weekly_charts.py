@@ -1,5 +1,6 @@
-"""The weekly report's charts: per champion, live against backtest on every rate metric over 7
-and 30 days, a Bokeh bar chart photographed by headless Chromium (`panel_app.snapshot`)."""
+"""The weekly report's charts: per champion, live against the stored backtest and the backtest on
+the live period on every rate metric over 7 and 30 days, the verdict and the comparison it used in
+the title; a Bokeh bar chart photographed by headless Chromium (`panel_app.snapshot`)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from bokeh.resources import INLINE
 from bokeh.transform import factor_cmap
 
 from panel_app.snapshot import screenshot
-from panel_app.views.theme import BACKTEST_COLOR, LIVE_COLOR
+from panel_app.views.theme import BACKTEST_COLOR, LIVE_COLOR, LIVE_PERIOD_COLOR
 
-SOURCES = ("live", "backtest")
+SOURCES = ("live", "backtest", "live period")
+KEYS = {"live": "live", "backtest": "backtest", "live period": "live_period"}  # in the rows
 WIDTH = 900
 
 
@@ -27,7 +29,7 @@ def chart_data(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for row in rows:
         for metric, pair in row["metrics"].items():
             for source in SOURCES:
-                found = pair[source]
+                found = pair.get(KEYS[source])
                 x.append((f"{row['window']} ({row['signals']} signals)", metric, source))
                 value.append(0.0 if found is None else float(found))
                 label.append("n/a" if found is None else f"{found:.2f}")
@@ -37,14 +39,20 @@ def chart_data(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def weekly_figure(rows: list[dict[str, Any]]) -> Any:
     """One champion's bar chart; the title carries each window's verdict."""
     data = chart_data(rows)
-    verdicts = "; ".join(f"{row['window']}: {row['verdict']}" for row in rows)
-    title = f"{rows[0]['model_key'] if rows else 'no champion'}: {verdicts}"
+    lines = [
+        f"{row['window']}: {row['verdict']}"
+        + (f" (vs {row['comparison']})" if row.get("comparison") else "")
+        for row in rows
+    ]
+    title = "\n".join([rows[0]["model_key"] if rows else "no champion", *lines])
     plot = figure(
         x_range=FactorRange(*data["x"]), y_range=Range1d(start=0, end=1.1), height=360, width=WIDTH,
         title=title, toolbar_location=None,
     )  # fmt: skip
     source = ColumnDataSource(data)
-    colors = factor_cmap("source", palette=[LIVE_COLOR, BACKTEST_COLOR], factors=list(SOURCES))
+    colors = factor_cmap(
+        "source", palette=[LIVE_COLOR, BACKTEST_COLOR, LIVE_PERIOD_COLOR], factors=list(SOURCES)
+    )
     plot.vbar(x="x", top="value", width=0.9, source=source, fill_color=colors, line_color=None)
     plot.add_layout(
         LabelSet(x="x", y="value", text="label", source=source, text_align="center",

@@ -12,7 +12,19 @@ from bot.core.daily_report import (
     daily_summary,
     notes_path,
 )
-from bot.core.drift_rule import GAUGE_WINDOW, METRICS, MIN_SIGNALS, Metric, drift, gauge_values
+from bot.core.drift_rule import (
+    COMPARISON_LABELS,
+    GAUGE_WINDOW,
+    METRICS,
+    MIN_SIGNALS,
+    SAME_PERIOD,
+    STORED,
+    Comparison,
+    Metric,
+    compared,
+    drift,
+    gauge_values,
+)
 from bot.core.estimators import (
     MODEL_TYPES,
     make_pipeline,
@@ -31,7 +43,7 @@ from bot.core.features import (
     feature_rows,
 )
 from bot.core.intervals import binance_interval, parse_interval, periods_per_year
-from bot.core.live_period import SAME_PERIOD, batch_live_rows
+from bot.core.live_period import batch_live_rows
 from bot.core.live_scores import LIVE_COLUMNS, live_metrics, resolve, resolve_all
 from bot.core.ood import ood_distances, ood_summary
 from bot.core.parity import LiveSignal, ParityResult, batch_scores, check_parity
@@ -46,6 +58,7 @@ from bot.core.walkforward import WalkForwardConfig, choose_thresholds, make_fold
 from bot.core.weekly_report import weekly_markdown, weekly_paths, weekly_rows
 
 __all__ = [
+    "COMPARISON_LABELS",
     "COST_ORDER",
     "FEATURE_NAMES",
     "GAUGE_WINDOW",
@@ -55,8 +68,10 @@ __all__ = [
     "MODEL_TYPES",
     "RECENT_PREFIX",
     "SAME_PERIOD",
+    "STORED",
     "WARMUP_BARS",
     "Combination",
+    "Comparison",
     "DayFacts",
     "EvaluationReport",
     "LiveSignal",
@@ -79,6 +94,7 @@ __all__ = [
     "build_features_tail",
     "check_parity",
     "choose_thresholds",
+    "compared",
     "complete_audit",
     "complete_feature_rows",
     "daily_anomalies",

@@ -1,8 +1,11 @@
 """Live against backtest: which stored metrics are compared, and the drift rule. Pure.
 
-One rule for the dashboard's "drifting" flag and the scheduler's `itff_live_backtest_drift` gauge:
-a rate metric (accuracy, precision, recall; fractions) drifts when its live value departs from the
-backtest value stored with the champion by more than the margin (`ITFF_DRIFT_MARGIN`), either way.
+One rule for the dashboard's "drifting" flag, the scheduler's `itff_live_backtest_drift` gauge and
+the weekly verdict: a rate metric (accuracy, precision, recall; fractions) drifts when its live
+value departs from its backtest value by more than the margin (`ITFF_DRIFT_MARGIN`), either way.
+The backtest is the batch path on exactly the live bars ("backtest on the live period",
+`bot.core.live_period`) once that covers `MIN_SIGNALS` bars, the one stored with the champion
+otherwise (`compared`); each verdict says which.
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ Kind = Literal["rate", "ratio", "error", "count"]
 # (docs/live-validation.md: judge a model over at least 20 resolved signals).
 GAUGE_WINDOW = "30d"
 MIN_SIGNALS = 20
+SAME_PERIOD = "backtest on the live period"
+STORED = "stored backtest"
+# the gauge's `comparison` label for each
+COMPARISON_LABELS = {SAME_PERIOD: "live_period", STORED: "stored"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +55,39 @@ DRIFT_CHECKED = tuple(metric for metric in METRICS if metric.kind == "rate")
 SIGNALS = next(metric for metric in METRICS if metric.name == "signals")
 
 
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """What a drift verdict compares: `judged` (live) against `reference`; `name` says which
+    reference (`SAME_PERIOD` or `STORED`), `bars` how many live bars the batch path covered."""
+
+    judged: Mapping[str, Any]
+    reference: Mapping[str, Any]
+    name: str
+    bars: int
+
+    @property
+    def label(self) -> str:
+        return COMPARISON_LABELS[self.name]
+
+
+def compared(
+    live: Mapping[str, Any] | None,
+    stored: Mapping[str, Any] | None,
+    same_period: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    min_bars: int = MIN_SIGNALS,
+) -> Comparison:
+    """The comparison a drift verdict uses. `same_period`: `{"live": ..., "batch": ...}`, the
+    metrics of the live signals and of the batch path over exactly their bars; used when the
+    batch path covers at least `min_bars` bars, `live` against `stored` otherwise."""
+    pair = same_period or {}
+    batch = pair.get("batch") or {}
+    bars = int(SIGNALS.read(batch) or 0)
+    if bars >= min_bars:
+        return Comparison(pair.get("live") or {}, batch, SAME_PERIOD, bars)
+    return Comparison(live or {}, stored or {}, STORED, bars)
+
+
 def gaps(live: Mapping[str, Any], backtest: Mapping[str, Any]) -> dict[Metric, float]:
     """Live minus backtest of each compared metric that both sides hold (fractions)."""
     found: dict[Metric, float] = {}
@@ -72,14 +112,17 @@ def gauge_values(
     backtest: Mapping[str, Mapping[str, Any]],
     *,
     min_signals: int = MIN_SIGNALS,
-) -> dict[tuple[str, str], float]:
-    """`{(model_key, metric): |live - backtest|}` for each champion (`backtest` holds the
-    champions' stored metrics) whose live snapshot counts at least `min_signals` signals."""
-    values: dict[tuple[str, str], float] = {}
+    same_period: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+) -> dict[tuple[str, str, str], float]:
+    """`{(model_key, metric, comparison label): |live - backtest|}` for each champion
+    (`backtest` holds the champions' stored metrics) whose live snapshot counts at least
+    `min_signals` signals; `same_period`, per model_key, as `compared` takes it."""
+    values: dict[tuple[str, str, str], float] = {}
     for key, stored in sorted(backtest.items()):
         snapshot = live.get(key)
         if snapshot is None or (SIGNALS.read(snapshot) or 0.0) < min_signals:
             continue
-        for metric, gap in gaps(snapshot, stored).items():
-            values[(key, metric.name)] = abs(gap)
+        chosen = compared(snapshot, stored, (same_period or {}).get(key), min_bars=min_signals)
+        for metric, gap in gaps(chosen.judged, chosen.reference).items():
+            values[(key, metric.name, chosen.label)] = abs(gap)
     return values

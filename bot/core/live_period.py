@@ -16,11 +16,11 @@ import pandas as pd
 
 from bot.core.backtesting import positions_from_scores
 from bot.core.bundle import ModelBundle
+from bot.core.drift_rule import SAME_PERIOD, STORED
 from bot.core.live_scores import LIVE_COLUMNS
 from bot.core.parity import ACTIONS, batch_scores
 
-SAME_PERIOD = "backtest on the live period"
-STORED = "stored backtest"
+__all__ = ["SAME_PERIOD", "STORED", "batch_live_rows"]
 
 
 def batch_live_rows(live: pd.DataFrame, bars: pd.DataFrame, bundle: ModelBundle) -> pd.DataFrame:

@@ -7,8 +7,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bot.core.drift_rule import DRIFT_CHECKED, MIN_SIGNALS, SIGNALS, drift
-from bot.core.live_period import SAME_PERIOD, STORED
+from bot.core.drift_rule import (
+    DRIFT_CHECKED,
+    MIN_SIGNALS,
+    SAME_PERIOD,
+    SIGNALS,
+    STORED,
+    compared,
+    drift,
+)
 
 WEEKLY_WINDOWS = ("7d", "30d")
 WITHIN, DRIFT, INSUFFICIENT = "within margin", "drift", "insufficient data"
@@ -34,21 +41,17 @@ def weekly_rows(
     `same_period`: per (model_key, window), `{"live": ..., "batch": ...}`, the metrics of the
     champion version's live signals and of the batch path over exactly their bars
     (`bot.core.live_period`); the verdict compares those two when they cover at least
-    `min_signals` bars, live with the stored backtest otherwise, and `comparison` says which.
-    `stored_drift` keeps the
-    stored backtest's drift either way (a regime change shows there, not in the same period)."""
+    `min_signals` bars, live with the stored backtest otherwise (`bot.core.drift_rule.compared`),
+    and `comparison` says which. `stored_drift` keeps the stored backtest's drift either way (a
+    regime change shows there, not in the same period)."""
     rows = []
     for key, stored in sorted(backtest.items()):
         for window in WEEKLY_WINDOWS:
             snapshot = live.get((key, window), {})
             pair = (same_period or {}).get((key, window), {})
             batch = pair.get("batch", {})
-            bars = int(SIGNALS.read(batch) or 0)
+            chosen = compared(snapshot, stored, pair, min_bars=min_signals)
             signals = int(SIGNALS.read(snapshot) or 0)
-            if bars >= min_signals:  # live on exactly those bars against the batch path
-                judged, reference, comparison = pair.get("live", {}), batch, SAME_PERIOD
-            else:
-                judged, reference, comparison = snapshot, stored, STORED
             stored_drift = drift(snapshot, stored, margin)
             rows.append(
                 {
@@ -63,10 +66,12 @@ def weekly_rows(
                         }
                         for m in DRIFT_CHECKED
                     },
-                    "comparison": comparison,
-                    "live_period_bars": bars,
+                    "comparison": chosen.name,
+                    "live_period_bars": chosen.bars,
                     "stored_drift": stored_drift,
-                    "verdict": _verdict(signals, drift(judged, reference, margin), min_signals),
+                    "verdict": _verdict(
+                        signals, drift(chosen.judged, chosen.reference, margin), min_signals
+                    ),
                 }
             )
     return rows

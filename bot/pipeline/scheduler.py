@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -49,6 +49,7 @@ from bot.pipeline.leader import LeaderLease
 from bot.pipeline.lock import PipelineBusy
 from bot.pipeline.retention import RetentionPolicy, RetentionReport, apply_retention
 from bot.pipeline.run import RunSummary, run_pipeline
+from bot.pipeline.same_period import resolved_frame, same_period_metrics
 from bot.pipeline.snapshots import snapshot_live_metrics
 from bot.pipeline.weekly import ChartRenderer, WeeklyReport, previous_week, weekly_report
 from bot.runtime import get_logger
@@ -57,7 +58,7 @@ from storage import pipeline_lock as lock_repo
 from storage import runs as run_repo
 from storage.db import sync_url
 from storage.signals import latest_live_metrics
-from storage.tables import PipelineRun
+from storage.tables import ModelVersion, PipelineRun
 
 log = get_logger(__name__)
 
@@ -66,6 +67,7 @@ PIPELINE, RETRY, VERIFY, RETENTION, LIVE, STATE, DAILY, WEEKLY = (
     "daily-report", "weekly-report",
 )  # fmt: skip
 JOB_TABLE = "apscheduler_jobs"
+GAUGE_SPAN = timedelta(days=30)  # GAUGE_WINDOW
 SHORT_GRACE_SECONDS = 3600
 _RUNTIMES: dict[str, Runtime] = {}
 WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
@@ -279,7 +281,9 @@ async def live_metrics_job(name: str) -> int:
     rows = await snapshot_live_metrics(
         session_factory=runtime.session_factory, cost_bps=runtime.settings.cost_bps
     )
-    drift = await refresh_drift_gauge(runtime.session_factory)
+    drift = await refresh_drift_gauge(
+        runtime.session_factory, settings=runtime.settings, registry=runtime.registry
+    )
     log.info("live_metrics_snapshot", rows=rows, drift_series=len(drift))
     return rows
 
@@ -310,23 +314,54 @@ async def weekly_report_job(name: str) -> WeeklyReport:
 
 async def refresh_drift_gauge(
     session_factory: async_sessionmaker[AsyncSession],
-) -> dict[tuple[str, str], float]:
-    """Set `itff_live_backtest_drift` from the stored champions and latest live snapshots."""
+    *,
+    settings: Settings | None = None,
+    registry: ArtifactRegistry | None = None,
+    now: datetime | None = None,
+) -> dict[tuple[str, str, str], float]:
+    """Set `itff_live_backtest_drift` from the stored champions and latest live snapshots: against
+    the backtest on the live period (the champion's artifact in `registry` over the stored bars)
+    where it covers enough bars, the stored backtest otherwise; the `comparison` label says which.
+    Without `settings` and `registry`, always against the stored backtest."""
     async with session_factory() as session:
         champions = await model_repo.list_versions(session=session, status=model_repo.CHAMPION)
         live = await latest_live_metrics(session=session, window=GAUGE_WINDOW)
-    values = gauge_values(live, {row.model_key: dict(row.metrics) for row in champions})
+    same = None
+    if settings is not None and registry is not None:
+        same = await _gauge_same_period(settings, session_factory, registry, champions, now)
+    stored = {row.model_key: dict(row.metrics) for row in champions}
+    values = gauge_values(live, stored, same_period=same)
     gauge = m.LIVE_BACKTEST_DRIFT
     shown = {
-        (sample.labels["model_key"], sample.labels["metric"])
+        (sample.labels["model_key"], sample.labels["metric"], sample.labels["comparison"])
         for family in gauge.collect()
         for sample in family.samples
     }
-    for labels in shown - values.keys():  # a former champion, or too few signals now
+    for labels in shown - values.keys():  # a former champion, too few signals, or switched
         gauge.remove(*labels)
-    for (key, name), value in values.items():
-        gauge.labels(model_key=key, metric=name).set(value)
+    for (key, name, comparison), value in values.items():
+        gauge.labels(model_key=key, metric=name, comparison=comparison).set(value)
     return values
+
+
+async def _gauge_same_period(
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+    registry: ArtifactRegistry,
+    champions: Sequence[ModelVersion],
+    now: datetime | None,
+) -> dict[str, dict[str, dict[str, float | None]]]:
+    """Per champion: live and batch-path metrics over the gauge's window (as the weekly report)."""
+    at = now or utcnow()
+    # live_metrics starts the window at the UTC midnight before `at - span`: read a day more
+    frame = await resolved_frame(
+        session_factory, since=at - GAUGE_SPAN - timedelta(days=1), until=at
+    )
+    measured = await same_period_metrics(
+        settings, session_factory, registry, champions=champions, frame=frame, now=at,
+        windows=((GAUGE_WINDOW, GAUGE_SPAN),),
+    )  # fmt: skip
+    return {key: pair for (key, _window), pair in measured.items()}
 
 
 def _jobs(settings: Settings) -> list[tuple[str, str, Any, int]]:
@@ -487,7 +522,7 @@ class ItffScheduler:
     async def _lead(self) -> None:
         """Restore metrics, mark interrupted runs, then start (or resume) the jobs."""
         runtime = self.runtime
-        await _restore_state(runtime.session_factory)
+        await _restore_state(runtime)
         url = sync_url(runtime.settings.database_url)
         if moved := await asyncio.to_thread(migrate_job_refs, url):
             log.info("scheduler_jobs_migrated", jobs=moved)
@@ -528,10 +563,12 @@ def _count_job(event: JobEvent) -> None:
         )
 
 
-async def _restore_state(session_factory: async_sessionmaker[AsyncSession]) -> None:
+async def _restore_state(runtime: Runtime) -> None:
     """Fail the runs of dead processes, then the drift gauge from the last snapshot."""
-    await fail_dead_runs(session_factory)
-    await refresh_drift_gauge(session_factory)  # from the last snapshot, before the first job
+    await fail_dead_runs(runtime.session_factory)
+    await refresh_drift_gauge(  # from the last snapshot, before the first job
+        runtime.session_factory, settings=runtime.settings, registry=runtime.registry
+    )
 
 
 async def fail_dead_runs(session_factory: async_sessionmaker[AsyncSession]) -> int:

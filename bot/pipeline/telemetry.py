@@ -57,8 +57,9 @@ RETENTION_DELETED = Counter(
 LIVE_BACKTEST_DRIFT = Gauge(
     "itff_live_backtest_drift",
     "|live - backtest| of each compared rate metric of a champion over the 30d window (fraction), "
-    "once it has enough resolved signals; above ITFF_DRIFT_MARGIN is drift.",
-    ["model_key", "metric"],
+    "once it has enough resolved signals; above ITFF_DRIFT_MARGIN is drift. comparison: "
+    "live_period (the batch path on exactly the live bars) or stored (the stored backtest).",
+    ["model_key", "metric", "comparison"],
 )
 DRIFT_MARGIN = Gauge(
     "itff_drift_margin",

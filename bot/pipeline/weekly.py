@@ -20,12 +20,11 @@ import numpy.typing as npt
 import pandas as pd
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.contracts import BadInput, ItffError, Settings, utcnow
+from bot.contracts import BadInput, Settings, utcnow
 from bot.core import (
     LIVE_COLUMNS,
     Proposal,
     Thresholds,
-    batch_live_rows,
     live_metrics,
     new_version,
     proposal_markdown,
@@ -35,11 +34,10 @@ from bot.core import (
     weekly_paths,
     weekly_rows,
 )
-from bot.pipeline.refresh import stored_bars
+from bot.pipeline.same_period import resolved_frame, same_period_metrics
 from bot.runtime import get_logger
 from storage import model_versions as model_repo
 from storage.bars import bars_between
-from storage.signals import resolved_signals
 
 if TYPE_CHECKING:
     from bot.artifacts import ArtifactRegistry
@@ -49,7 +47,6 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 WINDOWS = (("7d", timedelta(days=7)), ("30d", timedelta(days=30)))
 LONGEST = timedelta(days=30)
-COLUMNS = (*LIVE_COLUMNS, "model_version")
 # draws one PNG per champion from the report's rows: (rows of one champion, target) -> target
 ChartRenderer = Callable[[list[dict[str, Any]], Path], Path]
 
@@ -99,13 +96,9 @@ async def weekly_report(
     end = week_end(week)
     if end > (now or utcnow()):
         raise BadInput(f"{week} is not over yet (UTC); e.g. --week {previous_week(now)}")
+    frame = await resolved_frame(session_factory, since=end - LONGEST, until=end)
     async with session_factory() as session:
-        resolved = await resolved_signals(session=session, since=end - LONGEST)
         champions = await model_repo.list_versions(session=session, status=model_repo.CHAMPION)
-    inside = [row for row in resolved if row.bar_time < end]
-    frame = pd.DataFrame(
-        [[getattr(row, name) for name in COLUMNS] for row in inside], columns=COLUMNS
-    )
     live = await asyncio.to_thread(
         live_metrics, frame.loc[:, list(LIVE_COLUMNS)], now=end, cost_bps=settings.cost_bps,
         windows=WINDOWS,
@@ -114,8 +107,9 @@ async def weekly_report(
     same = None
     if registry is not None:
         same = await same_period_metrics(
-            settings, session_factory, registry, champions=champions, frame=frame, now=end
-        )
+            settings, session_factory, registry, champions=champions, frame=frame, now=end,
+            windows=WINDOWS,
+        )  # fmt: skip
     rows = weekly_rows(live, backtest, margin=settings.drift_margin, same_period=same)
     proposals = []
     if registry is not None:
@@ -194,58 +188,6 @@ async def _proposals(
         )  # fmt: skip
         proposals.append(await asyncio.to_thread(work))
     return proposals
-
-
-async def same_period_metrics(
-    settings: Settings,
-    session_factory: async_sessionmaker[AsyncSession],
-    registry: ArtifactRegistry,
-    *,
-    champions: Sequence[ModelVersion],
-    frame: pd.DataFrame,
-    now: datetime,
-) -> dict[tuple[str, str], dict[str, dict[str, float | None]]]:
-    """Per (champion, window): the metrics of its version's live signals and of the batch path
-    over exactly their bars (`bot.core.live_period`), costs included."""
-    live_parts, batch_parts = [], []
-    for champion in champions:
-        mine = frame[
-            (frame["model_key"] == champion.model_key)
-            & (frame["model_version"] == champion.version)
-        ]
-        if mine.empty:
-            continue
-        bars = await stored_bars(
-            session_factory=session_factory, symbol=champion.symbol,
-            interval=str(mine["interval"].iloc[0]),
-        )  # fmt: skip
-        try:
-            batch = await asyncio.to_thread(_batch_rows, registry, champion, mine, bars)
-        except (ItffError, ValueError, LookupError, OSError) as exc:
-            log.warning("same_period_failed", model_key=champion.model_key, error=str(exc))
-            continue
-        times = set(pd.to_datetime(batch["bar_time"], utc=True))
-        live_parts.append(mine[pd.to_datetime(mine["bar_time"], utc=True).isin(times)])
-        batch_parts.append(batch)
-    measured: dict[str, dict[tuple[str, str], dict[str, float | None]]] = {}
-    for name, parts in (("live", live_parts), ("batch", batch_parts)):
-        measured[name] = {}
-        for part in parts:  # one champion each: its own (model_key, window) entries
-            measured[name] |= await asyncio.to_thread(
-                live_metrics, part.loc[:, list(LIVE_COLUMNS)], now=now,
-                cost_bps=settings.cost_bps, windows=WINDOWS,
-            )  # fmt: skip
-    return {
-        key: {"live": measured["live"].get(key, {}), "batch": value}
-        for key, value in measured["batch"].items()
-    }
-
-
-def _batch_rows(
-    registry: ArtifactRegistry, champion: ModelVersion, live: pd.DataFrame, bars: pd.DataFrame
-) -> pd.DataFrame:
-    bundle = registry.load(champion.model_key, champion.version)
-    return batch_live_rows(live.loc[:, list(LIVE_COLUMNS)], bars, bundle)
 
 
 def _next_returns(bars: pd.DataFrame, times: pd.Series) -> npt.NDArray[np.float64]:

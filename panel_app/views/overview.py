@@ -1,4 +1,6 @@
-"""Overview: one row per champion, live next to backtest for each metric, and the drift flag."""
+"""Overview: one row per champion, live next to backtest for each metric, the drift flag and the
+comparison it used (the backtest on the live period once it covers 20 bars, the stored one
+otherwise)."""
 
 from __future__ import annotations
 
@@ -24,8 +26,9 @@ from panel_app.views.theme import (
 
 SAME_PERIOD_NOTE = (
     "**Backtest on the live period**: the batch path's positions over exactly each champion's "
-    "live bars, with costs, beside live on the same bars (`_live` / `_batch`); the verdict "
-    "compares them when there are at least 20 bars and says which comparison it used."
+    "live bars, with costs, beside live on the same bars (`_live` / `_batch`). The verdict here "
+    "and the Drift column above compare them when there are at least 20 bars, live with the "
+    "stored backtest otherwise; *Compared with* says which."
 )
 NO_MODELS = (
     "**No champion models yet.** Train and promote the sample models with `itff train` or "
@@ -34,7 +37,7 @@ NO_MODELS = (
 
 
 def _formatters() -> dict[str, Any]:
-    wrapped = {"drift": {"type": "textarea"}}
+    wrapped = {"drift": {"type": "textarea"}, "comparison": {"type": "textarea"}}
     return wrapped | metric_formatters(tuple(f"_{source}" for source in SOURCES))
 
 
@@ -42,6 +45,7 @@ def _titles(margin: float) -> dict[str, str]:
     titles = {"model_key": "Model", "version": "Version"}
     titles |= {column(m, s): s for m in METRICS for s in SOURCES}
     titles["drift"] = f"Drift (margin {100 * margin:.0f} pp)"
+    titles["comparison"] = "Compared with"
     return titles
 
 
@@ -76,7 +80,8 @@ class OverviewView:
             groups=_groups(),
             hidden_columns=["drifting"],
             frozen_columns=["model_key"],
-            widths={"drift": 230, "version": 120},  # the Models tab shows versions in full
+            # the Models tab shows versions in full
+            widths={"drift": 230, "comparison": 170, "version": 120},
             pagination=None,
         )
         style_of(self.table).apply(

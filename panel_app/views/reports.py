@@ -1,5 +1,6 @@
 """Reports: the live-validation reports on file (`itff report daily|weekly|review`), newest first,
-and the chosen one rendered; the validation log `daily_notes.md` is one of them."""
+and the chosen one rendered with its images (the weekly charts, embedded:
+`panel_app.report_images`); the validation log `daily_notes.md` is one of them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pandas as pd
 import panel as pn
 
 from panel_app.data import DashboardData
+from panel_app.report_images import embed_images
 from panel_app.views.theme import empty_state
 
 KINDS = ("daily", "weekly", "review")
@@ -114,6 +116,7 @@ class ReportsView:
             self.body.object = ""
             return
         try:
-            self.body.object = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8")
+            self.body.object = embed_images(text, path.parent, self.report_dir / "live")
         except OSError as exc:
             self.body.object = f"**Cannot read {path.name}:** {exc.strerror}"

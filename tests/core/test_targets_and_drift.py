@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from bot.contracts import BadInput
-from bot.core import drift, gauge_values, make_target, neutral_score
+from bot.core import (
+    SAME_PERIOD,
+    STORED,
+    compared,
+    drift,
+    gauge_values,
+    make_target,
+    neutral_score,
+)
 from bot.core.drift_rule import METRICS, gaps
 from bot.core.targets import check_target, forward_log_return
 
@@ -79,14 +87,39 @@ def test_the_gauge_needs_enough_resolved_signals() -> None:
         "NDX-direction-logreg": {"recall": 0.1, "n": 19},
     }
     assert gauge_values(live, backtest) == {
-        ("SPX-direction-logreg", "accuracy"): pytest.approx(0.05)
+        ("SPX-direction-logreg", "accuracy", "stored"): pytest.approx(0.05)
     }
-    assert gauge_values(live, backtest, min_signals=19)[("NDX-direction-logreg", "recall")] == (
-        pytest.approx(0.4)
-    )
+    values = gauge_values(live, backtest, min_signals=19)
+    assert values[("NDX-direction-logreg", "recall", "stored")] == pytest.approx(0.4)
 
 
 def test_a_snapshot_without_a_signal_count_counts_none() -> None:
     backtest = {"SPX-direction-logreg": {"accuracy": 0.5}}
     live = {"SPX-direction-logreg": {"accuracy": 0.25}}
     assert gauge_values(live, backtest, min_signals=1) == {}
+
+
+def test_the_gauge_compares_on_the_live_period_once_it_covers_enough_bars() -> None:
+    backtest = {"SPX-direction-logreg": {"accuracy": 0.55}}
+    live = {"SPX-direction-logreg": {"accuracy": 0.50, "signals": 25}}
+    pair = {"live": {"accuracy": 0.52}, "batch": {"accuracy": 0.60, "signal_count": 20}}
+    same = {"SPX-direction-logreg": pair}
+    assert gauge_values(live, backtest, same_period=same) == {
+        ("SPX-direction-logreg", "accuracy", "live_period"): pytest.approx(0.08)
+    }
+    thin = {"SPX-direction-logreg": pair | {"batch": {"accuracy": 0.60, "signal_count": 19}}}
+    assert gauge_values(live, backtest, same_period=thin) == {
+        ("SPX-direction-logreg", "accuracy", "stored"): pytest.approx(0.05)
+    }
+
+
+def test_compared_says_which_comparison_it_chose() -> None:
+    stored, live = {"accuracy": 0.55}, {"accuracy": 0.5}
+    pair = {"live": {"accuracy": 0.52}, "batch": {"accuracy": 0.6, "n": 20}}
+    chosen = compared(live, stored, pair)
+    assert (chosen.name, chosen.label, chosen.bars) == (SAME_PERIOD, "live_period", 20)
+    assert (chosen.judged, chosen.reference) == (pair["live"], pair["batch"])
+    fallback = compared(live, stored, pair, min_bars=21)
+    assert (fallback.name, fallback.label, fallback.bars) == (STORED, "stored", 20)
+    assert (fallback.judged, fallback.reference) == (live, stored)
+    assert compared(live, stored).bars == 0

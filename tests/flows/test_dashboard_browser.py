@@ -104,6 +104,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     daily.mkdir(parents=True)
     (daily / "2026-12-03.md").write_text(REPORT)
     (daily / "2026-12-03.json").write_text(json.dumps(PARITY))
+    _weekly_with_chart(workdir)
     port = free_port()
     env = child_env(
         ITFF_DATABASE_URL=database_url,
@@ -155,6 +156,22 @@ def page(browser: BrowserContext) -> Iterator[Page]:
 
 
 REPORT = "# Daily report 2026-12-03\n\n- alerts accepted: 12\n- signals: 36 (buy: 20, hold: 16)\n"
+CHART_SIZE = (320, 200)
+WEEKLY = (  # as `itff report weekly` links its charts, and a link trying to leave the folder
+    "# Weekly report 2026-W49\n\n## Charts (live vs backtest per rate metric)\n\n"
+    "![SPX-direction-logreg](2026-W49/SPX-direction-logreg.png)\n\n"
+    "![outside](../../../outside.png)\n"
+)
+
+
+def _weekly_with_chart(workdir: Path) -> None:
+    from PIL import Image
+
+    weekly = workdir / "reports" / "live" / "weekly"
+    (weekly / "2026-W49").mkdir(parents=True)
+    (weekly / "2026-W49.md").write_text(WEEKLY)
+    Image.new("RGB", CHART_SIZE, "#0072B2").save(weekly / "2026-W49" / "SPX-direction-logreg.png")
+    Image.new("RGB", CHART_SIZE, "#D55E00").save(workdir / "outside.png")  # not a report's
 
 
 def login(page: Page, url: str, *, username: str = USERNAME, password: str = PASSWORD) -> None:
@@ -246,6 +263,9 @@ def test_a_trader_sees_every_view(served: Served, page: Page, tmp_path: Path) ->
         expect(shown(page, figure)).to_be_visible()
     expect(shown(page, "directional accuracy -8.0 pp", exact=False)).to_be_visible()
     expect(shown(page, "drifting: SPX-direction-logreg", exact=False)).to_be_visible()
+    # no artifacts, so no backtest on the live period: the Drift column says what it compared
+    expect(shown(page, "Compared with")).to_be_visible()
+    expect(shown(page, "stored backtest").first).to_be_visible()
     # the seeded champions have no artifacts here: the same-period table says so per model
     expect(shown(page, "Backtest on the live period", exact=False)).to_be_visible()
     expect(shown(page, "unavailable: ", exact=False).first).to_be_visible()
@@ -280,6 +300,14 @@ def test_a_trader_sees_every_view(served: Served, page: Page, tmp_path: Path) ->
     expect(shown(page, "1 mismatch(es) in 12 resolved signals", exact=False)).to_be_visible()
     expect(shown(page, "action buy live, sell batch")).to_be_visible()
     save(page, tmp_path, "reports")
+    page.locator("select").filter(visible=True).first.select_option(label="weekly 2026-W49")
+    chart = page.locator('img[alt="SPX-direction-logreg"]').filter(visible=True).first
+    expect(chart).to_be_visible()
+    # displayed: the browser decoded the embedded PNG at its size
+    assert chart.evaluate("img => img.decode().then(() => img.naturalWidth)") == CHART_SIZE[0]
+    expect(shown(page, "not shown: it is outside the reports folder", exact=False)).to_be_visible()
+    assert page.locator('img[alt="outside"]').count() == 0
+    save(page, tmp_path, "reports-weekly")
 
     open_tab(page, "Latency")
     latencies = np.array(served.seeded.a_latencies + served.seeded.b_latencies)

@@ -1,21 +1,24 @@
 """The live validation end to end: held-out bars replayed as TradingView alerts through the real
 receiver, broker and consumer (with its outcome worker) into SQLite, then the daily report: one
 audit line per request with its signals joined, and zero parity mismatches between the signals the
-consumer served and the batch path."""
+consumer served and the batch path; then the weekly report, and the dashboard's Overview, judge the
+30 days against the backtest on the live period (20 resolved bars there)."""
 
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.contracts import Settings, utcnow
-from bot.core import audit_path
+from bot.core import SAME_PERIOD, STORED, audit_path
 from bot.pipeline import daily_report, weekly_report
 from consumers.runner import running_consumer
+from panel_app.data import load
+from panel_app.live_period import LivePeriod
+from panel_app.queries import DashboardQueries
 from producers.app import create_app
 from storage import model_versions as model_repo
 from storage.tables import Outcome
@@ -33,7 +36,8 @@ from tests.support.consumer import (
 
 pytestmark = pytest.mark.kafka
 
-REPLAYED = 8
+REPLAYED = 26  # the week of the last resolved bar then holds 20 resolved bars in its 30 days
+WEEK_30D = 20
 
 
 async def test_replayed_bars_give_a_complete_audit_and_no_parity_mismatch(
@@ -92,7 +96,7 @@ async def test_replayed_bars_give_a_complete_audit_and_no_parity_mismatch(
                 train_start=None, train_end=None, run_id=None,
             )  # fmt: skip
             await model_repo.set_champion(session=session, key=key, version=version)
-    last = held_out.index[-1] + timedelta(days=7)  # the week after the last replayed bar
+    last = held_out.index[-2]  # the week of the last resolved bar
     week = "{}-W{:02d}".format(*last.isocalendar()[:2])
     weekly = await weekly_report(
         settings, session_factory=session_factory, week=week, registry=registry(settings)
@@ -100,9 +104,26 @@ async def test_replayed_bars_give_a_complete_audit_and_no_parity_mismatch(
     resolved_30d = {(r["model_key"], r["window"]): r for r in weekly.rows}
     for key in champions:
         row = resolved_30d[(key, "30d")]
-        assert (row["signals"], row["verdict"]) == (REPLAYED - 1, "insufficient data")
-        # the batch path over the same replayed bars: every bar, the same figures as live
-        assert (row["live_period_bars"], row["comparison"]) == (REPLAYED - 1, "stored backtest")
+        # the batch path over the same replayed bars: every bar, the same figures as live, so the
+        # verdict that compares the two (20 bars) is within margin
+        assert (row["live_period_bars"], row["comparison"]) == (WEEK_30D, SAME_PERIOD)
+        assert (row["signals"], row["verdict"]) == (WEEK_30D, "within margin")
         for values in row["metrics"].values():
             assert values["live_period"] == values["live"]
-    assert weekly.proposals == []  # too few signals to recalibrate anything
+        week_row = resolved_30d[(key, "7d")]
+        assert (week_row["comparison"], week_row["verdict"]) == (STORED, "insufficient data")
+    assert weekly.proposals == []  # nothing drifts: nothing to recalibrate
+
+    # the Overview's Drift column makes the same choice over the live window (all: 25 bars)
+    queries = DashboardQueries.from_url(settings.database_url)
+    try:
+        data = load(
+            queries, window="all", drift_margin=settings.drift_margin,
+            live_period=LivePeriod(registry(settings), cost_bps=settings.cost_bps),
+        )  # fmt: skip
+    finally:
+        queries.close()
+    overview = data.overview.set_index("model_key")
+    for key in champions:
+        assert overview.loc[key, "comparison"] == f"{SAME_PERIOD} ({REPLAYED - 1} bars)"
+        assert overview.loc[key, "drift"] == "within margin"

@@ -7,21 +7,32 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.contracts import Settings
-from bot.core import SAME_PERIOD
+from bot.contracts import Settings, utcnow
+from bot.core import SAME_PERIOD, STORED
 from panel_app.data import load
 from panel_app.live_period import LivePeriod
 from panel_app.queries import DashboardQueries
 from panel_app.views.equity import final_return
+from storage.signals import insert_live_metrics
 from storage.tables import Outcome, SignalRow
 from tests.pipeline.test_weekly_same_period import HONEST, LIVE_BARS, SKEWED, serve_live_period
 from tests.support.consumer import registry
+
+LIVE_SNAPSHOT = {"accuracy": 0.5, "signal_count": float(LIVE_BARS)}  # 45 pp below STORED's
+
+
+async def store_live_snapshot(session_factory: async_sessionmaker[AsyncSession]) -> None:
+    """The live-metrics job's snapshot of both champions (window all)."""
+    snapshots = {(key, "all"): LIVE_SNAPSHOT for key in (HONEST, SKEWED)}
+    async with session_factory() as session, session.begin():
+        await insert_live_metrics(session=session, snapshots=snapshots, computed_at=utcnow())
 
 
 async def test_overview_and_equity_show_the_batch_path_over_the_live_bars(
     settings: Settings, session_factory: async_sessionmaker[AsyncSession]
 ) -> None:
     await serve_live_period(settings, session_factory)
+    await store_live_snapshot(session_factory)
     queries = DashboardQueries.from_url(settings.database_url)
     live_period = LivePeriod(registry(settings), cost_bps=settings.cost_bps)
     try:
@@ -57,12 +68,23 @@ async def test_overview_and_equity_show_the_batch_path_over_the_live_bars(
     assert np.allclose(pairs[HONEST].live_period["equity"].to_numpy(dtype=float), expected)
     assert "backtest on the live period" in final_return(pairs[HONEST])
     assert again.same_period.table.equals(data.same_period.table)  # cached, same answer
+    # the Overview's Drift column judges on the live period too (the weekly verdict's rule): the
+    # honest champion is within margin there although 45 pp off its stored backtest
+    overview = data.overview.set_index("model_key")
+    assert overview.loc[HONEST, "comparison"] == f"{SAME_PERIOD} ({LIVE_BARS} bars)"
+    assert overview.loc[HONEST, "drift"] == "within margin"
+    assert not overview.loc[HONEST, "drifting"]
+    assert overview.loc[SKEWED, "comparison"] == f"{SAME_PERIOD} ({LIVE_BARS} bars)"
+    assert overview.loc[SKEWED, "drift"].startswith("directional accuracy")
+    assert overview.loc[SKEWED, "drifting"]
+    assert overview.loc[HONEST, "accuracy_live"] == LIVE_SNAPSHOT["accuracy"]  # figures unchanged
 
 
 async def test_without_a_registry_the_comparison_says_it_is_unavailable(
     settings: Settings, session_factory: async_sessionmaker[AsyncSession]
 ) -> None:
     await serve_live_period(settings, session_factory)
+    await store_live_snapshot(session_factory)
     queries = DashboardQueries.from_url(settings.database_url)
     try:
         data = load(
@@ -75,3 +97,8 @@ async def test_without_a_registry_the_comparison_says_it_is_unavailable(
     assert set(table["comparison"]) == {"stored backtest"}
     assert all(v.startswith("unavailable: no artifact registry") for v in table["verdict"])
     assert all(pair.live_period.empty for pair in data.equity)
+    # the Drift column falls back to the stored backtest, and says so
+    overview = data.overview.set_index("model_key")
+    assert set(overview["comparison"]) == {STORED}
+    assert overview.loc[HONEST, "drift"] == "directional accuracy -45.0 pp"
+    assert overview["drifting"].all()

@@ -82,6 +82,7 @@ async def test_overview_flags_drift_beyond_the_margin(queries: DashboardQueries)
     )
     assert not bool(rows.loc[B_KEY, "drifting"])
     assert rows.loc[B_KEY, "drift"] == "within margin"
+    assert set(rows["comparison"]) == {"stored backtest"}  # no backtest on the live period given
     assert rows.loc[B_KEY, "mae_live"] == pytest.approx(0.0091)
     assert pd.isna(rows.loc[A_KEY, "mae_live"])
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.contracts import Settings, Signal
 from bot.pipeline import chart_path, weekly_report
-from panel_app.weekly_charts import chart_data, render_weekly_chart
+from panel_app.weekly_charts import chart_data, render_weekly_chart, weekly_figure
 from storage import model_versions as model_repo
 from storage.signals import OutcomeRecord, insert_outcomes, insert_signals
 
@@ -25,11 +25,12 @@ ROWS = [
         "window": window,
         "signals": 25,
         "metrics": {
-            "accuracy": {"live": 0.8, "backtest": 0.55},
-            "precision": {"live": None, "backtest": 0.6},
-            "recall": {"live": 0.5, "backtest": None},
+            "accuracy": {"live": 0.8, "backtest": 0.55, "live_period": 0.75},
+            "precision": {"live": None, "backtest": 0.6, "live_period": None},
+            "recall": {"live": 0.5, "backtest": None, "live_period": 0.5},
         },
         "verdict": "drift: directional accuracy +25.0 pp",
+        "comparison": "stored backtest",
     }
     for window in ("7d", "30d")
 ]
@@ -37,10 +38,23 @@ ROWS = [
 
 def test_chart_data_has_a_bar_per_window_metric_and_side() -> None:
     data = chart_data(ROWS)
-    assert len(data["x"]) == 2 * 3 * 2
-    assert data["x"][0] == ("7d (25 signals)", "accuracy", "live")
-    assert data["label"][:4] == ["0.80", "0.55", "n/a", "0.60"]
-    assert data["value"][2] == 0.0  # a missing value draws no bar, labelled n/a
+    assert len(data["x"]) == 2 * 3 * 3
+    assert data["x"][:3] == [
+        ("7d (25 signals)", "accuracy", "live"),
+        ("7d (25 signals)", "accuracy", "backtest"),
+        ("7d (25 signals)", "accuracy", "live period"),
+    ]
+    assert data["label"][:6] == ["0.80", "0.55", "0.75", "n/a", "0.60", "n/a"]
+    assert data["value"][3] == 0.0  # a missing value draws no bar, labelled n/a
+
+
+def test_the_title_says_each_window_s_verdict_and_comparison() -> None:
+    title = weekly_figure(ROWS).title.text
+    assert title.splitlines() == [
+        "SPX-direction-logreg",
+        "7d: drift: directional accuracy +25.0 pp (vs stored backtest)",
+        "30d: drift: directional accuracy +25.0 pp (vs stored backtest)",
+    ]
 
 
 def _png_size(raw: bytes) -> tuple[int, int]:

@@ -34,9 +34,9 @@ class NoEvents:
 
 
 def drift(key: str, metric: str) -> float | None:
-    return REGISTRY.get_sample_value(
-        "itff_live_backtest_drift", {"model_key": key, "metric": metric}
-    )
+    """Against the stored backtest: these champions have no artifact for the live period."""
+    labels = {"model_key": key, "metric": metric, "comparison": "stored"}
+    return REGISTRY.get_sample_value("itff_live_backtest_drift", labels)
 
 
 async def _champion(session_factory, key: str, metrics: dict[str, float]) -> None:
@@ -81,7 +81,7 @@ async def test_gauge_holds_the_absolute_gap_of_the_latest_snapshot(session_facto
 
     # newest 30d snapshot against the stored backtest; recall has no backtest value, Sharpe is
     # not a rate metric; the thin champion and the non-champion get no series at all
-    assert values.keys() == {(KEY, "accuracy"), (KEY, "precision")}
+    assert values.keys() == {(KEY, "accuracy", "stored"), (KEY, "precision", "stored")}
     assert drift(KEY, "accuracy") == abs(0.52 - 0.60)
     assert drift(KEY, "precision") == abs(0.53 - 0.50)
     assert drift(KEY, "recall") is None

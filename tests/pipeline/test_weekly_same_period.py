@@ -7,14 +7,16 @@ from __future__ import annotations
 from datetime import datetime
 
 import pandas as pd
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.contracts import Settings, Signal
 from bot.core import SAME_PERIOD, resolve_all, weekly_paths
-from bot.pipeline import weekly_report
+from bot.pipeline import refresh_drift_gauge, weekly_report
+from bot.pipeline.weekly import week_end
 from bot.serving import Predictor
 from storage import model_versions as model_repo
-from storage.signals import OutcomeRecord, insert_outcomes, insert_signals
+from storage.signals import OutcomeRecord, insert_live_metrics, insert_outcomes, insert_signals
 from tests.support.consumer import SEED_BARS, daily_bars, publish_champions, registry, seed_bars
 
 LIVE_BARS = 32
@@ -108,3 +110,42 @@ async def test_the_verdict_compares_with_the_batch_path_over_the_live_bars(
     text = weekly_paths(settings.report_dir, week)[0].read_text()
     assert f"| within margin | {SAME_PERIOD} (" in text
     assert "vs stored backtest: directional accuracy" in text
+
+
+def _gauge(key: str, metric: str, comparison: str) -> float | None:
+    labels = {"model_key": key, "metric": metric, "comparison": comparison}
+    return REGISTRY.get_sample_value("itff_live_backtest_drift", labels)
+
+
+async def test_the_drift_gauge_judges_with_the_weekly_comparison(
+    settings: Settings, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    week = await serve_live_period(settings, session_factory)
+    end = week_end(week)
+    report = await weekly_report(
+        settings, session_factory=session_factory, week=week, registry=registry(settings)
+    )
+    rows = {r["model_key"]: r for r in report.rows if r["window"] == "30d"}
+    async with session_factory() as session, session.begin():  # what the live-metrics job stores
+        snapshots = {(key, "30d"): {"accuracy": 0.5, "signal_count": 30.0} for key in rows}
+        await insert_live_metrics(session=session, snapshots=snapshots, computed_at=end)
+
+    stored = await refresh_drift_gauge(session_factory)  # no registry: the stored backtest only
+    assert stored[(HONEST, "accuracy", "stored")] == abs(0.5 - STORED["accuracy"])
+    assert _gauge(HONEST, "accuracy", "stored") == abs(0.5 - STORED["accuracy"])
+
+    values = await refresh_drift_gauge(
+        session_factory, settings=settings, registry=registry(settings), now=end
+    )
+
+    # the same pair of figures as the weekly verdict, so the same gaps; the stored series is gone
+    for key, row in rows.items():
+        for name, figures in row["metrics"].items():
+            if figures["live_period"] is None:
+                continue
+            gap = values[(key, name, "live_period")]
+            assert gap == _gauge(key, name, "live_period")
+            if key == HONEST:
+                assert gap == 0.0
+        assert _gauge(key, "accuracy", "stored") is None
+    assert values[(SKEWED, "accuracy", "live_period")] > settings.drift_margin

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from playwright.async_api import async_playwright, expect
+from playwright.async_api import Page, async_playwright, expect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.contracts import Settings, utcnow
@@ -207,6 +207,7 @@ async def check_reports_tab(
                 await page.fill("input[name=username]", USERNAME)
                 await page.fill("input[name=password]", PASSWORD)
                 await page.click("button[type=submit]")
+                await check_overview_cells(page)
                 await page.locator(".bk-tab", has_text="Reports").click()
                 await expect(shown(page, "0 mismatch(es)", exact=False)).to_be_visible()
                 select = page.locator("select").filter(visible=True).first
@@ -225,6 +226,20 @@ async def check_reports_tab(
         process.terminate()
         process.wait(timeout=30)
     keep_for_a_human(settings.report_dir / "live", tmp_path / "reports-tab.png")
+
+
+async def check_overview_cells(page: Page) -> None:
+    """The Overview says what each Drift verdict compared, and no such cell is cut off."""
+    compared = f"{SAME_PERIOD} ({REPLAYED - 1} bars)"
+    await expect(shown(page, compared).first).to_be_visible()
+    cells = page.locator(
+        '.tabulator-cell[tabulator-field="drift"], .tabulator-cell[tabulator-field="comparison"]'
+    ).filter(visible=True)
+    clipped = await cells.evaluate_all(
+        "cells => cells.filter(c => c.scrollHeight > c.clientHeight + 1 || "
+        "c.scrollWidth > c.clientWidth + 1).map(c => c.innerText)"
+    )
+    assert clipped == [], f"cut off in the Overview: {clipped}"
 
 
 def keep_for_a_human(live: Path, shot: Path) -> None:

@@ -133,8 +133,9 @@ def snapshot_layout(data: DashboardData, margin: float) -> Any:
     return column(*parts)
 
 
-def screenshot(html: str, target: Path) -> None:
-    """Open `html` in headless Chromium and save a full-page PNG at `target`."""
+def screenshot(html: str, target: Path, *, element: str | None = None) -> None:
+    """Open `html` in headless Chromium and save a PNG at `target`: the full page, or only the
+    first element matching the CSS selector `element` (a chart without the blank page around it)."""
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
@@ -158,7 +159,10 @@ def screenshot(html: str, target: Path) -> None:
                         "Bokeh.documents.every((doc) => doc.is_idle)",
                         timeout=RENDER_TIMEOUT_MS,
                     )
-                    page.screenshot(path=str(target), full_page=True)
+                    if element is None:
+                        page.screenshot(path=str(target), full_page=True)
+                    else:
+                        page.locator(element).first.screenshot(path=str(target))
                 finally:
                     browser.close()
         except PlaywrightError as exc:

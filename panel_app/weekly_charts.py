@@ -19,7 +19,8 @@ from panel_app.views.theme import BACKTEST_COLOR, LIVE_COLOR, LIVE_PERIOD_COLOR
 
 SOURCES = ("live", "backtest", "live period")
 KEYS = {"live": "live", "backtest": "backtest", "live period": "live_period"}  # in the rows
-WIDTH = 900
+WIDTH, HEIGHT = 900, 360
+FIGURE = ".bk-Figure"  # the Bokeh figure's element: the PNG holds the chart, not the page
 
 
 def chart_data(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -46,8 +47,8 @@ def weekly_figure(rows: list[dict[str, Any]]) -> Any:
     ]
     title = "\n".join([rows[0]["model_key"] if rows else "no champion", *lines])
     plot = figure(
-        x_range=FactorRange(*data["x"]), y_range=Range1d(start=0, end=1.1), height=360, width=WIDTH,
-        title=title, toolbar_location=None,
+        x_range=FactorRange(*data["x"]), y_range=Range1d(start=0, end=1.1), height=HEIGHT,
+        width=WIDTH, title=title, toolbar_location=None,
     )  # fmt: skip
     source = ColumnDataSource(data)
     colors = factor_cmap(
@@ -65,7 +66,8 @@ def weekly_figure(rows: list[dict[str, Any]]) -> Any:
 
 
 def render_weekly_chart(rows: list[dict[str, Any]], target: Path) -> Path:
-    """Draw one champion's rows to a PNG at `target` (the weekly report's `charts` renderer)."""
+    """Draw one champion's rows to a PNG at `target` (the weekly report's `charts` renderer), the
+    size of the figure."""
     html = file_html(weekly_figure(rows), resources=INLINE, title="ITFF weekly report")
-    screenshot(html, target)
+    screenshot(html, target, element=FIGURE)
     return target

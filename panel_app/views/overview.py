@@ -54,14 +54,16 @@ def _groups() -> dict[str, list[str]]:
 
 
 def _colour(frame: pd.DataFrame) -> pd.DataFrame:
-    """Cell styles: live values blue, backtest values orange, a drifting model's flag red."""
+    """Cell styles: live values blue, backtest values orange, a drifting model's flag red.
+
+    The flag is not bold: Tabulator sizes a row before the style applies, so a bolder (wider)
+    text would wrap onto lines the row has no room for."""
     styles = pd.DataFrame("", index=frame.index, columns=frame.columns)
     for metric in METRICS:
         styles[column(metric, "live")] = f"color: {LIVE_COLOR}; font-weight: 600"
         styles[column(metric, "backtest")] = f"color: {BACKTEST_COLOR}"
     styles["drift"] = [
-        f"color: {DRIFT_COLOR}; font-weight: 700" if flag else f"color: {OK_COLOR}"
-        for flag in frame["drifting"]
+        f"color: {DRIFT_COLOR}" if flag else f"color: {OK_COLOR}" for flag in frame["drifting"]
     ]
     return styles
 

@@ -269,6 +269,7 @@ def test_a_trader_sees_every_view(served: Served, page: Page, tmp_path: Path) ->
     # the seeded champions have no artifacts here: the same-period table says so per model
     expect(shown(page, "Backtest on the live period", exact=False)).to_be_visible()
     expect(shown(page, "unavailable: ", exact=False).first).to_be_visible()
+    assert_wholly_shown(page, ("drift", "comparison"))
     save(page, tmp_path, "overview")
 
     open_tab(page, "Equity")
@@ -315,6 +316,21 @@ def test_a_trader_sees_every_view(served: Served, page: Page, tmp_path: Path) ->
     expect(shown(page, f"p50 {p50:,.1f} ms")).to_be_visible()
     expect(shown(page, f"p99 {p99:,.1f} ms")).to_be_visible()
     save(page, tmp_path, "latency")
+
+
+def assert_wholly_shown(page: Page, fields: tuple[str, ...]) -> None:
+    """Each visible cell of these columns shows all of its text: nothing cut off below or right."""
+    selector = ", ".join(f'.tabulator-cell[tabulator-field="{field}"]' for field in fields)
+    cells = page.locator(selector).filter(visible=True)
+    expect(cells.first).to_be_visible()
+    clipped = [
+        cell.inner_text()
+        for cell in cells.all()
+        if cell.evaluate(
+            "c => c.scrollHeight > c.clientHeight + 1 || c.scrollWidth > c.clientWidth + 1"
+        )
+    ]
+    assert clipped == [], f"cut off in the table: {clipped}"
 
 
 def test_signals_filter_and_update_without_a_reload(

@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import struct
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.contracts import Settings, Signal
 from bot.pipeline import chart_path, weekly_report
-from panel_app.weekly_charts import chart_data, render_weekly_chart, weekly_figure
+from panel_app.views.theme import BACKTEST_COLOR, LIVE_COLOR
+from panel_app.weekly_charts import HEIGHT, WIDTH, chart_data, render_weekly_chart, weekly_figure
 from storage import model_versions as model_repo
 from storage.signals import OutcomeRecord, insert_outcomes, insert_signals
 
 WEEK = "2026-W40"
 START = datetime(2026, 9, 28, tzinfo=UTC)
 KEYS = ("SPX-direction-logreg", "NDX-direction-logreg")
+MARGIN_PX = 12  # Bokeh's own white border around the drawing
 
 ROWS = [
     {
@@ -61,6 +64,28 @@ def _png_size(raw: bytes) -> tuple[int, int]:
     assert raw[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", raw[16:24])
     return int(width), int(height)
+
+
+def _drawn_box(png: Path) -> tuple[int, int, int, int] | None:
+    """The box holding every pixel that is not the page's white (None: a blank image)."""
+    from PIL import Image, ImageChops
+
+    with Image.open(png) as image:
+        rgb = image.convert("RGB")
+        return ImageChops.difference(rgb, Image.new("RGB", rgb.size, "white")).getbbox()
+
+
+def _colours(png: Path) -> set[tuple[int, int, int]]:
+    from PIL import Image
+
+    with Image.open(png) as image:
+        counted = image.convert("RGB").getcolors(maxcolors=1 << 24) or []
+        return {colour[:3] for _count, colour in counted}
+
+
+def _rgb(hex_colour: str) -> tuple[int, int, int]:
+    value = hex_colour.lstrip("#")
+    return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
 
 
 async def _resolved(session_factory: async_sessionmaker[AsyncSession], key: str) -> None:
@@ -127,9 +152,11 @@ async def test_the_weekly_report_draws_one_png_per_champion_beside_the_markdown(
 
     assert report.charts == [chart_path(settings.report_dir, WEEK, key) for key in sorted(KEYS)]
     for path in report.charts:
-        width, height = _png_size(path.read_bytes())
-        assert width >= 900
-        assert height >= 360
+        # the figure itself, not a browser page around it
+        assert _png_size(path.read_bytes()) == (WIDTH, HEIGHT)
+        left, top, right, bottom = _drawn_box(path) or (0, 0, 0, 0)
+        assert max(left, top, WIDTH - right, HEIGHT - bottom) <= MARGIN_PX  # no blank page
+        assert {_rgb(LIVE_COLOR), _rgb(BACKTEST_COLOR)} <= _colours(path)
     text = report.markdown.read_text()
     for key in KEYS:
         assert f"![{key}]({WEEK}/{key}.png)" in text

@@ -174,6 +174,7 @@ async def _weekly(
 
 
 async def _review(settings: Settings, since: date, until: date | None) -> ReviewReport:
+    from bot.artifacts import registry_from_settings
     from bot.pipeline import review_report
     from storage.db import create_engine, create_session_factory
     from storage.migrate import upgrade_async
@@ -182,8 +183,9 @@ async def _review(settings: Settings, since: date, until: date | None) -> Review
     engine = create_engine(settings.database_url)
     try:
         return await review_report(
-            settings, session_factory=create_session_factory(engine), since=since, until=until
-        )
+            settings, session_factory=create_session_factory(engine), since=since, until=until,
+            registry=registry_from_settings(settings),
+        )  # fmt: skip
     finally:
         await engine.dispose()
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from bot.core.drift_rule import METRICS, MIN_SIGNALS, SIGNALS
+from bot.core.drift_rule import METRICS, MIN_SIGNALS, SAME_PERIOD, SIGNALS, STORED
 
 KEEP, RETRAIN, ROLL_BACK, WATCH = "keep", "retrain", "roll back", "insufficient data"
 ROLLBACK_CHECKLIST = "deploy/rollback_checklist.md"
@@ -69,14 +69,16 @@ def review_markdown(since: str, until: str, rows: Sequence[Mapping[str, Any]]) -
         lines += [
             f"## {row['model_key']} ({row['version']}): {row['recommendation']}",
             "",
-            "| metric | live | backtest |",
-            "|---|---|---|",
+            "| metric | live | stored backtest | backtest on the live period |",
+            "|---|---|---|---|",
             *[
-                f"| {name} | {_num(row['live'].get(name))} | {_num(row['backtest'].get(name))} |"
+                f"| {name} | {_num(row['live'].get(name))} | {_num(row['backtest'].get(name))} "
+                f"| {_num(row.get('live_period', {}).get(name))} |"
                 for name in REVIEWED
             ],
             "",
             f"- resolved signals: {row['signals']}",
+            f"- recommendation compared with: {_compared(row)}",
             f"- latency receipt to signal: {_latency(latency)}",
             f"- incidents: {_pairs(row['incidents']) or 'none'}",
             f"- weekly verdicts (30d): {', '.join(row['verdicts']) or 'none on file'}",
@@ -87,6 +89,11 @@ def review_markdown(since: str, until: str, rows: Sequence[Mapping[str, Any]]) -
         lines += ["No champion.", ""]
     lines += [f"Rollback: [{ROLLBACK_CHECKLIST}](../../../{ROLLBACK_CHECKLIST})", ""]
     return "\n".join(lines)
+
+
+def _compared(row: Mapping[str, Any]) -> str:
+    name = row.get("compared_with", STORED)
+    return f"{name} ({row['compared_bars']} bars)" if name == SAME_PERIOD else name
 
 
 def _latency(latency: Mapping[str, float | None]) -> str:

@@ -10,14 +10,14 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.contracts import BadInput, Settings, utcnow
 from bot.core import (
     LIVE_COLUMNS,
+    compared,
     daily_paths,
     latency_percentiles,
     live_metrics,
@@ -25,10 +25,14 @@ from bot.core import (
     review_markdown,
     weekly_paths,
 )
+from bot.pipeline.same_period import resolved_frame, same_period_metrics
 from bot.pipeline.weekly import week_end
 from bot.runtime import get_logger
 from storage import model_versions as model_repo
-from storage.signals import resolved_signals, signal_latencies
+from storage.signals import signal_latencies
+
+if TYPE_CHECKING:
+    from bot.artifacts import ArtifactRegistry
 
 log = get_logger(__name__)
 EVENTS_LOOKED_AT = 1000
@@ -46,26 +50,33 @@ async def review_report(
     session_factory: async_sessionmaker[AsyncSession],
     since: date,
     until: date | None = None,
+    registry: ArtifactRegistry | None = None,
 ) -> ReviewReport:
-    """Review [since, until) (until: today UTC) and write `live/review/SINCE_UNTIL.md|json`."""
+    """Review [since, until) (until: today UTC) and write `live/review/SINCE_UNTIL.md|json`.
+
+    With `registry`, each champion is judged as the weekly verdict judges it
+    (`bot.core.drift_rule.compared`): against the batch path over exactly its live bars once they
+    are enough, against the stored backtest otherwise; the row says which."""
     last = until or utcnow().date()
     if last <= since:
         raise BadInput(f"--since {since} must be before {last}")
     start = datetime.combine(since, time(), tzinfo=UTC)
     end = datetime.combine(last, time(), tzinfo=UTC)
+    frame = await resolved_frame(session_factory, since=start, until=end)
     async with session_factory() as session:
-        resolved = [
-            r for r in await resolved_signals(session=session, since=start) if r.bar_time < end
-        ]
         latencies = await signal_latencies(session=session, since=start, until=end)
         champions = await model_repo.list_versions(session=session, status=model_repo.CHAMPION)
         events = await model_repo.list_events(session=session, limit=EVENTS_LOOKED_AT)
-    frame = pd.DataFrame(
-        [[getattr(row, name) for name in LIVE_COLUMNS] for row in resolved], columns=LIVE_COLUMNS
-    )
     live = await asyncio.to_thread(
-        live_metrics, frame, now=end, cost_bps=settings.cost_bps, windows=(("period", None),)
-    )
+        live_metrics, frame.loc[:, list(LIVE_COLUMNS)], now=end, cost_bps=settings.cost_bps,
+        windows=(("period", None),),
+    )  # fmt: skip
+    same = None
+    if registry is not None:
+        same = await same_period_metrics(
+            settings, session_factory, registry, champions=champions, frame=frame, now=end,
+            windows=(("period", end - start),),
+        )  # fmt: skip
     promoted = {e.model_key for e in events if e.event == "promoted" and start <= e.at < end}
     daily = _daily_summaries(settings.report_dir, since, last)
     rows = []
@@ -73,9 +84,12 @@ async def review_report(
         key = champion.model_key
         metrics = live.get((key, "period"), {})
         backtest = dict(champion.metrics)
+        same_period = (same or {}).get((key, "period"))
+        comparison = compared(metrics, backtest, same_period)
         recommendation, evidence = recommend(
-            metrics, backtest, margin=settings.drift_margin, promoted_in_period=key in promoted
-        )
+            comparison.judged, comparison.reference, margin=settings.drift_margin,
+            promoted_in_period=key in promoted,
+        )  # fmt: skip
         rows.append(
             {
                 "model_key": key,
@@ -83,6 +97,9 @@ async def review_report(
                 "signals": int(metrics.get("signal_count") or 0),
                 "live": metrics,
                 "backtest": backtest,
+                "live_period": (same_period or {}).get("batch") or {},
+                "compared_with": comparison.name,
+                "compared_bars": comparison.bars,
                 "latency_ms": latency_percentiles([ms for k, ms in latencies if k == key]),
                 "incidents": _incidents(daily, key),
                 "verdicts": _verdicts(settings.report_dir, key, start, end),

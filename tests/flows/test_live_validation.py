@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.contracts import Settings, utcnow
 from bot.core import SAME_PERIOD, STORED, audit_path
-from bot.core.review import RETRAIN
+from bot.core.review import KEEP
 from bot.pipeline import daily_report, review_report, weekly_report
 from consumers.runner import running_consumer
 from panel_app.data import load
@@ -151,8 +151,9 @@ async def test_replayed_bars_give_a_complete_audit_and_no_parity_mismatch(
     since = held_out.index[0].date()
     until = date.fromisocalendar(*last.isocalendar()[:2], 1) + timedelta(days=7)
     review = await review_report(
-        settings, session_factory=session_factory, since=since, until=until
-    )
+        settings, session_factory=session_factory, since=since, until=until,
+        registry=registry(settings),
+    )  # fmt: skip
     check_review(review.rows, review.markdown.read_text(), champions, week)
 
     await check_reports_tab(settings, tmp_path, {
@@ -179,10 +180,13 @@ def check_review(
         # incidents come from the daily reports of the period's days; the replay's daily report
         # is dated the day of receipt (today), after the replayed bars
         assert row["incidents"] == {"daily reports on file": 0}
-        # the stored backtest says accuracy 0.5: live is more than the margin below it
-        assert row["recommendation"] == RETRAIN
-        assert row["evidence"][0].startswith("directional accuracy")
-        assert f"## {row['model_key']} ({row['version']}): {RETRAIN}" in text
+        # judged as the week's verdict is: against the batch path over the same 25 bars, which
+        # the live path matches (the stored backtest's accuracy 0.5 alone would say "retrain")
+        assert (row["compared_with"], row["compared_bars"]) == (SAME_PERIOD, REPLAYED - 1)
+        assert row["live_period"]["accuracy"] == live["accuracy"]
+        assert row["recommendation"] == KEEP, row["evidence"]
+        assert f"## {row['model_key']} ({row['version']}): {KEEP}" in text
+    assert f"recommendation compared with: {SAME_PERIOD} ({REPLAYED - 1} bars)" in text
     for metric in ("profit_factor", "mae", "accuracy"):
         assert f"| {metric} |" in text
     assert "rollback_checklist.md" in text

@@ -132,6 +132,8 @@ async def test_the_review_recommends_per_champion_with_its_evidence(
 
     rows = {row["model_key"]: row for row in report.rows}
     assert rows["SPX-direction-logreg"]["recommendation"] == "keep"
+    # without a registry there is no batch path to run: the stored backtest, and it says so
+    assert {row["compared_with"] for row in rows.values()} == {"stored backtest"}
     assert rows["NDX-direction-logreg"]["recommendation"] == "retrain"
     assert rows["NDX-direction-logreg"]["evidence"] == [
         "directional accuracy 0.320 vs 0.550 (-23.0 pp)"
@@ -146,3 +148,4 @@ async def test_the_review_recommends_per_champion_with_its_evidence(
     text = report.markdown.read_text()
     assert "## NDX-direction-hgb (v1): roll back" in text
     assert "deploy/rollback_checklist.md" in text
+    assert "- recommendation compared with: stored backtest" in text

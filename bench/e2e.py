@@ -54,7 +54,7 @@ from sqlalchemy.orm import sessionmaker
 
 from bot import postgres
 from bot.artifacts import registry_from_settings
-from bot.contracts import Settings, Signal, TradingViewMessage, load_settings
+from bot.contracts import Alert, Settings, Signal, TradingViewMessage, load_settings
 from bot.kafka import admin_client, ensure_topics
 from bot.serving import Predictor
 from consumers.deadletters import RecordRef
@@ -168,11 +168,29 @@ class Run:
     received: int = 0
     last_received: float = 0.0
     errors: int = 0
+    # per alert, wall-clock stamps of its way (seconds): see `TRACE`
+    stamps: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+# an alert's way, stamp by stamp (wall clock, one machine): the bench's POST, the receiver's
+# receipt (`Alert.received_at`), the receiver's producer taking the record (its Kafka timestamp),
+# the 202 read by the bench, the prediction (`Signal.emitted_at`), the consumer's producer taking
+# the signal (its Kafka timestamp), the signal read downstream
+TRACE = (
+    ("POST -> receipt", "posted", "receipt"),
+    ("receipt -> alert to producer", "receipt", "alert_sent"),
+    ("alert to producer -> 202 read", "alert_sent", "answered"),
+    ("alert to producer -> prediction", "alert_sent", "emitted"),
+    ("prediction -> signal to producer", "emitted", "signal_sent"),
+    ("signal to producer -> read", "signal_sent", "read"),
+    ("POST -> signal read", "posted", "read"),
+)
 
 
 async def read_signals(settings: Settings, runs: dict[str, Run], stop: asyncio.Event) -> None:
     consumer = AIOKafkaConsumer(
         settings.topics.signals,
+        settings.topics.alerts,
         bootstrap_servers=settings.bootstrap,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -182,18 +200,46 @@ async def read_signals(settings: Settings, runs: dict[str, Run], stop: asyncio.E
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=100)
             now = time.monotonic()
-            for records in batches.values():
+            for tp, records in batches.items():
                 for record in records:
+                    if tp.topic == settings.topics.alerts:
+                        stamp_alert(runs, record.value, record.timestamp)
+                        continue
                     sig = Signal.model_validate_json(record.value)
                     run = runs.get(sig.alert_id)
                     if run is None or sig.alert_id not in run.sent_at:
                         continue
+                    stamps = run.stamps.setdefault(sig.alert_id, {})
+                    if "read" not in stamps:
+                        stamps["read"] = time.time()
+                        stamps["emitted"] = sig.emitted_at.timestamp()
+                        stamps["signal_sent"] = record.timestamp / 1000
                     run.latencies.append(now - run.sent_at[sig.alert_id])
                     run.emission.append(sig.latency_ms)
                     run.received += 1
                     run.last_received = now
     finally:
         await consumer.stop()
+
+
+def stamp_alert(runs: dict[str, Run], value: bytes | None, timestamp: int) -> None:
+    alert = Alert.model_validate_json(value or b"{}")
+    run = runs.get(alert.alert_id)
+    if run is not None:
+        stamps = run.stamps.setdefault(alert.alert_id, {})
+        stamps["receipt"] = alert.received_at.timestamp()
+        stamps["alert_sent"] = timestamp / 1000
+
+
+def report_trace(run: Run) -> None:
+    """Where an alert's time went, per segment of `TRACE`: median and mean in ms (Kafka
+    timestamps have millisecond resolution)."""
+    parts = []
+    for name, begin, end in TRACE:
+        spans = [(s[end] - s[begin]) * 1000 for s in run.stamps.values() if begin in s and end in s]
+        if spans:
+            parts.append(f"{name} {np.median(spans):.1f}/{np.mean(spans):.1f}")
+    print(f"          way of an alert, ms median/mean: {'; '.join(parts)}")
 
 
 async def post(
@@ -206,10 +252,13 @@ async def post(
     # registered before sending: a signal may be read before this task sees the 202
     alert_id = TradingViewMessage.model_validate(body).to_alert(source="tradingview").alert_id
     run.sent_at[alert_id] = time.monotonic()
+    stamps = run.stamps.setdefault(alert_id, {})
+    stamps["posted"] = time.time()
     index[alert_id] = run
     try:
         async with session.post(url, json=body) as response:
             payload = await response.json()
+            stamps["answered"] = time.time()
             if response.status == 202 and payload["alert_id"] == alert_id:
                 return
     except aiohttp.ClientError:
@@ -284,6 +333,7 @@ def report(run: Run, duration: float, models_per_alert: int, drained: float) -> 
         f"first/last decile p50 {first:6.1f}/{last:6.1f}  drain {drained:4.1f}s  "
         f"errors {run.errors}  {'sustained' if sustained else 'BACKLOG'}"
     )
+    report_trace(run)
     return (
         f"{run.received}/{expected} p50 {np.percentile(lat, 50):6.1f} "
         f"p99 {np.percentile(lat, 99):7.1f} {'ok' if sustained else 'BACKLOG'}"

@@ -625,11 +625,15 @@ class Goal:
 
 
 async def ramp(stack: Stack, options: argparse.Namespace) -> tuple[int, int]:
-    """Rates growing by `--ramp-factor` from `--ramp-from` until one is not sustained: the
-    last sustained rate and the first failed one (0 when `--ramp-max` was reached)."""
+    """Rates growing by `--ramp-factor` from `--ramp-from` until one is not sustained in
+    `--ramp-tries` attempts (a loaded machine's hiccup fails one step now and then): the last
+    sustained rate and the first failed one (0 when `--ramp-max` was reached)."""
     rate, sustained = options.ramp_from, 0
     while rate <= options.ramp_max:
-        if not (await stack.step(rate, options.seconds)).sustained:
+        for _ in range(options.ramp_tries):
+            if (await stack.step(rate, options.seconds)).sustained:
+                break
+        else:
             return sustained, rate
         sustained = rate
         rate = max(rate + 1, round(rate * options.ramp_factor))
@@ -819,6 +823,7 @@ if __name__ == "__main__":
     parser.add_argument("--ramp-from", type=int, default=25, help="--goals first ramp rate")
     parser.add_argument("--ramp-factor", type=float, default=1.4, help="--goals rate growth")
     parser.add_argument("--ramp-max", type=int, default=5000, help="--goals last ramp rate")
+    parser.add_argument("--ramp-tries", type=int, default=2, help="--goals attempts per rate")
     options = parser.parse_args()
     if options.inprocess:
         asyncio.run(inprocess(options))

@@ -41,8 +41,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,7 +57,7 @@ from sqlalchemy.orm import sessionmaker
 
 from bot import postgres
 from bot.artifacts import registry_from_settings
-from bot.contracts import Settings, Signal, TradingViewMessage, load_settings
+from bot.contracts import Alert, Settings, Signal, TradingViewMessage, load_settings
 from bot.kafka import admin_client, ensure_topics
 from bot.serving import Predictor
 from consumers.deadletters import RecordRef
@@ -71,8 +71,19 @@ from tests.support.consumer import fit_bundle, sample_bars, seed_bars
 from tests.support.env import child_env
 
 ITFF = Path(sys.executable).with_name("itff")
-LINES = (("direction", "logreg"), ("return", "ridge"), ("direction", "ridge"))
 GOAL_CPU_MS, GOAL_BATCH = 0.3, 10
+Lines = tuple[tuple[str, str], ...]  # (target, model_type) of each champion of a symbol
+LINES: Lines = (("direction", "logreg"), ("return", "ridge"), ("direction", "ridge"))
+
+
+def parse_lines(text: str) -> Lines:
+    """`direction:logreg,return:ridge,...` -> the champions of each symbol."""
+    lines = tuple(tuple(part.split(":", 1)) for part in text.split(","))
+    if any(len(line) != 2 for line in lines):
+        raise SystemExit(f"--champions takes target:model_type,...; got {text!r}")
+    return lines  # type: ignore[return-value]
+
+
 SEED = 300
 PASSPHRASE = "bench-passphrase-0123456789"
 
@@ -138,7 +149,9 @@ class Stream:
         }
 
 
-async def prepare(settings: Settings, symbols: list[str], *, topics: bool = True) -> list[Stream]:
+async def prepare(
+    settings: Settings, symbols: list[str], *, topics: bool = True, lines: Lines = LINES
+) -> list[Stream]:
     if topics:
         await ensure_topics(settings)
     await upgrade_async(settings.database_url)
@@ -148,7 +161,7 @@ async def prepare(settings: Settings, symbols: list[str], *, topics: bool = True
     streams = []
     for i, symbol in enumerate(symbols):
         bars = sample_bars("SPX" if i % 2 == 0 else "NDX")
-        for target, model_type in LINES:
+        for target, model_type in lines:
             bundle = fit_bundle(
                 bars.iloc[:800], symbol=symbol, target=target, model_type=model_type, version="v1"
             )
@@ -172,11 +185,29 @@ class Run:
     received: int = 0
     last_received: float = 0.0
     errors: int = 0
+    # per alert, wall-clock stamps of its way (seconds): see `TRACE`
+    stamps: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+# an alert's way, stamp by stamp (wall clock, one machine): the bench's POST, the receiver's
+# receipt (`Alert.received_at`), the receiver's producer taking the record (its Kafka timestamp),
+# the 202 read by the bench, the prediction (`Signal.emitted_at`), the consumer's producer taking
+# the signal (its Kafka timestamp), the signal read downstream
+TRACE = (
+    ("POST -> receipt", "posted", "receipt"),
+    ("receipt -> alert to producer", "receipt", "alert_sent"),
+    ("alert to producer -> 202 read", "alert_sent", "answered"),
+    ("alert to producer -> prediction", "alert_sent", "emitted"),
+    ("prediction -> signal to producer", "emitted", "signal_sent"),
+    ("signal to producer -> read", "signal_sent", "read"),
+    ("POST -> signal read", "posted", "read"),
+)
 
 
 async def read_signals(settings: Settings, runs: dict[str, Run], stop: asyncio.Event) -> None:
     consumer = AIOKafkaConsumer(
         settings.topics.signals,
+        settings.topics.alerts,
         bootstrap_servers=settings.bootstrap,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -186,18 +217,46 @@ async def read_signals(settings: Settings, runs: dict[str, Run], stop: asyncio.E
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=100)
             now = time.monotonic()
-            for records in batches.values():
+            for tp, records in batches.items():
                 for record in records:
+                    if tp.topic == settings.topics.alerts:
+                        stamp_alert(runs, record.value, record.timestamp)
+                        continue
                     sig = Signal.model_validate_json(record.value)
                     run = runs.get(sig.alert_id)
                     if run is None or sig.alert_id not in run.sent_at:
                         continue
+                    stamps = run.stamps.setdefault(sig.alert_id, {})
+                    if "read" not in stamps:
+                        stamps["read"] = time.time()
+                        stamps["emitted"] = sig.emitted_at.timestamp()
+                        stamps["signal_sent"] = record.timestamp / 1000
                     run.latencies.append(now - run.sent_at[sig.alert_id])
                     run.emission.append(sig.latency_ms)
                     run.received += 1
                     run.last_received = now
     finally:
         await consumer.stop()
+
+
+def stamp_alert(runs: dict[str, Run], value: bytes | None, timestamp: int) -> None:
+    alert = Alert.model_validate_json(value or b"{}")
+    run = runs.get(alert.alert_id)
+    if run is not None:
+        stamps = run.stamps.setdefault(alert.alert_id, {})
+        stamps["receipt"] = alert.received_at.timestamp()
+        stamps["alert_sent"] = timestamp / 1000
+
+
+def report_trace(run: Run) -> None:
+    """Where an alert's time went, per segment of `TRACE`: median and mean in ms (Kafka
+    timestamps have millisecond resolution)."""
+    parts = []
+    for name, begin, end in TRACE:
+        spans = [(s[end] - s[begin]) * 1000 for s in run.stamps.values() if begin in s and end in s]
+        if spans:
+            parts.append(f"{name} {np.median(spans):.1f}/{np.mean(spans):.1f}")
+    print(f"          way of an alert, ms median/mean: {'; '.join(parts)}")
 
 
 async def post(
@@ -210,10 +269,13 @@ async def post(
     # registered before sending: a signal may be read before this task sees the 202
     alert_id = TradingViewMessage.model_validate(body).to_alert(source="tradingview").alert_id
     run.sent_at[alert_id] = time.monotonic()
+    stamps = run.stamps.setdefault(alert_id, {})
+    stamps["posted"] = time.time()
     index[alert_id] = run
     try:
         async with session.post(url, json=body) as response:
             payload = await response.json()
+            stamps["answered"] = time.time()
             if response.status == 202 and payload["alert_id"] == alert_id:
                 return
     except aiohttp.ClientError:
@@ -267,31 +329,75 @@ async def drive(
         return time.monotonic() - start
 
 
-def report(run: Run, duration: float, models_per_alert: int, drained: float) -> str:
-    """Prints the rate's figures; returns them in short for the side-by-side store table."""
+@dataclass(frozen=True)
+class Figures:
+    """One rate's outcome: latency percentiles (ms) and whether the stack kept up."""
+
+    rate: int
+    received: int
+    expected: int
+    e2e: tuple[float, float, float]  # POST -> signal read: p50, p95, p99
+    emission: tuple[float, float, float]  # Signal.latency_ms (receipt -> prediction)
+    achieved: float  # alerts/s the sender reached
+    sustained: bool
+
+    def short(self) -> str:
+        """For the side-by-side store table."""
+        return (
+            f"{self.received}/{self.expected} p50 {self.e2e[0]:6.1f} p99 {self.e2e[2]:7.1f} "
+            f"{'ok' if self.sustained else 'BACKLOG'}"
+        )
+
+
+def percentiles(values: list[float], scale: float = 1.0) -> tuple[float, float, float]:
+    if not values:
+        return (float("nan"),) * 3
+    p50, p95, p99 = np.percentile(np.array(values) * scale, [50, 95, 99])
+    return float(p50), float(p95), float(p99)
+
+
+def report(run: Run, duration: float, models_per_alert: int, drained: float) -> Figures:
+    """Prints the rate's figures and returns them.
+
+    Sustained: every signal arrived, the backlog drained within 2 s of the last POST, the last
+    tenth's latency did not grow past 3x the first tenth's (+50 ms), and the sender reached at
+    least 90 % of the rate (below that the sender, not the stack, was the limit)."""
     expected = len(run.sent_at) * models_per_alert
     lat = np.array(run.latencies) * 1000
-    emission = np.array(run.emission)
+    achieved = len(run.sent_at) / duration if duration else 0.0
     if lat.size == 0:
         print(f"{run.rate:>6}/s  no signals received ({run.errors} errors)")
-        return f"no signals ({run.errors} errors)"
+        return Figures(
+            run.rate, 0, expected, percentiles([]), percentiles([]), achieved, sustained=False
+        )
     tenth = max(1, lat.size // 10)
     first, last = np.median(lat[:tenth]), np.median(lat[-tenth:])
-    sustained = run.received == expected and drained < 2.0 and last < 3 * first + 50
+    sustained = (
+        run.received == expected
+        and drained < 2.0
+        and last < 3 * first + 50
+        and achieved >= 0.9 * run.rate
+    )
+    figures = Figures(
+        run.rate,
+        run.received,
+        expected,
+        percentiles(run.latencies, 1000),
+        percentiles(run.emission),
+        achieved,
+        sustained,
+    )
+    e2e, emission = figures.e2e, figures.emission
     print(
-        f"{run.rate:>6}/s  sent {len(run.sent_at):>6} in {duration:5.1f}s  "
+        f"{run.rate:>6}/s  sent {len(run.sent_at):>6} in {duration:5.1f}s ({achieved:6.0f}/s)  "
         f"signals {run.received}/{expected}  "
-        f"e2e ms p50 {np.percentile(lat, 50):7.1f} p95 {np.percentile(lat, 95):7.1f} "
-        f"p99 {np.percentile(lat, 99):7.1f}  "
-        f"(receipt->emission p50 {np.percentile(emission, 50):6.1f} "
-        f"p95 {np.percentile(emission, 95):6.1f})  "
+        f"e2e ms p50 {e2e[0]:7.1f} p95 {e2e[1]:7.1f} p99 {e2e[2]:7.1f}  "
+        f"(receipt->emission p50 {emission[0]:6.1f} p95 {emission[1]:6.1f})  "
         f"first/last decile p50 {first:6.1f}/{last:6.1f}  drain {drained:4.1f}s  "
         f"errors {run.errors}  {'sustained' if sustained else 'BACKLOG'}"
     )
-    return (
-        f"{run.received}/{expected} p50 {np.percentile(lat, 50):6.1f} "
-        f"p99 {np.percentile(lat, 99):7.1f} {'ok' if sustained else 'BACKLOG'}"
-    )
+    report_trace(run)
+    return figures
 
 
 STAGES = ("read", "infer", "write", "publish", "commit")
@@ -388,78 +494,91 @@ def store_url(store: str) -> Iterator[str | None]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-async def main(
-    rates: list[int],
-    seconds: float,
+@dataclass
+class Stack:
+    """The receiver and the consumer running as processes, a signal reader, a sender."""
+
+    settings: Settings
+    streams: list[Stream]
+    url: str  # the webhook, or "" with `--direct`
+    metrics_url: str
+    producer: AIOKafkaProducer
+    lines: Lines = LINES
+    index: dict[str, Run] = field(default_factory=dict)
+
+    async def send(self, run: Run, seconds: float) -> float:
+        if not self.url:
+            return await drive_direct(
+                self.producer,
+                self.settings.topics.alerts,
+                streams=self.streams,
+                run=run,
+                seconds=seconds,
+                index=self.index,
+            )
+        return await drive(self.url, self.streams, run, seconds, self.index)
+
+    async def step(self, rate: int, seconds: float) -> Figures:
+        """Send `rate` alerts/s for `seconds`, wait for their signals (30 s at most), print."""
+        run = Run(rate=rate)
+        before = await consumer_totals(self.metrics_url)
+        duration = await self.send(run, seconds)
+        done = time.monotonic()
+        expected = len(run.sent_at) * len(self.lines)
+        while run.received < expected and time.monotonic() - done < 30:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        drained = max(0.0, run.last_received - done)
+        figures = report(run, duration, len(self.lines), drained)
+        report_stages(before, await consumer_totals(self.metrics_url))
+        await asyncio.sleep(1.0)
+        return figures
+
+
+@asynccontextmanager
+async def running_stack(
     n_symbols: int,
     *,
     direct: bool,
     database_url: str | None,
     runtime: str,
-) -> dict[int, str]:
+    lines: Lines = LINES,
+) -> AsyncIterator[Stack]:
+    """Train and publish the champions, start `itff webhook` (unless `direct`) and `itff
+    consumer` on fresh topics, warm up; on exit stop them and delete the topics."""
     bootstrap = os.environ.get("ITFF_KAFKA_BOOTSTRAP", "localhost:9092")
     root = Path(tempfile.mkdtemp(prefix="itff-bench-"))
     settings = bench_settings(root, bootstrap, database_url)
-    figures: dict[int, str] = {}
     symbols = ["SPX", "NDX", *(f"SYN{i}" for i in range(max(0, n_symbols - 2)))][:n_symbols]
     print(
-        f"preparing {len(symbols)} symbols x {len(LINES)} champion models under {root} "
-        f"(serving runtime: {runtime}) ..."
+        f"preparing {len(symbols)} symbols x {len(lines)} champion models "
+        f"({', '.join(f'{t}:{m}' for t, m in lines)}) under {root} "
+        f"(serving runtime: {runtime}) ...",
+        flush=True,
     )
-    streams = await prepare(settings, symbols)
-    port = free_port()
+    streams = await prepare(settings, symbols, lines=lines)
+    port, metrics_port = free_port(), free_port()
     env = webhook_env(settings, port) | {"ITFF_SERVING_RUNTIME": runtime}
     consumer_log = root / "consumer.log"
     procs = [] if direct else [start(["webhook"], env, root / "webhook.log")]
-    metrics_port = free_port()
-    metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-    procs.append(
-        start(
-            ["consumer", "--metrics-port", str(metrics_port)],
-            env | {"ITFF_LOG_LEVEL": "INFO"},
-            consumer_log,
-        )
-    )
+    consumer_args = ["consumer", "--metrics-port", str(metrics_port)]
+    procs.append(start(consumer_args, env | {"ITFF_LOG_LEVEL": "INFO"}, consumer_log))
     print(f"consumer pid {procs[-1].pid}", flush=True)
-    index: dict[str, Run] = {}
-    stop = asyncio.Event()
-    reader = asyncio.create_task(read_signals(settings, index, stop))
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap, enable_idempotence=True, acks="all"
     )
     await producer.start()
-    url = f"http://127.0.0.1:{port}/webhook/tradingview"
-
-    async def send(run: Run, span: float) -> float:
-        if direct:
-            return await drive_direct(
-                producer,
-                settings.topics.alerts,
-                streams=streams,
-                run=run,
-                seconds=span,
-                index=index,
-            )
-        return await drive(url, streams, run, span, index)
-
+    url = "" if direct else f"http://127.0.0.1:{port}/webhook/tradingview"
+    metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+    stack = Stack(settings, streams, url, metrics_url, producer, lines)
+    stop = asyncio.Event()
+    reader = asyncio.create_task(read_signals(settings, stack.index, stop))
     try:
         if not direct:
             await wait_ready(f"http://127.0.0.1:{port}/health")
         await wait_consumer(consumer_log)
-        await send(Run(rate=20), 2.0)  # warm-up: connections, caches
+        await stack.send(Run(rate=20), 2.0)  # warm-up: connections, caches
         await asyncio.sleep(2.0)
-        for rate in rates:
-            run = Run(rate=rate)
-            before = await consumer_totals(metrics_url)
-            duration = await send(run, seconds)
-            done = time.monotonic()
-            expected = len(run.sent_at) * len(LINES)
-            while run.received < expected and time.monotonic() - done < 30:  # noqa: ASYNC110
-                await asyncio.sleep(0.1)
-            drained = max(0.0, run.last_received - done)
-            figures[rate] = report(run, duration, len(LINES), drained)
-            report_stages(before, await consumer_totals(metrics_url))
-            await asyncio.sleep(1.0)
+        yield stack
     finally:
         stop.set()
         await reader
@@ -469,17 +588,113 @@ async def main(
             proc.wait(timeout=60)
         async with admin_client(settings.bootstrap) as admin:  # leave the shared broker clean
             await admin.delete_topics(list(settings.topics.all()))
-    print(f"logs and database: {root}")
-    return figures
+        print(f"logs and database: {root}")
 
 
-def compare(rates: list[int], figures: dict[str, dict[int, str]]) -> None:
+async def main(
+    rates: list[int],
+    seconds: float,
+    n_symbols: int,
+    *,
+    direct: bool,
+    database_url: str | None,
+    runtime: str,
+) -> dict[int, Figures]:
+    """Each rate in turn on one stack."""
+    async with running_stack(
+        n_symbols, direct=direct, database_url=database_url, runtime=runtime
+    ) as stack:
+        return {rate: await stack.step(rate, seconds) for rate in rates}
+
+
+def compare(rates: list[int], figures: dict[str, dict[int, Figures]]) -> None:
     """The stores side by side: signals received/expected, e2e latency ms, sustained or not."""
     print("\nstores side by side (signals, e2e ms p50/p99, sustained):")
     print(f"{'rate':>8}  " + "  ".join(f"{store:<40}" for store in figures))
     for rate in rates:
-        cells = "  ".join(f"{by_rate.get(rate, '-'):<40}" for by_rate in figures.values())
+        cells = "  ".join(
+            f"{by_rate[rate].short() if rate in by_rate else '-':<40}"
+            for by_rate in figures.values()
+        )
         print(f"{rate:>6}/s  {cells}")
+
+
+@dataclass
+class Goal:
+    """One runtime's figures for the goal table."""
+
+    low: Figures  # at the low rate (5/s)
+    sustained: int = 0  # the highest ramp rate that was sustained
+    failed: int = 0  # the first ramp rate that was not (0: none failed)
+
+
+async def ramp(stack: Stack, options: argparse.Namespace) -> tuple[int, int]:
+    """Rates growing by `--ramp-factor` from `--ramp-from` until one is not sustained in
+    `--ramp-tries` attempts (a loaded machine's hiccup fails one step now and then): the last
+    sustained rate and the first failed one (0 when `--ramp-max` was reached)."""
+    rate, sustained = options.ramp_from, 0
+    while rate <= options.ramp_max:
+        for _ in range(options.ramp_tries):
+            if (await stack.step(rate, options.seconds)).sustained:
+                break
+        else:
+            return sustained, rate
+        sustained = rate
+        rate = max(rate + 1, round(rate * options.ramp_factor))
+    return sustained, 0
+
+
+async def goals(options: argparse.Namespace, database_url: str | None) -> dict[str, Goal]:
+    """Per runtime (one run, one after the other on the same machine): the latency at the low
+    rate for `--low-seconds`, then the sustained rate by `ramp`."""
+    found: dict[str, Goal] = {}
+    for runtime in options.runtimes.split(","):
+        print(f"== runtime: {runtime}", flush=True)
+        async with running_stack(
+            options.symbols,
+            direct=options.direct,
+            database_url=database_url,
+            runtime=runtime,
+            lines=parse_lines(options.champions),
+        ) as stack:
+            goal = Goal(await stack.step(options.low_rate, options.low_seconds))
+            goal.sustained, goal.failed = await ramp(stack, options)
+            found[runtime] = goal
+    return found
+
+
+def goal_table(found: dict[str, Goal], options: argparse.Namespace) -> None:
+    """Issue 15's goals through the webhook, the runtimes side by side."""
+    low = options.low_rate
+    rows: list[tuple[str, str, list[str]]] = [
+        (f"e2e p50 at {low}/s (ms)", "", [f"{g.low.e2e[0]:.1f}" for g in found.values()]),
+        (f"e2e p95 at {low}/s (ms)", "", [f"{g.low.e2e[1]:.1f}" for g in found.values()]),
+        (f"e2e p99 at {low}/s (ms)", "", [f"{g.low.e2e[2]:.1f}" for g in found.values()]),
+        (
+            f"receipt->signal p50 at {low}/s (ms)",
+            "<= 6",
+            [f"{g.low.emission[0]:.1f}" for g in found.values()],
+        ),
+        (
+            f"receipt->signal p95 at {low}/s (ms)",
+            "<= 10",
+            [f"{g.low.emission[1]:.1f}" for g in found.values()],
+        ),
+        (
+            "sustained alerts/s (first failed)",
+            "",
+            [f"{g.sustained} ({g.failed or '-'})" for g in found.values()],
+        ),
+    ]
+    base = found.get("sklearn")
+    if base is not None and base.sustained:
+        ratios = [f"{g.sustained / base.sustained:.2f}x" for g in found.values()]
+        rows.append(("sustained rate vs sklearn", ">= 3x", ratios))
+    setup = f"{options.symbols} symbols x champions {options.champions}"
+    print(f"\ngoal table ({setup}, {'direct to Kafka' if options.direct else 'webhook'}):")
+    print(f"{'':<36}" + "".join(f"{r:>12}" for r in found) + f"{'goal':>10}")
+    for name, target, cells in rows:
+        print(f"{name:<36}" + "".join(f"{c:>12}" for c in cells) + f"{target:>10}")
 
 
 async def inprocess(options: argparse.Namespace) -> None:
@@ -664,17 +879,34 @@ if __name__ == "__main__":
         default="sqlite",
         help="sqlite, postgresql (a local server, `itff postgres`) or both: sqlite,postgresql",
     )
-    parser.add_argument("--runtimes", default="compiled,sklearn", help="--inprocess runtimes")
+    parser.add_argument(
+        "--runtimes", default="compiled,sklearn", help="--inprocess and --goals runtimes"
+    )
     parser.add_argument(
         "--runtime", default="compiled", help="ITFF_SERVING_RUNTIME of the processes"
     )
     parser.add_argument("--writes", default="sync,aiosqlite", help="--inprocess SQLite writes")
+    parser.add_argument(
+        "--champions",
+        default=",".join(f"{t}:{m}" for t, m in LINES),
+        help="--goals: each symbol's champions, target:model_type,...",
+    )
+    parser.add_argument("--goals", action="store_true", help="per runtime: low rate, then ramp")
+    parser.add_argument("--low-rate", type=int, default=5, help="--goals latency rate")
+    parser.add_argument("--low-seconds", type=float, default=20.0, help="--goals latency time")
+    parser.add_argument("--ramp-from", type=int, default=25, help="--goals first ramp rate")
+    parser.add_argument("--ramp-factor", type=float, default=1.4, help="--goals rate growth")
+    parser.add_argument("--ramp-max", type=int, default=5000, help="--goals last ramp rate")
+    parser.add_argument("--ramp-tries", type=int, default=2, help="--goals attempts per rate")
     options = parser.parse_args()
     if options.inprocess:
         asyncio.run(inprocess(options))
+    elif options.goals:
+        with store_url(options.store.split(",")[0]) as url:
+            goal_table(asyncio.run(goals(options, url)), options)
     else:
         rates = [int(r) for r in options.rates.split(",")]
-        figures: dict[str, dict[int, str]] = {}
+        figures: dict[str, dict[int, Figures]] = {}
         for store in options.store.split(","):
             print(f"== store: {store}", flush=True)
             with store_url(store) as url:

@@ -47,6 +47,7 @@ from consumers import telemetry
 from consumers.commits import CommitPipeline, OffsetConsumer, Span
 from consumers.deadletters import RecordRef
 from consumers.failures import Backoff, is_transient, stage_of
+from consumers.polling import IDLE_POLL_MS, prompt
 from consumers.reload import Reloader, remote_pull
 from consumers.served_models import ServedModels
 from consumers.service import BatchResult, InferenceService
@@ -54,7 +55,8 @@ from consumers.service import BatchResult, InferenceService
 log = get_logger(__name__)
 
 # Low latency without a busy loop (see docs/consumers.md): `getmany` returns as soon as records
-# are buffered; an idle subscriber waits BATCH_TIMEOUT_MS, then sleeps as long before polling again.
+# are buffered; an idle subscriber of FastStream's waits BATCH_TIMEOUT_MS, then sleeps as long
+# before polling again (the alerts subscriber polls without the sleep: `consumers.polling`).
 BATCH_TIMEOUT_MS = 5
 MAX_RECORDS = 500
 FETCH_MAX_WAIT_MS = 100
@@ -278,20 +280,24 @@ def add_inference(
     service.on_close = emitter.stop
     batches = AlertBatches(service, emitter, pipeline)
 
-    @broker.subscriber(
+    subscriber = broker.subscriber(
         settings.topics.alerts,
         batch=True,
         group_id=group_id or inference_group(settings),
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
         max_records=MAX_RECORDS,
-        batch_timeout_ms=BATCH_TIMEOUT_MS,
+        batch_timeout_ms=IDLE_POLL_MS,
         fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         listener=Rebalance(service, pipeline),
         include_in_schema=False,  # raw records: `consumers.contract` documents the topic
     )
+
+    @subscriber
     async def on_alerts(message: KafkaMessage) -> None:
         await batches.handle(message)
+
+    prompt(subscriber)  # a lone alert is not held by an idle sleep
 
     return service
 

@@ -1,23 +1,26 @@
 """Pipelined acknowledgement: batch N waits for Kafka's acknowledgement and commits its offsets
-while batch N+1 is decoded, predicted and stored.
+while batch N+1 is decoded, predicted, stored and published.
 
 The alerts handler hands each batch over once its bars and signals are stored and its signals and
 dead letters are queued for sending (`CommitPipeline.start`); the next handler call first settles
-the batch in flight (`settle`), then publishes its own. So at most one batch is between
-publication and commit, and the guarantees of a sequential handler hold:
+the batch in flight (`settle`: waits for its acknowledgement, not for its commit), then publishes
+its own. Commits run behind, one after the other. So at most one batch is between publication and
+acknowledgement, and the guarantees of a sequential handler hold:
 
 - a batch's offsets are committed only after its rows are stored and Kafka acknowledged its
-  records, and only after every earlier batch was committed (commits are strictly in order);
+  records, and only after every earlier batch was committed (commits are strictly in order: each
+  waits for the one before);
 - a batch's signals are sent only after the previous batch's were acknowledged, so signals keep
   the order of their alerts on each partition;
 - if an acknowledgement fails, every partition of that batch is sought back to its first record
   (after the transient failures' backoff, `consumers.failures.Backoff`, which a published batch
-  resets), and the next batch, already stored, is neither published nor committed: its
-  partitions that the failed batch did not rewind are sought back too, so both batches come
-  again (storage is idempotent; a redelivered alert's stored signals are published with the same
-  `signal_id`);
+  resets), its offsets are not committed, and the next batch, already stored, is neither
+  published nor committed: its partitions that the failed batch did not rewind are sought back
+  too, so both batches come again (storage is idempotent; a redelivered alert's stored signals
+  are published with the same `signal_id`);
 - on a rebalance (`on_partitions_revoked`) and at shutdown (`close`) the batch in flight is
-  settled before the partitions are given up, so a clean stop leaves nothing to redeliver.
+  settled and every commit is done before the partitions are given up (`drain`), so a clean stop
+  leaves nothing to redeliver.
 """
 
 from __future__ import annotations
@@ -83,24 +86,43 @@ class Span:
 
 @dataclass(slots=True)
 class _Flight:
-    task: asyncio.Task[Span | None]
+    task: asyncio.Task[Span | None]  # the acknowledgement: the failed span, or None
 
 
 class CommitPipeline:
-    """The batch between publication and commit, and how it ends."""
+    """The batch between publication and acknowledgement, the commits behind it, and how they
+    end."""
 
     def __init__(self, backoff: Backoff | None = None) -> None:
         self.backoff = backoff or Backoff()
         self._flight: _Flight | None = None
+        self._commit: asyncio.Task[None] | None = None  # the last batch's commit (in order)
         self._failed: Span | None = None  # a failed batch the next handler has not seen yet
         self.closing = False
 
     async def drain(self) -> None:
-        """Wait until no batch is in flight (a failure is kept for `settle`).
+        """Wait until no batch is in flight and every commit is done (a failure is kept for
+        `settle`).
 
         The handler and a rebalance may wait for the same batch: it stays in flight until it is
         over, so neither goes on before it; and a cancelled waiter never cancels the batch.
         """
+        await self._acknowledged()
+        commit = self._commit
+        if commit is not None:
+            await asyncio.shield(commit)
+            if self._commit is commit:
+                self._commit = None
+
+    async def settle(self) -> Span | None:
+        """Wait for the batch in flight to be acknowledged (its commit may still be under way),
+        then the span of a batch whose publication failed (it was rewound), if any: the
+        caller's batch must then be rewound too, neither published nor committed."""
+        await self._acknowledged()
+        failed, self._failed = self._failed, None
+        return failed
+
+    async def _acknowledged(self) -> None:
         flight = self._flight
         if flight is None:
             return
@@ -110,13 +132,6 @@ class CommitPipeline:
             if failed is not None:
                 self._failed = failed
 
-    async def settle(self) -> Span | None:
-        """`drain`, then the span of a batch whose publication failed (it was rewound), if any:
-        the caller's batch must then be rewound too, neither published nor committed."""
-        await self.drain()
-        failed, self._failed = self._failed, None
-        return failed
-
     def start(
         self,
         consumer: OffsetConsumer,
@@ -124,14 +139,18 @@ class CommitPipeline:
         pending: Sequence[asyncio.Future[Any]],
         acknowledged: Callable[[], None],
     ) -> None:
-        """Wait for `pending` in the background, then commit `span`; `settle` must come first."""
+        """Wait for `pending` in the background, then commit `span` once the batches before it
+        are committed; `settle` must come first."""
         if self._flight is not None:
             raise RuntimeError("settle the batch in flight before starting another")
         task = asyncio.create_task(
             self._finish(consumer, span, pending, acknowledged, time.perf_counter()),
-            name="itff-batch-commit",
+            name="itff-batch-acknowledgement",
         )
         self._flight = _Flight(task)
+        self._commit = asyncio.create_task(
+            _commit_after(consumer, span, task, self._commit), name="itff-batch-commit"
+        )
 
     async def close(self) -> None:
         """From now on every batch is committed before its handler returns; finish the one in
@@ -156,7 +175,7 @@ class CommitPipeline:
                 partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in span.first),
             )
             await self.backoff.wait("publish", exc, records=len(pending))
-            span.rewind(consumer)
+            span.rewind(consumer)  # before the next handler hears of it (`settle`)
             return span
         self.backoff.reset()
         telemetry.STAGE_PUBLISH.observe(time.perf_counter() - sent)
@@ -164,8 +183,22 @@ class CommitPipeline:
             acknowledged()
         except Exception:  # metrics and log lines only: never a reason to deliver again
             log.exception("reporting a published batch failed")
-        await commit(consumer, span)
         return None
+
+
+async def _commit_after(
+    consumer: OffsetConsumer,
+    span: Span,
+    acknowledgement: asyncio.Task[Span | None],
+    before: asyncio.Task[None] | None,
+) -> None:
+    """Once the batch is acknowledged and the batch before it committed: commit it (unless its
+    publication failed: it was rewound)."""
+    failed = await acknowledgement
+    if before is not None:
+        await before
+    if failed is None:
+        await commit(consumer, span)
 
 
 async def commit(consumer: OffsetConsumer, span: Span) -> None:

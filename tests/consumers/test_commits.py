@@ -63,14 +63,55 @@ async def test_commit_waits_for_the_acknowledgements_then_commits_in_order() -> 
     first.set_result(None)
     assert await pipeline.settle() is None
     assert acked == ["1"]
+    await pipeline.drain()
     assert consumer.calls == [("commit", {P0: 2})]
 
     second = asyncio.get_running_loop().create_future()
     second.set_result(None)
     pipeline.start(consumer, Span.of(refs((0, 2), (1, 0))), [second], lambda: acked.append("2"))
     assert await pipeline.settle() is None
+    await pipeline.drain()
     assert consumer.calls[-1] == ("commit", {P0: 3, P1: 1})
     assert acked == ["1", "2"]
+
+
+class SlowFirstCommit(Recorder):
+    """The first commit waits for `release`; later ones go through at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.commits = 0
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.commits += 1
+        if self.commits == 1:
+            await self.release.wait()
+        await super().commit(offsets)
+
+
+def acknowledged() -> asyncio.Future[None]:
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+    return done
+
+
+async def test_the_next_batch_is_published_while_a_commit_is_under_way_and_commits_keep_order() -> (
+    None
+):
+    consumer, pipeline = SlowFirstCommit(), CommitPipeline(Backoff(first=0.0))
+    pipeline.start(consumer, Span.of(refs((0, 0))), [acknowledged()], lambda: None)
+    assert await pipeline.settle() is None  # acknowledged: the next batch may go out
+    pipeline.start(consumer, Span.of(refs((0, 1))), [acknowledged()], lambda: None)
+    assert await pipeline.settle() is None
+    await asyncio.sleep(0.01)
+    assert consumer.calls == []  # the second commit waits for the first
+    drained = asyncio.create_task(pipeline.drain())
+    await asyncio.sleep(0.01)
+    assert not drained.done()  # a rebalance or a stop waits for every commit
+    consumer.release.set()
+    await drained
+    assert consumer.calls == [("commit", {P0: 1}), ("commit", {P0: 2})]
 
 
 async def test_a_second_batch_cannot_start_before_the_first_is_settled() -> None:
@@ -156,6 +197,7 @@ async def test_a_failed_commit_is_logged_and_loses_nothing() -> None:
     done.set_result(None)
     pipeline.start(consumer, Span.of(refs((0, 0))), [done], lambda: None)
     assert await pipeline.settle() is None  # published: the batch may come again, no rewind
+    await pipeline.drain()
     assert consumer.calls == []
 
 
@@ -169,6 +211,7 @@ async def test_a_failing_report_still_commits() -> None:
 
     pipeline.start(consumer, Span.of(refs((1, 7))), [done], broken)
     assert await pipeline.settle() is None
+    await pipeline.drain()
     assert consumer.calls == [("commit", {P1: 8})]
 
 

@@ -228,3 +228,11 @@ def test_each_fold_is_a_seeded_model_fitted_on_its_rows_alone(allow_short):
             test_scores >= rule.buy, 1.0, np.where(test_scores <= rule.sell, short, 0.0)
         )
         np.testing.assert_array_equal(run.positions[part], expected)
+
+
+def test_the_first_test_sample_comes_after_min_train_and_the_purge():
+    config = WalkForwardConfig(min_train=300, refit_every=50)
+    with pytest.raises(BadInput, match="302 labelled samples are too few"):
+        make_folds(302, horizon=2, config=config)  # no sample left to test
+    (fold,) = make_folds(303, horizon=2, config=config)
+    assert fold.test == range(302, 303)

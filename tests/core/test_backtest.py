@@ -113,7 +113,9 @@ def test_positions_from_scores_long_short_and_long_flat():
 def test_misaligned_or_non_finite_inputs_are_refused():
     with pytest.raises(BadInput, match="align"):
         backtest(np.ones(3), np.ones(4), cost_bps=1, periods_per_year=PPY)
-    with pytest.raises(BadInput, match="finite"):
+    with pytest.raises(
+        BadInput, match=r"^positions and returns must be finite numbers \(found NaN or inf\)$"
+    ):
         backtest(np.ones(2), np.array([0.1, np.nan]), cost_bps=1, periods_per_year=PPY)
 
 
@@ -125,3 +127,37 @@ def test_equity_frame_has_the_contract_columns():
     frame = result.equity_frame(times)
     assert list(frame.columns) == ["time", "position", "strategy_return", "equity"]
     assert frame["equity"].iloc[-1] == pytest.approx(1.01**4)
+
+
+def test_a_score_on_a_threshold_takes_that_side():
+    rule = Thresholds(buy=0.6, sell=0.4)
+    np.testing.assert_array_equal(positions_from_scores(np.array([0.4, 0.6]), rule), [-1, 1])
+
+
+def test_an_empty_window_and_a_single_bar():
+    empty = backtest(np.zeros(0), np.zeros(0), cost_bps=5, periods_per_year=PPY)
+    assert empty.trade_returns.shape == (0,)
+    assert empty.metrics["total_return"] is None
+    assert empty.metrics["n_trades"] == 0.0
+    # one bar held long: +2 % less one entry side of 10 bps, still open (no exit cost)
+    one = backtest(np.ones(1), np.array([0.02]), cost_bps=10, periods_per_year=PPY)
+    np.testing.assert_allclose(one.trade_returns, [0.019])
+    assert one.metrics["total_return"] == pytest.approx(0.019)
+    np.testing.assert_array_equal(one.positions, [1.0])
+
+
+def test_a_half_position_pays_half_the_cost_per_side():
+    # 0.5 unit held two bars then closed: 0.5 * (1 % + 1 %) less 2 sides x 0.5 x 10 bps
+    trades = trade_returns(np.array([0.5, 0.5, 0.0]), np.array([0.01, 0.01, 0.3]), cost_bps=10)
+    np.testing.assert_allclose(trades, [0.01 - 0.001])
+
+
+def test_decimal_inputs_from_a_numeric_database_column_are_read_as_floats():
+    from decimal import Decimal
+
+    positions = [Decimal(1), Decimal(-1), Decimal(0)]
+    returns = [Decimal("0.01"), Decimal("-0.02"), Decimal("0.5")]
+    result = backtest(positions, returns, cost_bps=0, periods_per_year=PPY)
+    assert result.positions.dtype == np.float64
+    np.testing.assert_allclose(result.strategy_returns, [0.01, 0.02, 0.0])
+    np.testing.assert_allclose(trade_returns(positions, returns, cost_bps=0), [0.01, 0.02])

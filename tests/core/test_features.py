@@ -24,6 +24,7 @@ from bot.core import (
     to_windows,
     window_names,
 )
+from bot.core.features import _safe_ratio, _windows
 from bot.data import load_bars
 from tests.conftest import SAMPLE_DIR
 from tests.support.features_reference import reference_features
@@ -138,7 +139,10 @@ def ndx() -> pd.DataFrame:
 def edge_cases(spx) -> dict[str, pd.DataFrame]:
     """Live-size windows and edge cases (at most a few hundred bars, no jump in price level)."""
     cases = {f"spx_last_{n}": spx.iloc[-n:] for n in (WARMUP_BARS + 1, 108, 200)}
-    cases |= {f"spx_first_{n}": spx.iloc[:n] for n in (0, 1, 2, 5, 6, 20, 21, 50, 51, WARMUP_BARS)}
+    # lengths at which a window is first complete: rolling 5/20/50, Wilder 42 on 1-bar moves (43
+    # bars), the MACD's slow average 78 (its line), and the warm-up
+    lengths = (0, 1, 2, 5, 6, 20, 21, 42, 43, 50, 51, 77, 78, WARMUP_BARS)
+    cases |= {f"spx_first_{n}": spx.iloc[:n] for n in lengths}
     cases["flat_near_1e4"] = _flat(WARMUP_BARS + 30, _CONSTANT, 250.0)
     cases["flat_zero_volume"] = _flat(WARMUP_BARS + 30, 10.0, 0.0)
     cases["integer_columns"] = spx.iloc[:150].round().astype("int64")
@@ -244,7 +248,11 @@ def test_flat_bars_and_constant_volume_give_finite_features():
 
 
 def test_missing_columns_are_named():
-    with pytest.raises(BadInput, match=r"missing columns \['volume'\]"):
+    message = (
+        r"^bars are missing columns \['volume'\]; expected \['open', 'high', 'low', 'close', "
+        r"'volume'\] \(load them with bot.data.load_bars\)$"
+    )
+    with pytest.raises(BadInput, match=message):
         build_features(pd.DataFrame({"open": [1.0], "high": [1.0], "low": [1.0], "close": [1.0]}))
 
 
@@ -278,3 +286,60 @@ def test_dataset_aligns_windows_targets_and_next_returns(spx):
     assert np.isnan(ds.y[-2:]).all()
     features = build_features(spx).to_numpy()
     np.testing.assert_array_equal(ds.X[0][-len(FEATURE_NAMES) :], features[first_end])
+
+
+def test_a_nullable_column_holding_na_reads_as_a_missing_value(spx):
+    bars = spx.iloc[:150].copy()
+    nullable = bars.astype({"volume": "Float64", "close": object})  # pd.NA in a text-like column
+    nullable.iloc[120, nullable.columns.get_loc("volume")] = pd.NA
+    nullable.iloc[130, nullable.columns.get_loc("close")] = pd.NA
+    plain = bars.copy()
+    plain.iloc[120, plain.columns.get_loc("volume")] = np.nan
+    plain.iloc[130, plain.columns.get_loc("close")] = np.nan
+    pd.testing.assert_frame_equal(build_features(nullable), build_features(plain))
+    assert build_features(nullable)["volume_z_20"].iloc[120:140].eq(0).all()
+
+
+def test_a_ratio_over_zero_is_zero_and_a_missing_operand_stays_missing():
+    numerator = np.array([np.nan, 1.0, 2.0, 3.0, np.nan])
+    denominator = np.array([0.0, 0.0, 4.0, np.nan, 2.0])
+    np.testing.assert_array_equal(
+        _safe_ratio(numerator, denominator), [np.nan, 0, 0.5, np.nan, np.nan]
+    )
+    np.testing.assert_array_equal(_safe_ratio(np.array([1.0, 3.0]), np.array([2.0, 1.0])), [0.5, 3])
+
+
+@pytest.mark.parametrize("window", [5, 20, 50])
+def test_a_constant_stretch_exactly_one_window_long_has_its_value_and_no_spread(window):
+    rng = np.random.default_rng(window)
+    for extra in (0, 1):  # the stretch is one window long, or one bar longer
+        values = np.concatenate((rng.normal(1e4, 50, 30), np.full(window + extra, _CONSTANT)))
+        mean, sd = _rolling_mean_std(values, window, ddof=1)
+        assert (mean[30 + window - 1 :] == _CONSTANT).all()
+        assert (sd[30 + window - 1 :] == 0).all()
+        assert np.isfinite(mean[window - 1 : 30 + window - 1]).all()
+        assert (mean[window - 1 : 30 + window - 1] != _CONSTANT).all()
+
+
+def test_trailing_windows_are_read_only_views():
+    values = np.arange(6, dtype=float)
+    windows = _windows(values, 3)
+    np.testing.assert_array_equal(windows, [[0, 1, 2], [1, 2, 3], [2, 3, 4], [3, 4, 5]])
+    assert not windows.flags.writeable
+    assert np.shares_memory(windows, values)
+
+
+@pytest.mark.parametrize("scale", [1e-4, 1e3])
+def test_price_features_do_not_depend_on_the_price_unit(spx, scale):
+    """Every price feature is a ratio or a log return: a coin at $0.40 or a price in cents gives
+    the same rows (RSI included, whose average moves are then below 1)."""
+    bars = spx.iloc[:300]
+    scaled = bars.assign(**{name: bars[name] * scale for name in ("open", "high", "low", "close")})
+    np.testing.assert_allclose(build_features(scaled), build_features(bars), rtol=1e-7, atol=1e-10)
+
+
+def test_volume_that_varies_only_by_float_round_off_reads_as_constant():
+    bars = _flat(80, 100.0, 1e6)
+    bars["volume"] = 1e6 + np.tile([0.0, 1e-9], 40)  # log1p apart by ~1e-15: round-off, not news
+    z = build_features(bars)["volume_z_20"].to_numpy()
+    assert (z[19:] == 0).all()

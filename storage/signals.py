@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from bot.contracts import Signal, utcnow
-from storage.bars import insert_for
+from storage.bars import bind_processors, driver_row, insert_for
 from storage.tables import LiveMetricSnapshot, Outcome, SignalRow
 
 SIGNALS = SignalRow.__table__
@@ -90,15 +90,6 @@ def _insert_signals_sql(dialect: Dialect, rows: int) -> str:
     return str(compiled)
 
 
-@functools.cache
-def _bind_processors(dialect: Dialect) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
-    """(position, conversion) of each column whose Python value the driver takes converted, as
-    SQLAlchemy converts a compiled statement's parameters (UTC datetimes as SQLite's text...)."""
-    types = (SIGNALS.c[name].type.dialect_impl(dialect) for name in SIGNAL_COLUMNS)
-    processors = (type_.bind_processor(dialect) for type_ in types)
-    return tuple((i, process) for i, process in enumerate(processors) if process is not None)
-
-
 _SIGNAL_VALUES = operator.attrgetter(
     *("model_key" if name == "horizon" else name for name in SIGNAL_COLUMNS)
 )
@@ -109,7 +100,7 @@ def _insert_signals_calls(
     dialect: Dialect, signals: Sequence[Signal], horizons: Mapping[str, int]
 ) -> list[tuple[str, tuple[Any, ...]]]:
     """(SQL, positional parameters) of each statement inserting `signals`."""
-    processors = _bind_processors(dialect)
+    processors = bind_processors(SIGNALS, dialect)
     calls = []
     for start in range(0, len(signals), SIGNAL_ROWS_PER_STATEMENT):
         chunk = signals[start : start + SIGNAL_ROWS_PER_STATEMENT]
@@ -117,10 +108,7 @@ def _insert_signals_calls(
         for signal in chunk:
             row = list(_SIGNAL_VALUES(signal))
             row[_HORIZON] = horizons.get(signal.model_key, 1)
-            for i, process in processors:
-                if row[i] is not None:
-                    row[i] = process(row[i])
-            values.extend(row)
+            values.extend(driver_row(row, processors))
         calls.append((_insert_signals_sql(dialect, len(chunk)), tuple(values)))
     return calls
 

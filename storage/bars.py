@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import pandas as pd
-from sqlalchemy import TextClause, bindparam, func, or_, select, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Dialect, bindparam, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -78,14 +77,20 @@ def _volume(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
-@functools.cache
-def _upsert_statement(dialect: str) -> TextClause:
-    """Built and compiled once per backend. SQLAlchemy does not cache the compiled form of a
-    dialect's `INSERT ... ON CONFLICT` (its log shows `[no key]`), so every batch compiled it
-    again: most of a one-alert batch's write CPU. The same statement's SQL, with the table's
-    column types on its parameters, is a `text()` that SQLAlchemy caches (one statement over the
-    batch's rows: sqlite3's and asyncpg's `executemany`)."""
-    statement = insert_for(dialect, Bar.__table__)
+BAR_COLUMNS = tuple(column.name for column in Bar.__table__.c)
+
+
+@functools.lru_cache(maxsize=16)
+def _upsert_sql(dialect: Dialect) -> str:
+    """`INSERT ... ON CONFLICT (key) DO UPDATE` in the driver's own parameter style, compiled
+    once per backend. SQLAlchemy does not cache the compiled form of a dialect's `INSERT ... ON
+    CONFLICT` (`inherit_cache = False`), so every batch compiled it again; run on the driver
+    (sqlite3's and asyncpg's `executemany`, one statement over the batch's rows), the parameters
+    need no per-call processing by SQLAlchemy either (`driver_rows`)."""
+    table = Bar.__table__
+    statement = insert_for(dialect.name, table).values(
+        {name: bindparam(name) for name in BAR_COLUMNS}
+    )
     excluded = statement.excluded
     upsert = statement.on_conflict_do_update(
         index_elements=["symbol", "interval", "time"],
@@ -95,11 +100,30 @@ def _upsert_statement(dialect: str) -> TextClause:
             "updated_at": excluded.updated_at,
         },
     )
-    named = (postgresql if dialect == "postgresql" else sqlite).dialect(paramstyle="named")
-    columns = Bar.__table__.c
-    return text(str(upsert.compile(dialect=named))).bindparams(
-        *(bindparam(column.name, type_=column.type) for column in columns)
-    )
+    compiled = upsert.compile(dialect=dialect)
+    if compiled.positiontup != list(BAR_COLUMNS):  # the rows are passed in this order
+        raise RuntimeError(f"unexpected parameter order in {compiled}")
+    return str(compiled)
+
+
+@functools.cache
+def bind_processors(table: Any, dialect: Dialect) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
+    """(position, conversion) of each column of `table` whose Python value the driver takes
+    converted, as SQLAlchemy converts a compiled statement's parameters (UTC datetimes as
+    SQLite's text, booleans as integers on SQLite...)."""
+    types = (column.type.dialect_impl(dialect) for column in table.c)
+    processors = (type_.bind_processor(dialect) for type_ in types)
+    return tuple((i, process) for i, process in enumerate(processors) if process is not None)
+
+
+def driver_row(
+    row: list[Any], processors: tuple[tuple[int, Callable[[Any], Any]], ...]
+) -> list[Any]:
+    """`row` (a table's columns in order) converted in place for the driver."""
+    for i, process in processors:
+        if row[i] is not None:
+            row[i] = process(row[i])
+    return row
 
 
 def _row(bar: BarRecord, ohlcv: Sequence[float | None], **rest: Any) -> dict[str, Any]:
@@ -108,31 +132,33 @@ def _row(bar: BarRecord, ohlcv: Sequence[float | None], **rest: Any) -> dict[str
     return key | dict(zip(BAR_FIELDS, ohlcv, strict=True)) | rest
 
 
-def _upsert_rows(bars: Sequence[BarRecord]) -> list[dict[str, Any]]:
+def _upsert_rows(bars: Sequence[BarRecord], dialect: Dialect) -> list[tuple[Any, ...]]:
     now = utcnow()
+    processors = bind_processors(Bar.__table__, dialect)
     return [
-        _row(bar, values_of(bar), source=bar.source, updated_at=now) for bar in _last_per_key(bars)
+        tuple(driver_row([*bar.key, *values_of(bar), bar.source, now], processors))
+        for bar in _last_per_key(bars)
     ]
 
 
 async def upsert_bars(*, session: AsyncSession, bars: Sequence[BarRecord]) -> int:
     """Insert or replace bars; the same bar twice leaves one row. Returns the rows written."""
-    params = _upsert_rows(bars)
-    if not params:
+    if not bars:
         return 0
-    statement = _upsert_statement(session.get_bind().dialect.name)
-    # one cached statement over many parameter sets, not a recompiled multi-row VALUES clause
-    await session.execute(statement, params)
-    return len(params)
+    connection = await session.connection()
+    rows = _upsert_rows(bars, connection.dialect)
+    await connection.exec_driver_sql(_upsert_sql(connection.dialect), rows)
+    return len(rows)
 
 
 def upsert_bars_sync(*, session: Session, bars: Sequence[BarRecord]) -> int:
     """`upsert_bars` on a synchronous session (the consumer's write in its worker thread)."""
-    params = _upsert_rows(bars)
-    if not params:
+    if not bars:
         return 0
-    session.execute(_upsert_statement(session.get_bind().dialect.name), params)
-    return len(params)
+    connection = session.connection()
+    rows = _upsert_rows(bars, connection.dialect)
+    connection.exec_driver_sql(_upsert_sql(connection.dialect), rows)
+    return len(rows)
 
 
 async def upsert_frame(

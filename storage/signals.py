@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Dialect, Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from bot.contracts import Signal, utcnow
-from storage.bars import insert_for
+from storage.bars import bind_processors, driver_row, insert_for
 from storage.tables import LiveMetricSnapshot, Outcome, SignalRow
 
-SIGNALS = SignalRow.__table__  # Core table: bulk statements compile once and are cached
+SIGNALS = SignalRow.__table__
 SIGNAL_FIELDS = tuple(name for name in Signal.model_fields if name != "schema_version")
 _CHUNK = 900  # ids per IN (...) query
 
@@ -64,19 +65,52 @@ class ResolvedSignal:
     model_version: str = ""
 
 
-def _signal_row(signal: Signal, horizon: int) -> dict[str, Any]:
-    row = {name: getattr(signal, name) for name in SIGNAL_FIELDS}
-    row["horizon"] = horizon
-    return row
+# the table's column order: a multi-row VALUES lists its parameters in it
+SIGNAL_COLUMNS = tuple(column.name for column in SIGNALS.c)
+SIGNAL_ROWS_PER_STATEMENT = 500  # x 19 parameters: under SQLite's and asyncpg's 32,767
 
 
-@functools.cache
-def _insert_signals_statement(dialect: str) -> Any:
-    return insert_for(dialect, SIGNALS).on_conflict_do_nothing().returning(SIGNALS.c.signal_id)
+@functools.lru_cache(maxsize=64)
+def _insert_signals_sql(dialect: Dialect, rows: int) -> str:
+    """`INSERT ... VALUES (...) x rows ON CONFLICT DO NOTHING RETURNING signal_id` in the
+    driver's own parameter style, compiled once per backend and row count. SQLAlchemy does not
+    cache a dialect's `INSERT ... ON CONFLICT` (`inherit_cache = False`), so it compiled the
+    statement again on every batch; and `text()` runs one row per call (`executemany`), which
+    cannot say which rows the conflict skipped. One statement, its RETURNING, says that."""
+    values: list[dict[str, Any]] = [
+        {name: bindparam(f"{name}_{row}") for name in SIGNAL_COLUMNS} for row in range(rows)
+    ]
+    statement = insert_for(dialect.name, SIGNALS).values(values)
+    compiled = (
+        statement.on_conflict_do_nothing().returning(SIGNALS.c.signal_id).compile(dialect=dialect)
+    )
+    order = [f"{name}_{row}" for row in range(rows) for name in SIGNAL_COLUMNS]
+    if compiled.positiontup != order:  # the parameters are passed in this order
+        raise RuntimeError(f"unexpected parameter order in {compiled}")
+    return str(compiled)
 
 
-def _signal_rows(signals: Sequence[Signal], horizons: Mapping[str, int]) -> list[dict[str, Any]]:
-    return [_signal_row(s, horizons.get(s.model_key, 1)) for s in signals]
+_SIGNAL_VALUES = operator.attrgetter(
+    *("model_key" if name == "horizon" else name for name in SIGNAL_COLUMNS)
+)
+_HORIZON = SIGNAL_COLUMNS.index("horizon")
+
+
+def _insert_signals_calls(
+    dialect: Dialect, signals: Sequence[Signal], horizons: Mapping[str, int]
+) -> list[tuple[str, tuple[Any, ...]]]:
+    """(SQL, positional parameters) of each statement inserting `signals`."""
+    processors = bind_processors(SIGNALS, dialect)
+    calls = []
+    for start in range(0, len(signals), SIGNAL_ROWS_PER_STATEMENT):
+        chunk = signals[start : start + SIGNAL_ROWS_PER_STATEMENT]
+        values: list[Any] = []
+        for signal in chunk:
+            row = list(_SIGNAL_VALUES(signal))
+            row[_HORIZON] = horizons.get(signal.model_key, 1)
+            values.extend(driver_row(row, processors))
+        calls.append((_insert_signals_sql(dialect, len(chunk)), tuple(values)))
+    return calls
 
 
 async def insert_signals(
@@ -85,10 +119,11 @@ async def insert_signals(
     """Insert signals, skipping any (alert_id, model_key) already stored; returns inserted ids."""
     if not signals:
         return set()
-    # one cached statement executed over many parameter sets (SQLAlchemy's insertmanyvalues),
-    # not a freshly compiled multi-row VALUES clause per batch
-    statement = _insert_signals_statement(session.get_bind().dialect.name)
-    return set((await session.execute(statement, _signal_rows(signals, horizons))).scalars())
+    connection = await session.connection()
+    inserted: set[str] = set()
+    for sql, params in _insert_signals_calls(connection.dialect, signals, horizons):
+        inserted.update((await connection.exec_driver_sql(sql, params)).scalars())
+    return inserted
 
 
 def insert_signals_sync(
@@ -97,8 +132,11 @@ def insert_signals_sync(
     """`insert_signals` on a synchronous session (the consumer's write in its worker thread)."""
     if not signals:
         return set()
-    statement = _insert_signals_statement(session.get_bind().dialect.name)
-    return set(session.execute(statement, _signal_rows(signals, horizons)).scalars())
+    connection = session.connection()
+    inserted: set[str] = set()
+    for sql, params in _insert_signals_calls(connection.dialect, signals, horizons):
+        inserted.update(connection.exec_driver_sql(sql, params).scalars())
+    return inserted
 
 
 def _to_signal(row: SignalRow) -> Signal:

@@ -4,9 +4,12 @@ and the consumer app's alerts subscriber polls that way."""
 from __future__ import annotations
 
 import asyncio
+import inspect
+from typing import get_type_hints
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from fast_depends.library import CustomField
 from faststream.kafka import KafkaBroker
 
 from bot.contracts import Settings
@@ -28,6 +31,32 @@ async def test_the_alerts_subscriber_polls_without_an_idle_sleep(settings: Setti
         )
         (alerts,) = [s for s in broker.subscribers if settings.topics.alerts in s.topic_names]
         assert isinstance(alerts, PromptBatchSubscriber)
+    finally:
+        await engine.dispose()
+
+
+async def test_the_alerts_handler_gets_its_message_without_a_worker_thread(
+    settings: Settings,
+) -> None:
+    """fast_depends resolves a synchronous field (FastStream's `Context`) in an anyio worker
+    thread: a thread hop before every batch, on a lone alert's path. Each field of the alerts
+    handler is a coroutine, awaited on the event loop."""
+    broker = create_broker(settings)
+    engine = create_engine(settings.database_url)
+    try:
+        add_inference(
+            broker,
+            settings,
+            session_factory=create_session_factory(engine),
+            models=PredictorModels.from_settings(settings),
+        )
+        (alerts,) = [s for s in broker.subscribers if settings.topics.alerts in s.topic_names]
+        handler = alerts.calls[0].handler._original_call  # the function itself
+        hints = get_type_hints(handler, include_extras=True)
+        fields = [f for hint in hints.values() for f in getattr(hint, "__metadata__", ())]
+        assert fields
+        assert all(isinstance(f, CustomField) for f in fields)
+        assert all(inspect.iscoroutinefunction(f.use) for f in fields)
     finally:
         await engine.dispose()
 

@@ -11,13 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.contracts import Signal
 from storage.bars import BarRecord, count_bars, recent_bars, upsert_bars
 from storage.signals import (
+    SIGNAL_ROWS_PER_STATEMENT,
     OutcomeRecord,
     insert_outcomes,
     insert_signals,
     pending_signals,
     signals_for_alerts,
 )
-from storage.tables import Bar, Outcome
+from storage.tables import Bar, Outcome, SignalRow
 from tests.support.postgres import both_stores
 
 pytestmark = both_stores
@@ -83,6 +84,42 @@ async def test_a_signal_is_stored_once_per_alert_and_model(
         ("a1", "SPX-return-ridge", "v1"),
         ("a3", "SPX-direction-logreg", "v1"),
     ]
+
+
+async def test_stored_signals_read_back_as_written_and_range_queries_find_them(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    """The insert passes its parameters to the driver itself: each column must be stored as the
+    ORM stores it (SQLite: UTC datetimes in SQLAlchemy's text form, which range queries compare
+    as text), over more rows than one statement takes."""
+    signals = [
+        signal(f"a{i}").model_copy(
+            update={
+                "bar_time": T0 + timedelta(hours=i),
+                "probability": None if i % 2 else 0.25,
+                "ood": bool(i % 3),
+                "score": 0.5 + i / 10_000,
+                "buy_threshold": 0.55,
+                "sell_threshold": 0.45,
+            }
+        )
+        for i in range(SIGNAL_ROWS_PER_STATEMENT + 3)
+    ]
+    async with session_factory() as session, session.begin():
+        inserted = await insert_signals(
+            session=session, signals=signals, horizons={"SPX-direction-logreg": 4}
+        )
+    assert inserted == {s.signal_id for s in signals}
+    async with session_factory() as session:
+        stored = await signals_for_alerts(session=session, alert_ids=[s.alert_id for s in signals])
+        in_range = select(SignalRow.alert_id).where(
+            SignalRow.bar_time >= signals[1].bar_time, SignalRow.bar_time < signals[3].bar_time
+        )
+        found = set((await session.execute(in_range)).scalars())
+        horizons = set((await session.execute(select(SignalRow.horizon))).scalars())
+    assert sorted(stored, key=lambda s: s.bar_time) == signals
+    assert found == {"a1", "a2"}  # from the bound itself, to the other bound excluded
+    assert horizons == {4}
 
 
 async def test_an_outcome_is_stored_once_and_leaves_the_pending_list(

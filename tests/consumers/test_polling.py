@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from typing import get_type_hints
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, get_type_hints
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -19,7 +21,9 @@ from consumers.served_models import PredictorModels
 from storage.db import create_engine, create_session_factory
 
 
-async def test_the_alerts_subscriber_polls_without_an_idle_sleep(settings: Settings) -> None:
+@asynccontextmanager
+async def alerts_subscriber(settings: Settings) -> AsyncIterator[Any]:
+    """The consumer app's alerts subscriber, as `consumers.app` wires it."""
     broker = create_broker(settings)
     engine = create_engine(settings.database_url)
     try:
@@ -30,9 +34,14 @@ async def test_the_alerts_subscriber_polls_without_an_idle_sleep(settings: Setti
             models=PredictorModels.from_settings(settings),
         )
         (alerts,) = [s for s in broker.subscribers if settings.topics.alerts in s.topic_names]
-        assert isinstance(alerts, PromptBatchSubscriber)
+        yield alerts
     finally:
         await engine.dispose()
+
+
+async def test_the_alerts_subscriber_polls_without_an_idle_sleep(settings: Settings) -> None:
+    async with alerts_subscriber(settings) as alerts:
+        assert isinstance(alerts, PromptBatchSubscriber)
 
 
 async def test_the_alerts_handler_gets_its_message_without_a_worker_thread(
@@ -41,24 +50,13 @@ async def test_the_alerts_handler_gets_its_message_without_a_worker_thread(
     """fast_depends resolves a synchronous field (FastStream's `Context`) in an anyio worker
     thread: a thread hop before every batch, on a lone alert's path. Each field of the alerts
     handler is a coroutine, awaited on the event loop."""
-    broker = create_broker(settings)
-    engine = create_engine(settings.database_url)
-    try:
-        add_inference(
-            broker,
-            settings,
-            session_factory=create_session_factory(engine),
-            models=PredictorModels.from_settings(settings),
-        )
-        (alerts,) = [s for s in broker.subscribers if settings.topics.alerts in s.topic_names]
+    async with alerts_subscriber(settings) as alerts:
         handler = alerts.calls[0].handler._original_call  # the function itself
-        hints = get_type_hints(handler, include_extras=True)
-        fields = [f for hint in hints.values() for f in getattr(hint, "__metadata__", ())]
-        assert fields
-        assert all(isinstance(f, CustomField) for f in fields)
-        assert all(inspect.iscoroutinefunction(f.use) for f in fields)
-    finally:
-        await engine.dispose()
+    hints = get_type_hints(handler, include_extras=True)
+    fields = [f for hint in hints.values() for f in getattr(hint, "__metadata__", ())]
+    assert fields
+    assert all(isinstance(f, CustomField) for f in fields)
+    assert all(inspect.iscoroutinefunction(f.use) for f in fields)
 
 
 def test_prompt_refuses_a_subscriber_that_is_not_a_batch_subscriber() -> None:

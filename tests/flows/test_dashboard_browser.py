@@ -31,6 +31,7 @@ from storage.db import create_engine, create_session_factory
 from storage.migrate import upgrade_async
 from tests.support.dashboard import A_KEY, BAR0, N_SIGNALS, Seeded, seed_dashboard
 from tests.support.env import child_env
+from tests.support.images import colours, rgb
 from tests.support.kafka import run_sync
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
@@ -383,19 +384,6 @@ async def _add_sell_signal(database_url: str) -> None:
         await engine.dispose()
 
 
-def _colours(png: Path) -> set[tuple[int, int, int]]:
-    from PIL import Image
-
-    with Image.open(png) as image:
-        counted = image.convert("RGB").getcolors(maxcolors=1 << 24) or []
-        return {colour[:3] for _count, colour in counted}
-
-
-def _rgb(hex_colour: str) -> tuple[int, int, int]:
-    value = hex_colour.lstrip("#")
-    return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
-
-
 def test_report_snapshot_renders_the_key_charts(
     served: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -414,9 +402,9 @@ def test_report_snapshot_renders_the_key_charts(
         width, height = image.size
     assert width >= 1400
     assert height > 1000
-    colours = _colours(target)
-    assert _rgb(LIVE_COLOR) in colours
-    assert _rgb(BACKTEST_COLOR) in colours
+    found = colours(target)
+    assert rgb(LIVE_COLOR) in found
+    assert rgb(BACKTEST_COLOR) in found
     keep = ROOT / "reports" / "e2e" / "dashboard"
     keep.mkdir(parents=True, exist_ok=True)
     shutil.copy(target, keep / "snapshot.png")

@@ -16,6 +16,7 @@ from panel_app.views.theme import BACKTEST_COLOR, LIVE_COLOR
 from panel_app.weekly_charts import HEIGHT, WIDTH, chart_data, render_weekly_chart, weekly_figure
 from storage import model_versions as model_repo
 from storage.signals import OutcomeRecord, insert_outcomes, insert_signals
+from tests.support.images import colours, rgb
 
 WEEK = "2026-W40"
 START = datetime(2026, 9, 28, tzinfo=UTC)
@@ -73,19 +74,6 @@ def _drawn_box(png: Path) -> tuple[int, int, int, int] | None:
     with Image.open(png) as image:
         rgb = image.convert("RGB")
         return ImageChops.difference(rgb, Image.new("RGB", rgb.size, "white")).getbbox()
-
-
-def _colours(png: Path) -> set[tuple[int, int, int]]:
-    from PIL import Image
-
-    with Image.open(png) as image:
-        counted = image.convert("RGB").getcolors(maxcolors=1 << 24) or []
-        return {colour[:3] for _count, colour in counted}
-
-
-def _rgb(hex_colour: str) -> tuple[int, int, int]:
-    value = hex_colour.lstrip("#")
-    return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
 
 
 async def _resolved(session_factory: async_sessionmaker[AsyncSession], key: str) -> None:
@@ -156,7 +144,7 @@ async def test_the_weekly_report_draws_one_png_per_champion_beside_the_markdown(
         assert _png_size(path.read_bytes()) == (WIDTH, HEIGHT)
         left, top, right, bottom = _drawn_box(path) or (0, 0, 0, 0)
         assert max(left, top, WIDTH - right, HEIGHT - bottom) <= MARGIN_PX  # no blank page
-        assert {_rgb(LIVE_COLOR), _rgb(BACKTEST_COLOR)} <= _colours(path)
+        assert {rgb(LIVE_COLOR), rgb(BACKTEST_COLOR)} <= colours(path)
     text = report.markdown.read_text()
     for key in KEYS:
         assert f"![{key}]({WEEK}/{key}.png)" in text

@@ -57,7 +57,14 @@ from sqlalchemy.orm import sessionmaker
 
 from bot import postgres
 from bot.artifacts import registry_from_settings
-from bot.contracts import Alert, Settings, Signal, TradingViewMessage, load_settings
+from bot.contracts import (
+    Alert,
+    ItffError,
+    Settings,
+    Signal,
+    TradingViewMessage,
+    load_settings,
+)
 from bot.kafka import admin_client, ensure_topics
 from bot.serving import Predictor
 from consumers.deadletters import RecordRef
@@ -864,6 +871,25 @@ def _timed(function: Any, spent: dict[str, int], step: str) -> Any:
     return timed
 
 
+def run(options: argparse.Namespace) -> None:
+    if options.inprocess:
+        asyncio.run(inprocess(options))
+    elif options.goals:
+        with store_url(options.store.split(",")[0]) as url:
+            goal_table(asyncio.run(goals(options, url)), options)
+    else:
+        rates = [int(r) for r in options.rates.split(",")]
+        figures: dict[str, dict[int, Figures]] = {}
+        for store in options.store.split(","):
+            print(f"== store: {store}", flush=True)
+            with store_url(store) as url:
+                figures[store] = asyncio.run(
+                    main(rates, options.seconds, options.symbols, direct=options.direct,
+                         database_url=url, runtime=options.runtime)
+                )  # fmt: skip
+        compare(rates, figures)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", default="100,500,2000")
@@ -899,19 +925,7 @@ if __name__ == "__main__":
     parser.add_argument("--ramp-max", type=int, default=5000, help="--goals last ramp rate")
     parser.add_argument("--ramp-tries", type=int, default=2, help="--goals attempts per rate")
     options = parser.parse_args()
-    if options.inprocess:
-        asyncio.run(inprocess(options))
-    elif options.goals:
-        with store_url(options.store.split(",")[0]) as url:
-            goal_table(asyncio.run(goals(options, url)), options)
-    else:
-        rates = [int(r) for r in options.rates.split(",")]
-        figures: dict[str, dict[int, Figures]] = {}
-        for store in options.store.split(","):
-            print(f"== store: {store}", flush=True)
-            with store_url(store) as url:
-                figures[store] = asyncio.run(
-                    main(rates, options.seconds, options.symbols, direct=options.direct,
-                         database_url=url, runtime=options.runtime)
-                )  # fmt: skip
-        compare(rates, figures)
+    try:
+        run(options)
+    except ItffError as exc:  # a broker or database that is not there: one line, what to do
+        raise SystemExit(f"bench/e2e.py: {exc}") from None

@@ -111,6 +111,10 @@ def test_the_gauge_compares_on_the_live_period_once_it_covers_enough_bars() -> N
     assert gauge_values(live, backtest, same_period=thin) == {
         ("SPX-direction-logreg", "accuracy", "stored"): pytest.approx(0.05)
     }
+    # the gauge's own floor governs both: with a floor of 19, 19 bars of live period suffice
+    assert gauge_values(live, backtest, same_period=thin, min_signals=19) == {
+        ("SPX-direction-logreg", "accuracy", "live_period"): pytest.approx(0.08)
+    }
 
 
 def test_compared_says_which_comparison_it_chose() -> None:

@@ -27,6 +27,7 @@ from tests.support.consumer import (
     count_rows,
     eventually,
     group_partitions,
+    interleaved_symbols,
     publish_champions,
     read_topic,
     sample_bars,
@@ -192,16 +193,8 @@ async def test_a_consumer_leaving_the_group_mid_stream_loses_and_doubles_nothing
     """Two consumers share the partitions; one leaves mid-stream (closing, or SIGKILLed and
     evicted when its session times out) and the broker moves its partitions to the other."""
     settings = kafka_settings
-    bars = sample_bars("SPX")
     symbols = ["SPX", "NDX", "AAA", "BBB", "CCC", "DDD"]
-    keys: list[str] = []
-    for symbol in symbols:
-        keys += publish_champions(
-            settings, symbol, lines=[("direction", "logreg")], train=bars.iloc[:800]
-        )
-        await seed_bars(session_factory, symbol, bars.iloc[:SEED_BARS])
-    streams = {s: alerts_for(s, bars.iloc[SEED_BARS : SEED_BARS + 60]) for s in symbols}
-    interleaved = [streams[s][i] for i in range(60) for s in symbols]
+    keys, interleaved = await interleaved_symbols(settings, session_factory, symbols, 60)
     log = tmp_path / "leaving.log"
 
     async with running_consumer(settings, outcomes=False), AsyncExitStack() as leaving:

@@ -16,13 +16,10 @@ from bot.contracts import Settings
 from storage.tables import Bar
 from tests.support.consumer import (
     SEED_BARS,
-    alerts_for,
     count_rows,
     eventually,
     group_partitions,
-    publish_champions,
-    sample_bars,
-    seed_bars,
+    interleaved_symbols,
     signal_rows,
 )
 from tests.support.processes import free_port, ready, scraped, start_consumer, trickle
@@ -37,15 +34,7 @@ async def test_three_consumer_processes_on_one_sqlite_file_lose_and_double_nothi
     kafka_settings: Settings, session_factory: async_sessionmaker[AsyncSession], tmp_path: Path
 ) -> None:
     settings = kafka_settings
-    bars = sample_bars("SPX")
-    keys: list[str] = []
-    for symbol in SYMBOLS:
-        keys += publish_champions(
-            settings, symbol, lines=[("direction", "logreg")], train=bars.iloc[:800]
-        )
-        await seed_bars(session_factory, symbol, bars.iloc[:SEED_BARS])
-    streams = {s: alerts_for(s, bars.iloc[SEED_BARS : SEED_BARS + 80]) for s in SYMBOLS}
-    interleaved = [streams[s][i] for i in range(80) for s in SYMBOLS]
+    keys, interleaved = await interleaved_symbols(settings, session_factory, SYMBOLS, 80)
     log = tmp_path / "consumers.log"
     ports = [free_port() for _ in range(PROCESSES)]
     processes: list[subprocess.Popen[bytes]] = []

@@ -132,6 +132,25 @@ async def seed_bars(
         await upsert_frame(session=session, symbol=symbol, interval="1D", frame=bars, source="test")
 
 
+async def interleaved_symbols(
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+    symbols: list[str],
+    per_symbol: int,
+) -> tuple[list[str], list[Alert]]:
+    """Each symbol gets one direction-logreg champion (trained on the SPX sample) and the seeded
+    bars; then `per_symbol` alerts each, interleaved across symbols. Returns (keys, alerts)."""
+    bars = sample_bars("SPX")
+    keys: list[str] = []
+    for symbol in symbols:
+        keys += publish_champions(
+            settings, symbol, lines=[("direction", "logreg")], train=bars.iloc[:800]
+        )
+        await seed_bars(session_factory, symbol, bars.iloc[:SEED_BARS])
+    streams = {s: alerts_for(s, bars.iloc[SEED_BARS : SEED_BARS + per_symbol]) for s in symbols}
+    return keys, [streams[s][i] for i in range(per_symbol) for s in symbols]
+
+
 def alerts_for(symbol: str, bars: pd.DataFrame, *, prefix: str | None = None) -> list[Alert]:
     """One alert per bar, ids unique to the test run."""
     tag = prefix or uuid.uuid4().hex[:8]

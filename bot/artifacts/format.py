@@ -33,8 +33,10 @@ HISTORY_FILE = "HISTORY.json"
 SERVING_FILE = "serving.json"
 ONNX_FILE = "model.onnx"
 TREELITE_FILE = "model.treelite"
+LINEAR_FILE = "model.linear.json"
 ARTIFACT_FILES = (META_FILE, MODEL_FILE)  # in every version
-COMPILED_FILES = (SERVING_FILE, ONNX_FILE, TREELITE_FILE)  # in versions with a compiled form
+MODEL_FILES = (LINEAR_FILE, TREELITE_FILE, ONNX_FILE)  # one of them in a compiled form
+COMPILED_FILES = (SERVING_FILE, *MODEL_FILES)  # in versions with a compiled form
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:!-]{0,119}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _RESERVED = frozenset({CHAMPION_FILE, HISTORY_FILE})
@@ -183,7 +185,7 @@ def _parse_manifest(
         raise _broken(
             label,
             f"manifest must list {list(ARTIFACT_FILES)}, optionally with {SERVING_FILE} and one "
-            f"of {ONNX_FILE} / {TREELITE_FILE}",
+            f"of {' / '.join(MODEL_FILES)}",
         )
     entries = {name: _file_entry(files[name], label) for name in sorted(files)}
     created = str(doc.get("created_at", ""))
@@ -194,7 +196,7 @@ def _known_files(files: dict[str, Any]) -> bool:
     names = set(files)
     compiled = names - set(ARTIFACT_FILES)
     return set(ARTIFACT_FILES) <= names and (
-        not compiled or compiled in ({SERVING_FILE, ONNX_FILE}, {SERVING_FILE, TREELITE_FILE})
+        not compiled or any(compiled == {SERVING_FILE, name} for name in MODEL_FILES)
     )
 
 

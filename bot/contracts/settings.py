@@ -112,7 +112,7 @@ class Settings(BaseSettings):
     horizon: int = Field(default=1, ge=1, le=64)
     cost_bps: float = Field(default=1.0, ge=0)
     seed: int = 42
-    # compiled: the pickle-free ONNX / treelite form; sklearn: the unpickled pipeline (reference)
+    # compiled: the pickle-free form (numpy arrays, treelite); sklearn: the unpickled pipeline
     serving_runtime: Literal["compiled", "sklearn"] = "compiled"
 
     # webhook receiver

@@ -3,11 +3,15 @@ scikit-learn, loaded without unpickling, refused when it disagrees or was altere
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -20,11 +24,13 @@ from bot.artifacts import (
     NoCompiledForm,
     generate_keypair,
 )
-from bot.artifacts.compiled import TOLERANCE, check_agreement
-from bot.core import predict_scores, supported_model_types
+from bot.artifacts import registry as registry_module
+from bot.artifacts.compiled import TOLERANCE, CompiledScorer, check_agreement, export_compiled
+from bot.core import ModelBundle, predict_scores, supported_model_types
 from bot.serving import Predictor
 from tests.support.bundles import make_bundle
 from tests.support.consumer import fit_bundle, sample_bars
+from tests.support.legacy_onnx import onnx_exports
 
 V1 = "20260101T000000Z-0001"
 SIGNING_KEY = generate_keypair()[0]
@@ -48,7 +54,9 @@ def test_every_trainable_model_type_gets_a_compiled_form_that_reproduces_sklearn
     bundle = fit_bundle(bars, symbol="SPX", target=target, model_type=model_type, version=V1)
     published = registry.publish(bundle)
     runtime, file = (
-        ("treelite", "model.treelite") if model_type in {"rf", "hgb"} else ("onnx", "model.onnx")
+        ("treelite", "model.treelite")
+        if model_type in {"rf", "hgb"}
+        else ("linear", "model.linear.json")
     )
     assert {p.name for p in published.path.iterdir()} >= {"serving.json", file}
     assert all(result.ok for result in registry.verify(bundle.key))  # the manifest covers them
@@ -107,7 +115,7 @@ def test_a_pipeline_without_compiled_form_is_served_by_sklearn_and_counted(
     )
 
 
-@pytest.mark.parametrize("name", ["model.onnx", "serving.json", "model.joblib"])
+@pytest.mark.parametrize("name", ["model.linear.json", "serving.json", "model.joblib"])
 def test_an_altered_compiled_file_is_never_loaded(registry: ArtifactRegistry, name: str) -> None:
     bundle = make_bundle(version=V1)
     published = registry.publish(bundle)
@@ -118,3 +126,101 @@ def test_an_altered_compiled_file_is_never_loaded(registry: ArtifactRegistry, na
     with pytest.raises(ArtifactIntegrityError, match="SHA-256 mismatch") as caught:
         registry.load_compiled(bundle.key, V1)
     assert caught.value.file == name
+
+
+@pytest.mark.parametrize(
+    ("target", "graph"),
+    [("direction", "logistic"), ("direction", "skl2onnx"), ("return", "skl2onnx")],
+)
+def test_versions_exported_to_onnx_before_the_linear_form_still_serve(
+    registry: ArtifactRegistry,
+    bars: pd.DataFrame,
+    monkeypatch: pytest.MonkeyPatch,
+    target: str,
+    graph: str,
+) -> None:
+    """Buckets hold linear versions published as ONNX graphs (the 3-node logistic one and
+    skl2onnx's): they load, never unpickle, and predict what the linear form of the same model
+    predicts."""
+    model_type = "logreg" if target == "direction" else "ridge"
+    bundle = fit_bundle(bars, symbol="SPX", target=target, model_type=model_type, version=V1)
+    with onnx_exports(monkeypatch, graph=graph):
+        published = registry.publish(bundle)
+    assert {p.name for p in published.path.iterdir()} >= {"serving.json", "model.onnx"}
+    registry.promote(bundle.key, V1)
+    onnx = registry.load_compiled(bundle.key, V1)
+    assert onnx.scorer.runtime == "onnx"
+    assert onnx.bundle.pipeline is None
+
+    current = ArtifactRegistry(registry.root.parent / "current", signing_key=SIGNING_KEY)
+    current.publish(bundle)
+    current.promote(bundle.key, V1)
+    windows = np.asarray(bundle.fit_windows)[-50:]
+    old = Predictor(registry, runtime="compiled").predict_windows(bundle.key, windows)
+    new = Predictor(current, runtime="compiled").predict_windows(bundle.key, windows)
+    assert [p.action for p in old] == [p.action for p in new]
+    np.testing.assert_allclose([p.score for p in old], [p.score for p in new], atol=TOLERANCE)
+
+
+def _signed_linear_form(
+    registry: ArtifactRegistry, monkeypatch: pytest.MonkeyPatch, linear: bytes
+) -> ModelBundle:
+    """A logreg version whose signed manifest covers `linear` as its model.linear.json: what a
+    holder of the signing key, or a bug in the exporter, could publish."""
+    bundle = make_bundle(version=V1)
+    serving = json.loads(export_compiled(bundle)["serving.json"])
+    files = {"serving.json": json.dumps(serving).encode(), "model.linear.json": linear}
+    with monkeypatch.context() as patch:
+        patch.setattr(registry_module, "export_compiled", lambda _bundle: files)
+        registry.publish(bundle)
+    return bundle
+
+
+@pytest.mark.parametrize(
+    ("doc", "problem"),
+    [
+        ({"coef": [0.1] * 5, "intercept": 0.0, "link": "logistic"}, "not (6,)"),
+        ({"coef": [0.1] * 5 + [float("nan")], "intercept": 0.0, "link": "logistic"}, "not finite"),
+        ({"coef": [0.1] * 6, "intercept": float("inf"), "link": "logistic"}, "not finite"),
+        ({"coef": [0.1] * 6, "intercept": 0.0, "link": "softmax"}, "unknown link 'softmax'"),
+        ({"coef": [[0.1] * 6] * 2, "intercept": 0.0, "link": "logistic"}, "not (6,)"),
+        ({"coef": [0.1] * 6, "link": "logistic"}, "KeyError"),
+        ({"coef": ["a"] * 6, "intercept": 0.0, "link": "logistic"}, "ValueError"),
+    ],
+)
+def test_a_malformed_linear_form_is_refused_not_served(
+    registry: ArtifactRegistry, monkeypatch: pytest.MonkeyPatch, doc: dict[str, Any], problem: str
+) -> None:
+    raw = json.dumps(doc).replace("Infinity", "1e400").encode()  # JSON: overflows to inf
+    bundle = _signed_linear_form(registry, monkeypatch, raw)
+    with pytest.raises(ArtifactIntegrityError, match="serving form is malformed") as caught:
+        registry.load_compiled(bundle.key, V1)
+    assert problem in str(caught.value)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.one_of(
+        st.binary(max_size=200),
+        st.recursive(
+            st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=8),
+            lambda inner: (
+                st.lists(inner, max_size=8)
+                | st.dictionaries(st.sampled_from(["coef", "intercept", "link", "x"]), inner)
+            ),
+            max_leaves=20,
+        ).map(lambda doc: json.dumps(doc).encode()),
+    )
+)
+def test_any_linear_file_either_serves_or_is_refused(data: bytes) -> None:
+    """Whatever a bucket holds as model.linear.json: a scorer that gives one float score per
+    window, or a load error (which the registry reports as a malformed version). Scores that
+    overflow (absurd coefficients) are the consumer's to refuse, as for any runtime."""
+    serving = json.loads(export_compiled(make_bundle(version=V1))["serving.json"])
+    try:
+        scorer = CompiledScorer(serving, data)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return  # the registry turns any of these into "the compiled serving form is malformed"
+    scores = scorer.scores(scorer.scaled(np.linspace(-2.0, 2.0, 12).reshape(2, 6)))
+    assert scores.shape == (2,)
+    assert scores.dtype == np.float64

@@ -61,7 +61,7 @@ def test_publish_then_load_round_trips_the_whole_bundle(registry: ArtifactRegist
         "manifest.json",
         "meta.json",
         "model.joblib",
-        "model.onnx",  # the compiled serving form (logreg: ONNX)
+        "model.linear.json",  # the compiled serving form (logreg: plain arrays)
         "serving.json",
     ]
     loaded = registry.load(KEY, V1)

@@ -178,7 +178,7 @@ def test_presigned_urls_install_and_verify_the_champion(
     assert set(urls) == {
         *ARTIFACT_FILES,
         "serving.json",
-        "model.onnx",
+        "model.linear.json",
         MANIFEST_FILE,
         CHAMPION_FILE,
     }

@@ -205,7 +205,7 @@ async def test_every_documented_status_is_produced_and_matches_its_schema(
     await down.post("/predict", json=good, headers=TOKEN)
     await run("/predict", await down.post("/predict", json=good, headers=TOKEN))
     model = kafka_settings.artifact_dir / "SPX-direction-logreg"
-    for path in model.glob("*/model.onnx"):  # the file /predict serves (the compiled form)
+    for path in model.glob("*/model.linear.json"):  # the file /predict serves (compiled form)
         path.write_bytes(path.read_bytes() + b"!")
     fresh = await receiver(base=kafka_settings)
     await run("/predict", await fresh.post("/predict", json=good, headers=TOKEN))

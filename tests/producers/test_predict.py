@@ -114,7 +114,7 @@ async def test_rows_with_wrong_feature_names_are_422(receiver: MakeReceiver, cha
     assert (await response.json())["detail"]
 
 
-@pytest.mark.parametrize("name", ["serving.json", "model.onnx", "model.joblib"])
+@pytest.mark.parametrize("name", ["serving.json", "model.linear.json", "model.joblib"])
 async def test_tampered_artifact_is_409(
     receiver: MakeReceiver, champion: str, settings, spx_bars: pd.DataFrame, name: str
 ) -> None:

@@ -243,7 +243,7 @@ def test_a_pipeline_without_its_scaler_is_refused_at_load(registry: ArtifactRegi
 
 
 @pytest.mark.parametrize(
-    ("runtime", "name"), [("sklearn", "model.joblib"), ("compiled", "model.onnx")]
+    ("runtime", "name"), [("sklearn", "model.joblib"), ("compiled", "model.linear.json")]
 )
 def test_a_tampered_artifact_is_refused(
     registry: ArtifactRegistry, runtime: str, name: str

@@ -70,7 +70,12 @@ from bot.serving import Predictor
 from consumers.deadletters import RecordRef
 from consumers.served_models import PredictorModels
 from consumers.service import BatchResult, InferenceService, _group
-from storage.db import create_engine, create_session_factory, create_sync_sqlite_engine
+from storage.db import (
+    WalCheckpointer,
+    create_engine,
+    create_session_factory,
+    create_sync_sqlite_engine,
+)
 from storage.migrate import upgrade_async
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -712,7 +717,9 @@ async def inprocess(options: argparse.Namespace) -> None:
     symbols = ["SPX", "NDX", *(f"SYN{i}" for i in range(max(0, n_symbols - 2)))][:n_symbols]
     streams = await prepare(settings, symbols, topics=False)
     engine = create_engine(settings.database_url)
-    sync_engine = create_sync_sqlite_engine(settings.database_url)
+    # as `consumers.runner`: the write's commits never checkpoint; a thread does it every second
+    sync_engine = create_sync_sqlite_engine(settings.database_url, checkpoints="elsewhere")
+    checkpointer = WalCheckpointer(settings.database_url).start()
     registry = registry_from_settings(settings)
     # the consumer's SQLite write (one hop, a synchronous connection in the inference thread)
     # and the aiosqlite one (any other database), alternated on the same batches' sizes
@@ -757,6 +764,7 @@ async def inprocess(options: argparse.Namespace) -> None:
     if profiler and options.profile:
         profiler.dump_stats(options.profile)
         print(f"profile: {options.profile}")
+    checkpointer.stop()
     await engine.dispose()
     sync_engine.dispose()
     print(f"database: {root}")

@@ -26,7 +26,12 @@ from consumers.outcomes import OutcomeWorker
 from consumers.reload import Reloader
 from consumers.served_models import PredictorModels
 from consumers.service import InferenceService
-from storage.db import create_engine, create_session_factory, create_sync_sqlite_engine
+from storage.db import (
+    WalCheckpointer,
+    create_engine,
+    create_session_factory,
+    create_sync_sqlite_engine,
+)
 from storage.migrate import upgrade_async
 
 log = get_logger(__name__)
@@ -53,7 +58,12 @@ async def running_consumer(
     # SQLite: each batch's write runs in the inference thread on a synchronous connection, one
     # thread hop per batch instead of one per aiosqlite call
     sqlite = engine.dialect.name == "sqlite"
-    sync_engine = create_sync_sqlite_engine(settings.database_url) if sqlite else None
+    sync_engine = (
+        create_sync_sqlite_engine(settings.database_url, checkpoints="elsewhere")
+        if sqlite
+        else None
+    )
+    checkpointer = WalCheckpointer(settings.database_url).start() if sqlite else None
     models = PredictorModels.from_settings(settings)
     broker = create_broker(settings)
     service = add_inference(
@@ -89,6 +99,8 @@ async def running_consumer(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await engine.dispose()
+        if checkpointer is not None:
+            checkpointer.stop()
         if sync_engine is not None:
             sync_engine.dispose()
 

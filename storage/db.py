@@ -15,11 +15,14 @@ Durability of a SQLite commit is chosen per engine (`synchronous`, a per-connect
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy
+import structlog
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -30,6 +33,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+log = structlog.get_logger(__name__)  # storage sits below bot.runtime: structlog itself
 
 Synchronous = Literal["NORMAL", "FULL"]
 
@@ -70,14 +74,74 @@ def create_engine(url: str, *, synchronous: Synchronous = "NORMAL", **kwargs: An
     return engine
 
 
-def create_sync_sqlite_engine(url: str, **kwargs: Any) -> Engine:
+def create_sync_sqlite_engine(
+    url: str, *, checkpoints: Literal["in commits", "elsewhere"] = "in commits", **kwargs: Any
+) -> Engine:
     """A synchronous engine on the same SQLite file as `url`, with the same pragmas (the
-    consumer's one-hop write in its worker thread)."""
+    consumer's one-hop write in its worker thread).
+
+    `checkpoints="elsewhere"`: its commits never checkpoint the WAL (`wal_autocheckpoint=0`);
+    run a `WalCheckpointer` beside it. SQLite's automatic checkpoint otherwise runs inside
+    whichever commit crosses 1,000 WAL pages: it copies them into the database and syncs it
+    there, on the consumer's hot path (a few ms in one batch's write every few seconds)."""
     engine = sqlalchemy.create_engine(sync_url(url), **kwargs)
     if engine.dialect.name != "sqlite":
         raise ValueError(f"not a SQLite URL: {engine.url.render_as_string()}")
     event.listen(engine, "connect", _sqlite_pragmas)
+    if checkpoints == "elsewhere":
+        event.listen(engine, "connect", _no_autocheckpoint)
     return engine
+
+
+def _no_autocheckpoint(dbapi_connection: Any, _record: object) -> None:
+    dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
+
+
+class WalCheckpointer:
+    """Checkpoints a SQLite database's WAL from its own thread every `interval` seconds
+    (`PRAGMA wal_checkpoint(PASSIVE)`: copies what no reader still needs, never waits for or
+    blocks a writer), for writers whose commits do not (`checkpoints="elsewhere"`).
+
+    Besides keeping the copy and its sync off the writer's commits, a page written many times
+    between two checkpoints is copied once: per 10-alert batch of 30 signals (about 86 WAL
+    pages), 0.94 ms of CPU with a checkpoint every 10,000 pages against 1.14 ms with SQLite's
+    1,000 (`bench/e2e.py --inprocess`). The other connections keep their automatic checkpoint,
+    so the WAL stays bounded even if this thread stalled."""
+
+    def __init__(self, url: str, *, interval: float = 1.0) -> None:
+        path = make_url(sync_url(url)).database
+        if not path or path == ":memory:":
+            raise ValueError(f"not a SQLite file: {url}")
+        self.path, self.interval = path, interval
+        self.checkpoints = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="itff-wal-checkpoint", daemon=True)
+
+    def start(self) -> WalCheckpointer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def checkpoint(self, connection: sqlite3.Connection) -> tuple[int, int, int]:
+        """(busy, WAL frames, frames checkpointed) of one passive checkpoint."""
+        busy, frames, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        self.checkpoints += 1
+        return int(busy), int(frames), int(copied)
+
+    def _run(self) -> None:
+        connection = sqlite3.connect(self.path, check_same_thread=False)
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    self.checkpoint(connection)
+                except sqlite3.Error as exc:  # a locked or busy file: the next tick tries again
+                    log.warning("WAL checkpoint failed; retried", error=str(exc))
+        finally:
+            connection.close()
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -116,14 +116,25 @@ def bind_processors(table: Any, dialect: Dialect) -> tuple[tuple[int, Callable[[
     return tuple((i, process) for i, process in enumerate(processors) if process is not None)
 
 
-def driver_row(
-    row: list[Any], processors: tuple[tuple[int, Callable[[Any], Any]], ...]
-) -> list[Any]:
-    """`row` (a table's columns in order) converted in place for the driver."""
-    for i, process in processors:
-        if row[i] is not None:
-            row[i] = process(row[i])
-    return row
+_MISSING = object()
+
+
+def driver_rows(
+    rows: Iterable[list[Any]], processors: tuple[tuple[int, Callable[[Any], Any]], ...]
+) -> Iterator[list[Any]]:
+    """`rows` (each a table's columns in order) converted in place for the driver, each distinct
+    value of a column converted once: a batch's rows repeat their bar times and emission times
+    (a UTC datetime's conversion costs about 1.5 us, a dictionary lookup 0.1)."""
+    columns: list[tuple[int, Callable[[Any], Any], dict[Any, Any]]] = [
+        (i, process, {}) for i, process in processors
+    ]
+    for row in rows:
+        for i, process, converted in columns:
+            value = row[i]
+            if value is not None:
+                done = converted.get(value, _MISSING)
+                row[i] = converted.setdefault(value, process(value)) if done is _MISSING else done
+        yield row
 
 
 def _row(bar: BarRecord, ohlcv: Sequence[float | None], **rest: Any) -> dict[str, Any]:
@@ -135,10 +146,8 @@ def _row(bar: BarRecord, ohlcv: Sequence[float | None], **rest: Any) -> dict[str
 def _upsert_rows(bars: Sequence[BarRecord], dialect: Dialect) -> list[tuple[Any, ...]]:
     now = utcnow()
     processors = bind_processors(Bar.__table__, dialect)
-    return [
-        tuple(driver_row([*bar.key, *values_of(bar), bar.source, now], processors))
-        for bar in _last_per_key(bars)
-    ]
+    rows = ([*bar.key, *values_of(bar), bar.source, now] for bar in _last_per_key(bars))
+    return [tuple(row) for row in driver_rows(rows, processors)]
 
 
 async def upsert_bars(*, session: AsyncSession, bars: Sequence[BarRecord]) -> int:

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from bot.contracts import Signal, utcnow
-from storage.bars import bind_processors, driver_row, insert_for
+from storage.bars import bind_processors, driver_rows, insert_for
 from storage.tables import LiveMetricSnapshot, Outcome, SignalRow
 
 SIGNALS = SignalRow.__table__
@@ -104,12 +104,11 @@ def _insert_signals_calls(
     calls = []
     for start in range(0, len(signals), SIGNAL_ROWS_PER_STATEMENT):
         chunk = signals[start : start + SIGNAL_ROWS_PER_STATEMENT]
-        values: list[Any] = []
-        for signal in chunk:
-            row = list(_SIGNAL_VALUES(signal))
+        rows = [list(_SIGNAL_VALUES(signal)) for signal in chunk]
+        for row, signal in zip(rows, chunk, strict=True):
             row[_HORIZON] = horizons.get(signal.model_key, 1)
-            values.extend(driver_row(row, processors))
-        calls.append((_insert_signals_sql(dialect, len(chunk)), tuple(values)))
+        values = tuple(value for row in driver_rows(rows, processors) for value in row)
+        calls.append((_insert_signals_sql(dialect, len(chunk)), values))
     return calls
 
 

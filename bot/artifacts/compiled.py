@@ -104,8 +104,9 @@ class CompiledScorer:
 
 def _linear_scorer(model: bytes, column: int, n_inputs: int) -> Callable[[FloatArray], FloatArray]:
     """`x @ coef + intercept`, through the logistic function (`scipy.special.expit`, as
-    scikit-learn's `predict_proba`) when the link is `logistic`. Refuses arrays of another width,
-    non-finite values and unknown links: the file is verified, but it is still input."""
+    scikit-learn's `predict_proba`) when the link is `logistic`; each row's sum in one fixed
+    order. Refuses arrays of another width, non-finite values and unknown links: the file is
+    verified, but it is still input."""
     from scipy.special import expit
 
     doc = json.loads(model)
@@ -117,10 +118,17 @@ def _linear_scorer(model: bytes, column: int, n_inputs: int) -> Callable[[FloatA
         raise ValueError("coefficients or intercept not finite")
     if column != 0:
         raise ValueError(f"a linear model has one output column, not column {column}")
+
+    def linear(scaled: FloatArray) -> FloatArray:
+        # einsum, not `scaled @ coef`: BLAS sums a 1-row and an n-row product in other orders
+        # (last-bit differences), and a window must score the same alone or in a batch
+        sums: FloatArray = np.einsum("ij,j->i", scaled, coef)
+        return np.add(sums, intercept, out=sums)
+
     if link == "identity":
-        return lambda scaled: np.add(scaled @ coef, intercept)
+        return linear
     if link == "logistic":
-        return lambda scaled: expit(np.add(scaled @ coef, intercept))
+        return lambda scaled: expit(linear(scaled))
     raise ValueError(f"unknown link {link!r} (logistic or identity)")
 
 

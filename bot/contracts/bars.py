@@ -17,6 +17,7 @@ Two layers of bounds:
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ _INTERVAL = re.compile(r"^\s*(\d{0,6})\s*([smhdwSHDW]?)\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
+@functools.lru_cache(maxsize=1024)  # a handful of spellings; every alert asks twice
 def interval_length(interval: str) -> timedelta:
     """The length of one bar: `1D`, `4h`, `15m`, `1W`, TradingView's `D`, `W` and bare minutes
     (`60`, `240`). `ValueError` naming the accepted forms otherwise (`M`, months, is not a fixed
@@ -56,6 +58,7 @@ def interval_length(interval: str) -> timedelta:
 _CANONICAL = (("W", 7 * 86400), ("D", 86400), ("h", 3600), ("m", 60), ("s", 1))
 
 
+@functools.lru_cache(maxsize=1024)
 def canonical_interval(interval: str) -> str:
     """`D`, `1d`, `1D` -> `1D`; `60` -> `1h`; an unknown spelling is kept as it is. Bars are
     stored and windowed under this spelling."""

@@ -135,6 +135,8 @@ def make_alert_id(
 
 
 def _check_extra(extra: dict[str, Any]) -> dict[str, Any]:
+    if not extra:  # most alerts: no need to measure
+        return extra
     if len(extra) > MAX_EXTRA_FIELDS:
         raise ValueError(f"at most {MAX_EXTRA_FIELDS} extra fields are kept, got {len(extra)}")
     size = len(json.dumps(extra, default=str))

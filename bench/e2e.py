@@ -23,8 +23,10 @@ per batch size, with the consumer's SQLite write (one synchronous transaction in
 and the aiosqlite one alternated (`--profile FILE` writes a cProfile of the former), for each
 serving runtime (`--runtimes compiled,sklearn`: the same models, the same batches, one run), with
 the process CPU time per alert (the goal: at most 0.3 ms at 4 symbols x 3 champions, batches of 10,
-printed per runtime), then where one 10-alert batch's infer stage goes (features, model inputs,
-predictor calls: input check, model, OOD distance, the rest; signals; other), per runtime.
+printed per runtime; the runtimes and writes take turns every 5 batches, so that a shared
+machine's drift weighs on each alike), then where one 10-alert batch's infer stage goes (features,
+model inputs, predictor calls: input check, model, OOD distance, the rest; signals; other), per
+runtime.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import math
 import os
 import shutil
 import signal
@@ -750,14 +753,22 @@ async def inprocess(options: argparse.Namespace) -> None:
 
     for service in services.values():
         await service.process(records(20))  # warm-up: windows, models
+    speed_before = machine_speed()
     profiler = cProfile.Profile() if options.profile else None
     cpu: dict[tuple[int, str, str], float] = {}
     for size in [int(b) for b in options.batches.split(",")]:
-        for (runtime, write), service in services.items():
-            batches = [records(size) for _ in range(max(1, options.alerts // size))]
-            profiling = profiler if write == "sync" and runtime == runtimes[0] else None
-            cpu[size, runtime, write] = await measure(service, batches, profiling, runtime, write)
+        batches = {
+            key: [records(size) for _ in range(max(1, options.alerts // size))] for key in services
+        }
+        profiled = (runtimes[0], "sync") if profiler else None
+        for (runtime, write), ms in (await measure(services, batches, profiler, profiled)).items():
+            cpu[size, runtime, write] = ms
     report_cpu(cpu, f"{n_symbols} symbols x {len(LINES)} champions")
+    print(
+        f"machine speed: a fixed Python + numpy workload took {speed_before:.1f} ms of CPU before "
+        f"these runs and {machine_speed():.1f} ms after (this shared machine drifts; compare runs "
+        "of different times through it)"
+    )
     first_write = options.writes.split(",")[0]
     for runtime in runtimes:
         await infer_breakdown(services[runtime, first_write], records(GOAL_BATCH), runtime)
@@ -770,37 +781,81 @@ async def inprocess(options: argparse.Namespace) -> None:
     print(f"database: {root}")
 
 
+def machine_speed() -> float:
+    """CPU milliseconds of a fixed workload like the consumer's (Python objects, small numpy
+    arrays, hashing), best of 5: how fast this machine is at the moment of a run."""
+    import hashlib
+
+    rows = np.linspace(1.0, 2.0, 115 * 8).reshape(8, 115)
+
+    def workload() -> None:
+        for i in range(2000):
+            scaled = (rows - 1.5) / 0.5
+            np.einsum("ij,ij->i", scaled, scaled)
+            {"i": i, "id": hashlib.sha256(str(i).encode()).hexdigest()[:32], "x": [i] * 8}
+
+    best = math.inf
+    for _ in range(5):
+        started = time.process_time()
+        workload()
+        best = min(best, time.process_time() - started)
+    return best * 1000
+
+
+@dataclass
+class _Tally:
+    """One service's share of an interleaved in-process run."""
+
+    wall: float = 0.0
+    cpu: float = 0.0
+    signals: int = 0
+    stages: dict[str, float] = field(default_factory=dict)
+
+
 async def measure(
-    service: InferenceService,
-    batches: list[list[RecordRef]],
+    services: dict[tuple[str, str], InferenceService],
+    batches: dict[tuple[str, str], list[list[RecordRef]]],
     profiler: cProfile.Profile | None,
-    runtime: str,
-    write: str,
-) -> float:
-    """Process the batches, print their figures; the process CPU milliseconds per alert."""
-    signals, stages_before = 0, stage_sums()
-    if profiler:
-        profiler.enable()
-    started, cpu_started = time.perf_counter(), time.process_time()
-    for batch in batches:
-        signals += len((await service.process(batch)).signals)
-    elapsed, cpu_used = time.perf_counter() - started, time.process_time() - cpu_started
-    if profiler:
-        profiler.disable()
-    size = len(batches[0])
-    count = size * len(batches)
-    stages = ", ".join(
-        f"{stage} {(after - stages_before[stage]) / len(batches) * 1000:.2f}"
-        for stage, after in stage_sums().items()
-        if stage in ("read", "infer", "write")
-    )
-    print(
-        f"batch {size:>4} {runtime:>8} ({write:>9} write): {count:>6} alerts "
-        f"{count / elapsed:8.0f} alerts/s  {elapsed / len(batches) * 1000:7.2f} ms/batch  "
-        f"CPU {cpu_used / count * 1000:6.3f} ms/alert  signals {signals}/{count * len(LINES)}  "
-        f"ms/batch: {stages}"
-    )
-    return cpu_used / count * 1000
+    profiled: tuple[str, str] | None,
+    block: int = 5,
+) -> dict[tuple[str, str], float]:
+    """Process each service's batches, the services taking turns every `block` batches (so a
+    machine that slows down or speeds up during the run weighs on all of them alike), print their
+    figures; the process CPU milliseconds per alert of each. Nothing else runs in this process
+    but the SQLite checkpoint thread, so a turn's process CPU is that service's."""
+    tallies = {key: _Tally() for key in services}
+    rounds = len(next(iter(batches.values())))
+    for start in range(0, rounds, block):
+        for key, service in services.items():
+            tally, before = tallies[key], stage_sums()
+            if profiler and key == profiled:
+                profiler.enable()
+            started, cpu_started = time.perf_counter(), time.process_time()
+            for batch in batches[key][start : start + block]:
+                tally.signals += len((await service.process(batch)).signals)
+            tally.wall += time.perf_counter() - started
+            tally.cpu += time.process_time() - cpu_started
+            if profiler and key == profiled:
+                profiler.disable()
+            for stage, after in stage_sums().items():
+                tally.stages[stage] = tally.stages.get(stage, 0.0) + after - before[stage]
+    figures = {}
+    for (runtime, write), tally in tallies.items():
+        runs = batches[runtime, write]
+        size, count = len(runs[0]), len(runs[0]) * len(runs)
+        stages = ", ".join(
+            f"{stage} {seconds / len(runs) * 1000:.2f}"
+            for stage, seconds in tally.stages.items()
+            if stage in ("read", "infer", "write")
+        )
+        print(
+            f"batch {size:>4} {runtime:>8} ({write:>9} write): {count:>6} alerts "
+            f"{count / tally.wall:8.0f} alerts/s  {tally.wall / len(runs) * 1000:7.2f} ms/batch  "
+            f"CPU {tally.cpu / count * 1000:6.3f} ms/alert  "
+            f"signals {tally.signals}/{count * len(LINES)}  ms/batch: {stages}"
+        )
+        figures[runtime, write] = tally.cpu / count * 1000
+    return figures
 
 
 def report_cpu(cpu: dict[tuple[int, str, str], float], setup: str) -> None:

@@ -782,17 +782,25 @@ async def inprocess(options: argparse.Namespace) -> None:
 
 
 def machine_speed() -> float:
-    """CPU milliseconds of a fixed workload like the consumer's (Python objects, small numpy
-    arrays, hashing), best of 5: how fast this machine is at the moment of a run."""
+    """CPU milliseconds of a fixed workload like the consumer's (random-key SQLite inserts into
+    an indexed table in memory, hashing, small numpy arrays), best of 5: how fast this shared
+    machine is at the moment of a run."""
     import hashlib
+    import sqlite3
 
     rows = np.linspace(1.0, 2.0, 115 * 8).reshape(8, 115)
 
     def workload() -> None:
-        for i in range(2000):
+        connection = sqlite3.connect(":memory:")
+        connection.execute("CREATE TABLE t (id TEXT PRIMARY KEY, a TEXT, b REAL, c REAL)")
+        connection.execute("CREATE INDEX ix ON t (a, b)")
+        for i in range(3000):
+            digest = hashlib.sha256(str(i).encode()).hexdigest()
+            row = (digest[:32], digest[32:40], i * 0.5, float(i))
+            connection.execute("INSERT INTO t VALUES (?, ?, ?, ?)", row)
             scaled = (rows - 1.5) / 0.5
             np.einsum("ij,ij->i", scaled, scaled)
-            {"i": i, "id": hashlib.sha256(str(i).encode()).hexdigest()[:32], "x": [i] * 8}
+        connection.close()
 
     best = math.inf
     for _ in range(5):

@@ -29,6 +29,7 @@ stage (decode, read, features, predict, write). The handler then tells (`is_tran
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -445,7 +446,7 @@ def _old_times(items: Sequence[Item], window: BarArrays, size: int) -> list[pd.T
     edge = covered_after(window, size)
     if edge is None:
         return []
-    return [t for t in (pd.Timestamp(i.alert.bar_time) for i in items) if t <= edge]
+    return [pd.Timestamp(item.alert.bar_time) for item in items if item.alert.bar_time <= edge]
 
 
 def _group(items: Sequence[Item]) -> dict[WindowKey, list[Item]]:
@@ -476,5 +477,5 @@ def _route_dead_letters(
             )
             continue
         result.dead_letters.extend(outcome.dead_letters)
-        for kind in outcome.kinds:
-            telemetry.BARS.labels(kind=kind.value).inc()
+        for kind, count in collections.Counter(outcome.kinds).items():
+            telemetry.BARS.labels(kind=kind.value).inc(count)

@@ -24,6 +24,7 @@ import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 import numpy as np
@@ -154,13 +155,17 @@ def runs(alerts: Sequence[Alert]) -> list[list[int]]:
     return found
 
 
-def covered_after(window: BarArrays, size: int) -> pd.Timestamp | None:
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def covered_after(window: BarArrays, size: int) -> datetime | None:
     """Alerts for bars after this time find their `size` bars of history in the window; for a
     bar at or before it, some must be read from the database. None: the window lacks nothing
-    (shorter than `size`, it holds the whole stored history)."""
+    (shorter than `size`, it holds the whole stored history). A `datetime`, compared with each
+    alert's: a `pd.Timestamp` per group and per alert was a tenth of a batch's event-loop time."""
     if len(window) < size or size < 2:  # noqa: PLR2004 - a bar and one before it
         return None
-    return pd.Timestamp(int(window.times[size - 2]), tz="UTC")
+    return _EPOCH + timedelta(microseconds=int(window.times[size - 2]) // 1000)
 
 
 def with_history(window: BarArrays, older: pd.DataFrame) -> BarArrays:

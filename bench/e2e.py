@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import math
 import os
@@ -53,6 +54,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pandas as pd
+import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
@@ -355,6 +357,7 @@ class Figures:
     emission: tuple[float, float, float]  # Signal.latency_ms (receipt -> prediction)
     achieved: float  # alerts/s the sender reached
     sustained: bool
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU ms per alert, by process
 
     def short(self) -> str:
         """For the side-by-side store table."""
@@ -520,6 +523,7 @@ class Stack:
     producer: AIOKafkaProducer
     lines: Lines = LINES
     index: dict[str, Run] = field(default_factory=dict)
+    pids: dict[str, int] = field(default_factory=dict)  # the processes whose CPU is counted
 
     async def send(self, run: Run, seconds: float) -> float:
         if not self.url:
@@ -537,6 +541,7 @@ class Stack:
         """Send `rate` alerts/s for `seconds`, wait for their signals (30 s at most), print."""
         run = Run(rate=rate)
         before = await consumer_totals(self.metrics_url)
+        cpu_before = cpu_seconds(self.pids)
         duration = await self.send(run, seconds)
         done = time.monotonic()
         expected = len(run.sent_at) * len(self.lines)
@@ -544,9 +549,45 @@ class Stack:
             await asyncio.sleep(0.1)
         drained = max(0.0, run.last_received - done)
         figures = report(run, duration, len(self.lines), drained)
+        figures.cpu.update(cpu_per_alert(cpu_before, cpu_seconds(self.pids), len(run.sent_at)))
         report_stages(before, await consumer_totals(self.metrics_url))
+        print(
+            "          CPU ms per alert: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in figures.cpu.items())
+        )
         await asyncio.sleep(1.0)
         return figures
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """User + system CPU seconds of each process so far (kernel figures)."""
+    out = {}
+    for name, pid in pids.items():
+        with contextlib.suppress(psutil.Error):
+            times = psutil.Process(pid).cpu_times()
+            out[name] = times.user + times.system
+    return out
+
+
+def cpu_per_alert(
+    before: dict[str, float], after: dict[str, float], alerts: int
+) -> dict[str, float]:
+    """CPU milliseconds per alert of each process between two readings, and of all of them."""
+    spent = {name: after[name] - before[name] for name in after if name in before}
+    per = {name: seconds * 1000 / max(1, alerts) for name, seconds in spent.items()}
+    return per | {"all": sum(per.values())}
+
+
+def broker_pid(bootstrap: str) -> int | None:
+    """The local Kafka broker's process (`itff kafka start`), when it runs on this machine."""
+    port = bootstrap.rsplit(":", 1)[-1]
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info.get("cmdline") or [])
+        if "kafka.Kafka" in cmdline:
+            with contextlib.suppress(psutil.Error):
+                if any(c.laddr.port == int(port) for c in proc.net_connections("tcp")):
+                    return int(proc.pid)
+    return None
 
 
 @asynccontextmanager
@@ -585,6 +626,12 @@ async def running_stack(
     url = "" if direct else f"http://127.0.0.1:{port}/webhook/tradingview"
     metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     stack = Stack(settings, streams, url, metrics_url, producer, lines)
+    stack.pids = {"consumer": procs[-1].pid, "bench (sender, reader)": os.getpid()}
+    if not direct:
+        stack.pids["receiver"] = procs[0].pid
+    broker = broker_pid(settings.bootstrap)
+    if broker is not None:
+        stack.pids["broker"] = broker
     stop = asyncio.Event()
     reader = asyncio.create_task(read_signals(settings, stack.index, stop))
     try:
@@ -641,22 +688,25 @@ class Goal:
     low: Figures  # at the low rate (5/s)
     sustained: int = 0  # the highest ramp rate that was sustained
     failed: int = 0  # the first ramp rate that was not (0: none failed)
+    at_sustained: Figures | None = None  # the figures of the highest sustained step
 
 
-async def ramp(stack: Stack, options: argparse.Namespace) -> tuple[int, int]:
+async def ramp(stack: Stack, options: argparse.Namespace) -> tuple[int, int, Figures | None]:
     """Rates growing by `--ramp-factor` from `--ramp-from` until one is not sustained in
     `--ramp-tries` attempts (a loaded machine's hiccup fails one step now and then): the last
-    sustained rate and the first failed one (0 when `--ramp-max` was reached)."""
-    rate, sustained = options.ramp_from, 0
+    sustained rate, the first failed one (0 when `--ramp-max` was reached) and the figures of
+    the last sustained step."""
+    rate, sustained, last = options.ramp_from, 0, None
     while rate <= options.ramp_max:
         for _ in range(options.ramp_tries):
-            if (await stack.step(rate, options.seconds)).sustained:
+            figures = await stack.step(rate, options.seconds)
+            if figures.sustained:
                 break
         else:
-            return sustained, rate
-        sustained = rate
+            return sustained, rate, last
+        sustained, last = rate, figures
         rate = max(rate + 1, round(rate * options.ramp_factor))
-    return sustained, 0
+    return sustained, 0, last
 
 
 async def goals(options: argparse.Namespace, database_url: str | None) -> dict[str, Goal]:
@@ -673,7 +723,7 @@ async def goals(options: argparse.Namespace, database_url: str | None) -> dict[s
             lines=parse_lines(options.champions),
         ) as stack:
             goal = Goal(await stack.step(options.low_rate, options.low_seconds))
-            goal.sustained, goal.failed = await ramp(stack, options)
+            goal.sustained, goal.failed, goal.at_sustained = await ramp(stack, options)
             found[runtime] = goal
     return found
 
@@ -701,10 +751,34 @@ def goal_table(found: dict[str, Goal], options: argparse.Namespace) -> None:
             [f"{g.sustained} ({g.failed or '-'})" for g in found.values()],
         ),
     ]
+
+    def cpu(figures: Figures | None, name: str) -> str:
+        return f"{figures.cpu[name]:.3f}" if figures and name in figures.cpu else "-"
+
+    rows += [
+        (f"consumer CPU ms/alert at {low}/s", "", [cpu(g.low, "consumer") for g in found.values()]),
+        (f"all processes CPU ms/alert at {low}/s", "", [cpu(g.low, "all") for g in found.values()]),
+        (
+            "consumer CPU ms/alert, highest sustained",
+            "",
+            [cpu(g.at_sustained, "consumer") for g in found.values()],
+        ),
+        (
+            "all processes CPU ms/alert, same step",
+            "",
+            [cpu(g.at_sustained, "all") for g in found.values()],
+        ),
+    ]
     base = found.get("sklearn")
     if base is not None and base.sustained:
         ratios = [f"{g.sustained / base.sustained:.2f}x" for g in found.values()]
         rows.append(("sustained rate vs sklearn", ">= 3x", ratios))
+        at = base.at_sustained
+        if at is not None and at.cpu.get("all") and "consumer" in at.cpu:
+            # on a CPU-bound machine, a consumer that cost nothing would raise the rate by
+            # at most all / (all - consumer) over scikit-learn's
+            ceiling = at.cpu["all"] / max(1e-9, at.cpu["all"] - at.cpu["consumer"])
+            rows.append(("ceiling: a consumer costing 0 CPU", "", [f"{ceiling:.2f}x"]))
     setup = f"{options.symbols} symbols x champions {options.champions}"
     print(f"\ngoal table ({setup}, {'direct to Kafka' if options.direct else 'webhook'}):")
     print(f"{'':<36}" + "".join(f"{r:>12}" for r in found) + f"{'goal':>10}")

@@ -144,3 +144,27 @@ async def test_an_outcome_is_stored_once_and_leaves_the_pending_list(
         count = (await session.execute(select(func.count()).select_from(Outcome))).scalar_one()
     assert count == 1
     assert [p.signal_id for p in pending] == ["a2-SPX-direction-logreg"]
+
+
+async def test_batches_of_any_size_compile_a_bounded_set_of_statements(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    """Under load a consumer's batches take ever new sizes: each is stored by statements of at
+    most `SIGNAL_ROWS_PER_STATEMENT` rows, so that no more than that many are ever compiled per
+    backend (one statement per batch size kept compiling: 5 % of a consumer's CPU)."""
+    from storage.signals import _insert_signals_sql
+
+    _insert_signals_sql.cache_clear()
+    sizes = [1, 2, 3, 5, 8, 13, 21, 34, 55, 63, 64, 65, 89, 128, 144, 200, 233, 3, 200]
+    stored = 0
+    for n, size in enumerate(sizes):
+        batch = [signal(f"b{n}-{i}") for i in range(size)]
+        async with session_factory() as session, session.begin():
+            stored += len(await insert_signals(session=session, signals=batch, horizons={}))
+    assert stored == sum(sizes)
+    compiled = _insert_signals_sql.cache_info()
+    assert compiled.currsize <= SIGNAL_ROWS_PER_STATEMENT
+    # the distinct chunk lengths these sizes make, each compiled once
+    lengths = {min(SIGNAL_ROWS_PER_STATEMENT, size - start) for size in sizes
+               for start in range(0, size, SIGNAL_ROWS_PER_STATEMENT)}  # fmt: skip
+    assert compiled.misses == len(lengths)

@@ -27,10 +27,12 @@ from consumers.reload import Reloader
 from consumers.served_models import PredictorModels
 from consumers.service import InferenceService
 from storage.db import (
+    Checkpoints,
     WalCheckpointer,
     create_engine,
     create_session_factory,
     create_sync_sqlite_engine,
+    sqlite_file,
 )
 from storage.migrate import upgrade_async
 
@@ -58,12 +60,18 @@ async def running_consumer(
     # SQLite: each batch's write runs in the inference thread on a synchronous connection, one
     # thread hop per batch instead of one per aiosqlite call
     sqlite = engine.dialect.name == "sqlite"
+    # ... whose commits leave the WAL checkpoints to a thread of their own (a file database)
+    checkpointer = (
+        WalCheckpointer(settings.database_url).start()
+        if sqlite and sqlite_file(settings.database_url)
+        else None
+    )
+    checkpoints: Checkpoints = "in commits" if checkpointer is None else "elsewhere"
     sync_engine = (
-        create_sync_sqlite_engine(settings.database_url, checkpoints="elsewhere")
+        create_sync_sqlite_engine(settings.database_url, checkpoints=checkpoints)
         if sqlite
         else None
     )
-    checkpointer = WalCheckpointer(settings.database_url).start() if sqlite else None
     models = PredictorModels.from_settings(settings)
     broker = create_broker(settings)
     service = add_inference(

@@ -11,6 +11,11 @@ Durability of a SQLite commit is chosen per engine (`synchronous`, a per-connect
   outcomes and bars (recomputed from signals and the data source). A sync per batch on the hot
   path buys nothing there that the alerts and signals topics do not already hold. The pipeline's
   and scheduler's writes are re-run by their next run; the dashboard only reads.
+
+WAL checkpoints: SQLite copies the WAL into the database (and syncs it) inside whichever commit
+crosses 1,000 WAL pages. The consumer's batch write opts out (`checkpoints="elsewhere"`) and its
+process runs a `WalCheckpointer` thread instead (a passive checkpoint every second), so no batch
+pays for a checkpoint; every other connection keeps SQLite's automatic checkpoint.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 log = structlog.get_logger(__name__)  # storage sits below bot.runtime: structlog itself
 
 Synchronous = Literal["NORMAL", "FULL"]
+Checkpoints = Literal["in commits", "elsewhere"]
 
 
 def _sqlite_pragmas(
@@ -75,7 +81,7 @@ def create_engine(url: str, *, synchronous: Synchronous = "NORMAL", **kwargs: An
 
 
 def create_sync_sqlite_engine(
-    url: str, *, checkpoints: Literal["in commits", "elsewhere"] = "in commits", **kwargs: Any
+    url: str, *, checkpoints: Checkpoints = "in commits", **kwargs: Any
 ) -> Engine:
     """A synchronous engine on the same SQLite file as `url`, with the same pragmas (the
     consumer's one-hop write in its worker thread).
@@ -91,6 +97,14 @@ def create_sync_sqlite_engine(
     if checkpoints == "elsewhere":
         event.listen(engine, "connect", _no_autocheckpoint)
     return engine
+
+
+def sqlite_file(url: str) -> str | None:
+    """The database file of a SQLite URL; None for another backend or an in-memory database."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return str(parsed.database)
 
 
 def _no_autocheckpoint(dbapi_connection: Any, _record: object) -> None:
@@ -109,8 +123,8 @@ class WalCheckpointer:
     so the WAL stays bounded even if this thread stalled."""
 
     def __init__(self, url: str, *, interval: float = 1.0) -> None:
-        path = make_url(sync_url(url)).database
-        if not path or path == ":memory:":
+        path = sqlite_file(url)
+        if path is None:
             raise ValueError(f"not a SQLite file: {url}")
         self.path, self.interval = path, interval
         self.checkpoints = 0

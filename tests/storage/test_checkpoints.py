@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from storage.db import WalCheckpointer, create_sync_sqlite_engine
+from storage.db import WalCheckpointer, create_sync_sqlite_engine, sqlite_file
 
 
 def _wal_pages(path: Path) -> int:
@@ -72,3 +72,17 @@ def test_the_checkpointer_copies_the_wal_and_writers_reuse_it(tmp_path: Path) ->
 def test_a_checkpointer_needs_a_sqlite_file() -> None:
     with pytest.raises(ValueError, match="not a SQLite file"):
         WalCheckpointer("sqlite+aiosqlite:///:memory:")
+
+
+@pytest.mark.parametrize(
+    ("url", "file"),
+    [
+        ("sqlite+aiosqlite:///var/itff.db", "var/itff.db"),
+        ("sqlite+aiosqlite:////abs/itff.db", "/abs/itff.db"),
+        ("sqlite+aiosqlite:///:memory:", None),
+        ("sqlite+aiosqlite://", None),
+        ("postgresql+asyncpg://itff@db/itff", None),
+    ],
+)
+def test_only_a_sqlite_file_gets_a_checkpointer(url: str, file: str | None) -> None:
+    assert sqlite_file(url) == file

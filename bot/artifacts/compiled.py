@@ -120,9 +120,10 @@ def _linear_scorer(model: bytes, column: int, n_inputs: int) -> Callable[[FloatA
         raise ValueError(f"a linear model has one output column, not column {column}")
 
     def linear(scaled: FloatArray) -> FloatArray:
-        # einsum, not `scaled @ coef`: BLAS sums a 1-row and an n-row product in other orders
-        # (last-bit differences), and a window must score the same alone or in a batch
-        sums: FloatArray = np.einsum("ij,j->i", scaled, coef)
+        # `vecdot` (one row at a time, one summation order), not `scaled @ coef`: BLAS sums a
+        # 1-row and an n-row product in other orders (last-bit differences), and a window must
+        # score the same alone or in a batch. einsum would too, at 2-3x the cost of one row.
+        sums: FloatArray = np.vecdot(scaled, coef)
         return np.add(sums, intercept, out=sums)
 
     if link == "identity":

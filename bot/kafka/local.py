@@ -177,7 +177,7 @@ def _launch(broker: LocalBroker) -> int:
 async def _wait_ready(broker: LocalBroker, pid: int, ready_seconds: float) -> None:
     deadline = time.monotonic() + ready_seconds
     while time.monotonic() < deadline:
-        if broker_process(broker) is None:
+        if broker_process(broker) is None and not _alive(pid):
             raise TransientError(
                 f"the Kafka broker (pid {pid}) exited during start-up:\n{last_log_lines(broker)}"
             )
@@ -189,6 +189,17 @@ async def _wait_ready(broker: LocalBroker, pid: int, ready_seconds: float) -> No
         f"the Kafka broker did not answer on {broker.bootstrap} within {ready_seconds:.0f} s "
         f"and was stopped:\n{last_log_lines(broker)}"
     )
+
+
+def _alive(pid: int) -> bool:
+    """The process runs (not a zombie). While the JVM starts, its command line can be briefly
+    another one (the `java` launcher may execute itself again): a broker whose command line does
+    not match yet has not exited. A test session once failed all its Kafka tests that way, on a
+    machine loaded by a second broker starting at the same moment."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def last_log_lines(broker: LocalBroker, count: int = 12) -> str:

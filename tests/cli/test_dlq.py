@@ -14,7 +14,6 @@ import subprocess
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.contracts import Alert, DeadLetter, ModelEvent, Settings
@@ -36,7 +35,7 @@ from tests.support.consumer import (
     signals_of,
 )
 from tests.support.env import child_env
-from tests.support.kafka import free_port
+from tests.support.kafka import free_port, topic_reader
 
 NOW = datetime.now(UTC)
 SECRET = "hunter2-not-for-the-screen"
@@ -66,12 +65,7 @@ async def keyed_records(
     settings: Settings, topic: str, within: float
 ) -> list[tuple[bytes | None, bytes]]:
     """(key, value) of every record on `topic`, read for `within` seconds from the beginning."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=settings.bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
+    consumer = topic_reader(settings.bootstrap, topic)
     await consumer.start()
     found: list[tuple[bytes | None, bytes]] = []
     try:

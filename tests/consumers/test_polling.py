@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any, get_type_hints
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from fast_depends.library import CustomField
 from faststream.kafka import KafkaBroker
 
@@ -19,6 +19,7 @@ from consumers.app import add_inference, create_broker
 from consumers.polling import PromptBatchSubscriber, prompt
 from consumers.served_models import PredictorModels
 from storage.db import create_engine, create_session_factory
+from tests.support.kafka import topic_reader
 
 
 @asynccontextmanager
@@ -75,12 +76,8 @@ async def test_an_empty_poll_returns_nothing_and_the_next_returns_the_record(
     topic = kafka_settings.topics.alerts
     broker = KafkaBroker(kafka_settings.bootstrap)
     subscriber = prompt(broker.subscriber(topic, batch=True, batch_timeout_ms=50, max_records=10))
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=kafka_settings.bootstrap,
-        group_id=f"{kafka_settings.topic_prefix}-polling",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
+    consumer = topic_reader(
+        kafka_settings.bootstrap, topic, group_id=f"{kafka_settings.topic_prefix}-polling"
     )
     producer = AIOKafkaProducer(bootstrap_servers=kafka_settings.bootstrap)
     await consumer.start()

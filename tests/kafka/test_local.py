@@ -16,7 +16,13 @@ from bot.contracts import Alert, ConfigError, Settings, TransientError
 from bot.kafka import _create, admin_client, describe_topics, ensure_topics, prepare, topic_specs
 from bot.kafka import local as kafka_local
 from tests.support.env import child_env
-from tests.support.kafka import _delete_prefixed, free_port, local_test_broker, run_sync
+from tests.support.kafka import (
+    _delete_prefixed,
+    free_port,
+    local_test_broker,
+    run_sync,
+    topic_reader,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -73,12 +79,8 @@ async def test_round_trip_with_an_idempotent_producer(
     finally:
         await producer.stop()
 
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=kafka_settings.bootstrap,
-        group_id=f"{kafka_settings.topic_prefix}-roundtrip",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
+    consumer = topic_reader(
+        kafka_settings.bootstrap, topic, group_id=f"{kafka_settings.topic_prefix}-roundtrip"
     )
     await consumer.start()
     try:

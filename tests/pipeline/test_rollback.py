@@ -4,13 +4,13 @@ topic."""
 from __future__ import annotations
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from bot.artifacts import ArtifactRegistry
 from bot.contracts import ModelEvent, NotFound
 from bot.kafka import ModelEventPublisher
 from bot.pipeline import ChampionSwitch
 from storage import model_versions as model_repo
+from tests.support.kafka import topic_reader
 from tests.support.pipeline import small_bundle
 from tests.support.postgres import both_stores
 
@@ -33,10 +33,7 @@ async def _publish(session_factory, registry: ArtifactRegistry, version: str) ->
 
 
 async def _read_events(settings, count: int) -> list[tuple[bytes, ModelEvent]]:
-    consumer = AIOKafkaConsumer(
-        settings.topics.models, bootstrap_servers=settings.bootstrap,
-        auto_offset_reset="earliest", enable_auto_commit=False,
-    )  # fmt: skip
+    consumer = topic_reader(settings.bootstrap, settings.topics.models)
     await consumer.start()
     try:
         batches = []

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from aiokafka import AIOKafkaConsumer
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
@@ -18,6 +17,7 @@ from bot.pipeline import RunSummary, run_pipeline
 from storage import model_versions as model_repo
 from storage import runs as run_repo
 from storage.tables import BacktestEquity, Bar
+from tests.support.kafka import topic_reader
 from tests.support.pipeline import write_sample_slice
 from tests.support.postgres import both_stores
 
@@ -48,10 +48,7 @@ async def _run(settings, session_factory, *, holdout_bars: int = 0) -> RunSummar
 
 
 async def _events(settings) -> list[ModelEvent]:
-    consumer = AIOKafkaConsumer(
-        settings.topics.models, bootstrap_servers=settings.bootstrap,
-        auto_offset_reset="earliest", enable_auto_commit=False,
-    )  # fmt: skip
+    consumer = topic_reader(settings.bootstrap, settings.topics.models)
     await consumer.start()
     try:
         found: list[ModelEvent] = []

@@ -8,10 +8,10 @@ import json
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from bot.contracts import Settings
 from producers.state import DELIVERY, READINESS
+from tests.support.kafka import topic_reader
 from tests.support.webhook import PASSPHRASE, MakeReceiver, down_bootstrap, tv_message
 
 pytestmark = pytest.mark.kafka
@@ -22,12 +22,7 @@ READ_TIMEOUT_S = 60.0
 
 async def read_alerts(settings: Settings, expected: int) -> list[Any]:
     """Every record of the test's alerts topic, read until `expected` arrived (then a bit more)."""
-    consumer = AIOKafkaConsumer(
-        settings.topics.alerts,
-        bootstrap_servers=settings.bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
+    consumer = topic_reader(settings.bootstrap, settings.topics.alerts)
     await consumer.start()
     records: list[Any] = []
     try:

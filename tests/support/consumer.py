@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
@@ -40,6 +40,7 @@ from bot.kafka.admin import admin_client
 from consumers.app import inference_group
 from storage.bars import upsert_frame
 from storage.tables import Bar, SignalRow
+from tests.support.kafka import topic_reader
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / "sample"
 SEED_BARS = 300  # bars stored before the stream: warm-up (103) + lookback, with room
@@ -193,9 +194,7 @@ async def read_topic(
 ) -> list[bytes]:
     """Every value on `topic` from the beginning, read with a plain aiokafka consumer (no group)
     until `until(values)` holds or `within` seconds passed."""
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
-    )
+    consumer = topic_reader(bootstrap, topic)
     await consumer.start()
     values: list[bytes] = []
     deadline = time.monotonic() + within

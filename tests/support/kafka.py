@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 
 from bot.contracts import ItffError, Settings
 from bot.kafka import admin_client, ensure_topics
@@ -28,6 +29,18 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_VERSION: str = Settings.model_fields["kafka_version"].default
 # the same Apache Kafka as the local broker, compose and CI (KRaft, one node)
 CONTAINER_IMAGE = f"apache/kafka:{DEFAULT_VERSION}"
+
+
+def topic_reader(bootstrap: str, topic: str, *, group_id: str | None = None) -> AIOKafkaConsumer:
+    """A plain aiokafka consumer that reads `topic` from its start and commits nothing (not yet
+    started): what tests read a topic's records with."""
+    return AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group_id,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
 
 
 def free_port() -> int:

@@ -36,7 +36,6 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
-import math
 import os
 import shutil
 import signal
@@ -829,7 +828,6 @@ async def inprocess(options: argparse.Namespace) -> None:
 
     for service in services.values():
         await service.process(records(20))  # warm-up: windows, models
-    speed_before = machine_speed()
     profiler = cProfile.Profile() if options.profile else None
     cpu: dict[tuple[int, str, str], float] = {}
     for size in [int(b) for b in options.batches.split(",")]:
@@ -841,11 +839,6 @@ async def inprocess(options: argparse.Namespace) -> None:
             cpu[size, runtime, write] = ms
     report_cpu(cpu, f"{n_symbols} symbols x {len(LINES)} champions")
     print_results(cpu)
-    print(
-        f"machine speed: a fixed Python + numpy workload took {speed_before:.1f} ms of CPU before "
-        f"these runs and {machine_speed():.1f} ms after (this shared machine drifts; compare runs "
-        "of different times through it)"
-    )
     first_write = options.writes.split(",")[0]
     for runtime in runtimes:
         await infer_breakdown(services[runtime, first_write], records(GOAL_BATCH), runtime)
@@ -856,35 +849,6 @@ async def inprocess(options: argparse.Namespace) -> None:
     await engine.dispose()
     sync_engine.dispose()
     print(f"database: {root}")
-
-
-def machine_speed() -> float:
-    """CPU milliseconds of a fixed workload like the consumer's (random-key SQLite inserts into
-    an indexed table in memory, hashing, small numpy arrays), best of 5: how fast this shared
-    machine is at the moment of a run."""
-    import hashlib
-    import sqlite3
-
-    rows = np.linspace(1.0, 2.0, 115 * 8).reshape(8, 115)
-
-    def workload() -> None:
-        connection = sqlite3.connect(":memory:")
-        connection.execute("CREATE TABLE t (id TEXT PRIMARY KEY, a TEXT, b REAL, c REAL)")
-        connection.execute("CREATE INDEX ix ON t (a, b)")
-        for i in range(3000):
-            digest = hashlib.sha256(str(i).encode()).hexdigest()
-            row = (digest[:32], digest[32:40], i * 0.5, float(i))
-            connection.execute("INSERT INTO t VALUES (?, ?, ?, ?)", row)
-            scaled = (rows - 1.5) / 0.5
-            np.einsum("ij,ij->i", scaled, scaled)
-        connection.close()
-
-    best = math.inf
-    for _ in range(5):
-        started = time.process_time()
-        workload()
-        best = min(best, time.process_time() - started)
-    return best * 1000
 
 
 @dataclass
@@ -1045,7 +1009,7 @@ def inprocess_apart(options: argparse.Namespace) -> None:
                 if line.startswith(CPU_RESULT):
                     _, size, name, write, ms = line.split()
                     found.setdefault((int(size), name, write), []).append(float(ms))
-                elif line.startswith(("batch ", "machine speed", "goal")):
+                elif line.startswith(("batch ", "goal")):
                     print(f"round {round_ + 1} {line}", flush=True)
     medians = {key: float(np.median(values)) for key, values in found.items()}
     for (size, runtime, write), values in found.items():

@@ -62,7 +62,7 @@ async def running_consumer(
     sqlite = engine.dialect.name == "sqlite"
     # ... whose commits leave the WAL checkpoints to a thread of their own (a file database)
     checkpointer = (
-        WalCheckpointer(settings.database_url).start()
+        WalCheckpointer(settings.database_url)
         if sqlite and sqlite_file(settings.database_url)
         else None
     )
@@ -88,6 +88,8 @@ async def running_consumer(
     service.on_stored = worker.mark_stored
     service.on_rebalanced = worker.forget
     task = asyncio.create_task(worker.run(), name="itff-outcomes") if outcomes else None
+    if checkpointer is not None:
+        checkpointer.start()  # here, so that the `finally` below always stops it
     try:
         await broker.start()
         await reloader.sync()

@@ -37,13 +37,15 @@ def signal(symbol: str, action: str, model: str = "direction-logreg") -> Signal:
 
 
 async def send(settings: Settings, *values: Signal | bytes) -> None:
+    """Signals keyed by symbol; raw bytes keyed "SPX", so that a bad record sits on the same
+    partition as the SPX signals around it and `--count` cannot end the tail before it is read."""
     await produce(
         settings.bootstrap,
         settings.topics.signals,
         [
             (v.symbol.encode(), v.model_dump_json().encode())
             if isinstance(v, Signal)
-            else (None, v)
+            else (b"SPX", v)
             for v in values
         ],
     )

@@ -662,22 +662,23 @@ async def main(
     direct: bool,
     database_url: str | None,
     runtime: str,
-) -> dict[int, Figures]:
-    """Each rate in turn on one stack."""
+) -> list[Figures]:
+    """Each rate in turn on one stack (a rate given twice is run twice)."""
     async with running_stack(
         n_symbols, direct=direct, database_url=database_url, runtime=runtime
     ) as stack:
-        return {rate: await stack.step(rate, seconds) for rate in rates}
+        return [await stack.step(rate, seconds) for rate in rates]
 
 
-def compare(rates: list[int], figures: dict[str, dict[int, Figures]]) -> None:
-    """The stores side by side: signals received/expected, e2e latency ms, sustained or not."""
+def compare(rates: list[int], figures: dict[str, list[Figures]]) -> None:
+    """The stores side by side, a line per step: signals received/expected, e2e latency ms,
+    sustained or not."""
     print("\nstores side by side (signals, e2e ms p50/p99, sustained):")
     print(f"{'rate':>8}  " + "  ".join(f"{store:<40}" for store in figures))
-    for rate in rates:
+    for step, rate in enumerate(rates):
         cells = "  ".join(
-            f"{by_rate[rate].short() if rate in by_rate else '-':<40}"
-            for by_rate in figures.values()
+            f"{steps[step].short() if step < len(steps) else '-':<40}"
+            for steps in figures.values()
         )
         print(f"{rate:>6}/s  {cells}")
 
@@ -1028,7 +1029,7 @@ def run(options: argparse.Namespace) -> None:
             goal_table(asyncio.run(goals(options, url)), options)
     else:
         rates = [int(r) for r in options.rates.split(",")]
-        figures: dict[str, dict[int, Figures]] = {}
+        figures: dict[str, list[Figures]] = {}
         for store in options.store.split(","):
             print(f"== store: {store}", flush=True)
             with store_url(store) as url:

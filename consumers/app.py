@@ -279,6 +279,7 @@ def add_inference(
     models: ServedModels,
     group_id: str | None = None,
     sync_sessions: sessionmaker[Session] | None = None,
+    write_lock: asyncio.Lock | None = None,
 ) -> InferenceService:
     """Subscribe the alerts -> signals handler; returns its service (windows, for tests)."""
     service = InferenceService(
@@ -289,6 +290,7 @@ def add_inference(
         sync_sessions=sync_sessions,
         bounds=settings.bar_bounds,
         revision_window=settings.revision_window_bars,
+        write_lock=write_lock,
     )
     emitter = Emitter(settings)
     pipeline = CommitPipeline(Backoff())

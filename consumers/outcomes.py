@@ -71,13 +71,20 @@ async def resolve_outcomes(
 async def _resolve(
     session_factory: async_sessionmaker[AsyncSession],
     bounds: Mapping[str | None, datetime | None],
+    write_lock: asyncio.Lock | None = None,
 ) -> tuple[int, dict[str | None, datetime | None]]:
     """Resolve the pending signals of each symbol (None: all) from its bound on (None: all of
     them); returns the outcomes stored and, per symbol, the oldest bar still pending (None when
-    none is)."""
-    resolved = 0
+    none is).
+
+    The reads and the arithmetic come first, outside any write transaction (a WAL reader blocks
+    no writer); the outcomes are then stored in one short transaction, under `write_lock` when
+    given (the consumer's: its batches wait for this insert, never for the reads). Storing is
+    idempotent (an outcome already stored is kept), so a second resolver racing this one does
+    no harm."""
+    found: list[OutcomeRecord] = []
     still: dict[str | None, datetime | None] = {}
-    async with session_factory() as session, session.begin():
+    async with session_factory() as session:
         for symbol in sorted(bounds, key=lambda name: name or ""):
             pending = await pending_signals(session=session, symbol=symbol, since=bounds[symbol])
             groups: dict[tuple[str, str], list[PendingSignal]] = {}
@@ -91,9 +98,17 @@ async def _resolve(
                 )
                 outcomes = await asyncio.to_thread(_outcomes, group, bars)  # off the loop
                 done.update(outcome.signal_id for outcome in outcomes)
-                resolved += await insert_outcomes(session=session, outcomes=outcomes)
+                found.extend(outcomes)
             left = [signal.bar_time for signal in pending if signal.signal_id not in done]
             still[symbol] = min(left, default=None)
+    resolved = 0
+    if found:
+        async with (
+            write_lock or contextlib.nullcontext(),
+            session_factory() as session,
+            session.begin(),
+        ):
+            resolved = await insert_outcomes(session=session, outcomes=found)
     telemetry.OUTCOMES.inc(resolved)
     return resolved, still
 
@@ -126,6 +141,12 @@ class OutcomeWorker:
     Live metrics are snapshotted every `snapshot_every_seconds` and, so that the dashboard's live
     columns follow a replay, soon after new outcomes were resolved: at most once every
     `fresh_interval_seconds` while outcomes keep arriving.
+
+    Every transaction of the worker that writes is taken under `write_lock`, the lock the
+    consumer's batches take around their write, so that a batch waits for at most one short
+    transaction of the worker. Without it, SQLite's busy handler (sleeps of 1 to 100 ms between
+    tries) lost the write lock to the worker's next transaction again and again: a live-metric
+    snapshot of a replay at 500 alerts/s held the batches back 1.5 s.
     """
 
     def __init__(
@@ -136,8 +157,10 @@ class OutcomeWorker:
         snapshot_every_seconds: float = 300.0,
         fresh_interval_seconds: float = 15.0,
         min_interval_seconds: float = 1.0,
+        write_lock: asyncio.Lock | None = None,
     ) -> None:
         self._session_factory = session_factory
+        self._write_lock = write_lock
         self._cost_bps = cost_bps
         self._every = snapshot_every_seconds
         self._fresh = fresh_interval_seconds
@@ -199,7 +222,7 @@ class OutcomeWorker:
         for symbol in symbols:  # marks made while this step runs lower these bounds
             self._known[symbol] = NOTHING_PENDING
         try:
-            resolved, still = await _resolve(self._session_factory, bounds)
+            resolved, still = await _resolve(self._session_factory, bounds, self._write_lock)
         except BaseException:
             for symbol in symbols:
                 self._known.pop(symbol, None)
@@ -216,7 +239,11 @@ class OutcomeWorker:
             )
 
     async def _snapshot(self) -> None:
-        await snapshot_live_metrics(session_factory=self._session_factory, cost_bps=self._cost_bps)
+        await snapshot_live_metrics(
+            session_factory=self._session_factory,
+            cost_bps=self._cost_bps,
+            write_lock=self._write_lock,
+        )
 
     @staticmethod
     async def _guarded(step: Callable[[], Awaitable[None]]) -> None:

@@ -18,7 +18,7 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy.orm import sessionmaker
 
 from bot.contracts import Settings
-from bot.runtime import get_logger, serve_metrics
+from bot.runtime import freeze_startup_objects, get_logger, serve_metrics
 from bot.serving import pull_champions
 from consumers.app import add_inference, add_reload, create_broker, inference_group
 from consumers.contract import document
@@ -74,6 +74,9 @@ async def running_consumer(
     )
     models = PredictorModels.from_settings(settings)
     broker = create_broker(settings)
+    # one writer at a time in this process: a batch waits for at most one short transaction of
+    # the outcome worker, not for SQLite's busy handler to find the write lock free
+    write_lock = asyncio.Lock()
     service = add_inference(
         broker,
         settings,
@@ -81,10 +84,13 @@ async def running_consumer(
         models=models,
         group_id=group_id,
         sync_sessions=sessionmaker(sync_engine, expire_on_commit=False) if sync_engine else None,
+        write_lock=write_lock,
     )
     reloader = add_reload(broker, settings, models=models)
     document(broker, settings)
-    worker = OutcomeWorker(session_factory=session_factory, cost_bps=settings.cost_bps)
+    worker = OutcomeWorker(
+        session_factory=session_factory, cost_bps=settings.cost_bps, write_lock=write_lock
+    )
     service.on_stored = worker.mark_stored
     service.on_rebalanced = worker.forget
     task = asyncio.create_task(worker.run(), name="itff-outcomes") if outcomes else None
@@ -126,6 +132,7 @@ async def run(settings: Settings, *, metrics_port: int | None = None) -> None:
     if port:
         serve_metrics(port, settings.metrics_host)
     async with running_consumer(settings):
+        freeze_startup_objects()  # models, clients, imports: out of every later collection
         log.info("consumer metrics", url=f"http://localhost:{port}/metrics" if port else None)
         await stop.wait()
         log.info("stopping the consumer")

@@ -132,8 +132,12 @@ class InferenceService:
         sync_sessions: sessionmaker[Session] | None = None,
         bounds: BarTimeBounds | None = None,
         revision_window: int = 3,
+        write_lock: asyncio.Lock | None = None,
     ) -> None:
         self._session_factory = session_factory
+        # taken around a batch's inference and write; the outcome worker takes it around each of
+        # its writing transactions (`consumers.outcomes.OutcomeWorker`)
+        self._write_lock = write_lock or asyncio.Lock()
         self._bounds = bounds
         self._revision_window = revision_window
         # per (symbol, interval): the newest stored bar time, so that an alert for a newer bar
@@ -184,11 +188,12 @@ class InferenceService:
                 plan = await self._read(groups)
                 plan.revisions = revisions
             telemetry.STAGE_READ.observe(time.perf_counter() - started)
-            if self._sync_sessions is None:
-                outcomes = await asyncio.to_thread(self._infer_all, plan)
-                written = await self._write(plan, outcomes)
-            else:
-                outcomes, written = await asyncio.to_thread(self._infer_and_write, plan)
+            async with self._write_lock:
+                if self._sync_sessions is None:
+                    outcomes = await asyncio.to_thread(self._infer_all, plan)
+                    written = await self._write(plan, outcomes)
+                else:
+                    outcomes, written = await asyncio.to_thread(self._infer_and_write, plan)
             with stage("write"):
                 _publishable(plan, outcomes, written, result)
         except BaseException:

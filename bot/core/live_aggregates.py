@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -62,7 +62,8 @@ class Segment:
     gross_growth: float  # prod(1 + strategy_return): the dashboard's equity, without costs
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        # field by field: `dataclasses.asdict` deep-copies every value (130 us a segment)
+        data = {name: getattr(self, name) for name in _SEGMENT_FIELDS}
         data["first_bar"] = self.first_bar.isoformat()
         data["last_bar"] = self.last_bar.isoformat()
         return data
@@ -73,6 +74,9 @@ class Segment:
         values["first_bar"] = datetime.fromisoformat(values["first_bar"])
         values["last_bar"] = datetime.fromisoformat(values["last_bar"])
         return cls(**values)
+
+
+_SEGMENT_FIELDS = tuple(item.name for item in fields(Segment))
 
 
 def one(
@@ -332,6 +336,15 @@ def segment_of(
 ) -> Segment:
     """The segment of one model's resolved signals in bar order, computed over arrays: the same
     as folding `one` of each (a day's bucket in one step when many signals arrive at once)."""
+    if len(actions) == 1:  # a replay's usual day: `one` costs a tenth of the arrays' set-up
+        return one(
+            bar_time=bar_times[0],
+            target=target,
+            prediction=float(predictions[0]),
+            action=actions[0],
+            realised_return=float(realised_returns[0]),
+            strategy_return=float(strategy_returns[0]),
+        )
     p = np.array([POSITIONS.get(a, 0.0) for a in actions], dtype=float)
     sr = np.asarray(strategy_returns, dtype=float)
     realised = np.asarray(realised_returns, dtype=float)

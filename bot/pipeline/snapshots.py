@@ -12,6 +12,8 @@ aggregates were built with.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -34,7 +36,9 @@ from storage import live_aggregates as repo
 from storage.signals import ResolvedSignal, insert_live_metrics
 
 log = get_logger(__name__)
-CHUNK = 20_000  # outcomes folded per transaction
+# outcomes folded per transaction: about 30 ms of a replay's fold (each outcome a day of its own,
+# the costliest case), so a consumer's batch waits at most that long for one (`write_lock`)
+CHUNK = 250
 LONGEST = max(span for _, span in WINDOWS if span is not None)
 
 
@@ -94,13 +98,21 @@ async def _fold_model(
 
 
 async def fold_new_outcomes(
-    *, session_factory: async_sessionmaker[AsyncSession], cost_bps: float
+    *,
+    session_factory: async_sessionmaker[AsyncSession],
+    cost_bps: float,
+    write_lock: asyncio.Lock | None = None,
 ) -> int:
-    """Count the outcomes the aggregates do not count yet, `CHUNK` per transaction; returns
-    how many. Aggregates built with another cost are recounted from the stored outcomes."""
+    """Count the outcomes the aggregates do not count yet, `CHUNK` per transaction (each under
+    `write_lock` when given); returns how many. Aggregates built with another cost are
+    recounted from the stored outcomes."""
     total = 0
     while True:
-        async with session_factory() as session, session.begin():
+        async with (
+            write_lock or contextlib.nullcontext(),
+            session_factory() as session,
+            session.begin(),
+        ):
             built = await repo.lock(session=session, cost_bps=cost_bps)
             if built is not None and built != cost_bps:
                 log.info("live_aggregates_recount", built_with=built, cost_bps=cost_bps)
@@ -124,10 +136,15 @@ async def snapshot_live_metrics(
     session_factory: async_sessionmaker[AsyncSession],
     cost_bps: float,
     now: datetime | None = None,
+    write_lock: asyncio.Lock | None = None,
 ) -> int:
-    """Write one `live_metrics` row per (model, window: 7d, 30d, all); returns the rows."""
+    """Write one `live_metrics` row per (model, window: 7d, 30d, all); returns the rows. Each
+    transaction that writes is taken under `write_lock` when given (the consumer's, shared with
+    its batches)."""
     computed_at = now or utcnow()
-    await fold_new_outcomes(session_factory=session_factory, cost_bps=cost_bps)
+    await fold_new_outcomes(
+        session_factory=session_factory, cost_bps=cost_bps, write_lock=write_lock
+    )
     first = bucket_name(day_of(computed_at - LONGEST))
     async with session_factory() as session:
         rows = await repo.buckets_since(session=session, first=first)
@@ -142,7 +159,11 @@ async def snapshot_live_metrics(
         else:
             model.days[day_of(segment.first_bar)] = segment
     snapshots = window_metrics(models, now=computed_at, cost_bps=cost_bps, windows=WINDOWS)
-    async with session_factory() as session, session.begin():
+    async with (
+        write_lock or contextlib.nullcontext(),
+        session_factory() as session,
+        session.begin(),
+    ):
         return await insert_live_metrics(
             session=session, snapshots=snapshots, computed_at=computed_at
         )

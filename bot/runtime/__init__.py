@@ -1,6 +1,7 @@
 """Runtime: how processes run. Logs and the metrics endpoint, native thread pools, the
 supervisor."""
 
+from bot.runtime.heap import freeze_startup_objects
 from bot.runtime.observability import (
     configure_logging,
     get_logger,
@@ -15,6 +16,7 @@ __all__ = [
     "ServiceSpec",
     "Supervisor",
     "configure_logging",
+    "freeze_startup_objects",
     "get_logger",
     "mask_url_passwords",
     "serve_metrics",

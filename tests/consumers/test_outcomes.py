@@ -8,13 +8,13 @@ import math
 from collections.abc import Awaitable, Callable
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.contracts import Settings
 from bot.core import neutral_score
 from bot.pipeline import snapshot_live_metrics
-from consumers.outcomes import OutcomeWorker, resolve_outcomes
+from consumers.outcomes import OutcomeWorker, _resolve, resolve_outcomes
 from consumers.runner import running_consumer
 from storage.tables import LiveMetricSnapshot, Outcome, SignalRow
 from tests.support.consumer import (
@@ -194,6 +194,54 @@ async def test_the_worker_reads_pending_signals_from_its_bound_and_whole_when_un
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_the_worker_writes_under_the_write_lock_and_a_batch_gets_in_between_chunks(
+    kafka_settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every statement the outcome worker writes runs under the consumer's write lock; its reads
+    run outside it; and a live-metric fold of many outcomes gives the lock up between its
+    chunks, so a batch waiting for it gets in before the fold ends."""
+    settings = kafka_settings
+    await stream_spx(settings, session_factory, [("direction", "logreg"), ("return", "ridge")])
+    monkeypatch.setattr("bot.pipeline.snapshots.CHUNK", 5)
+    lock = asyncio.Lock()
+    seen: list[tuple[str, bool]] = []  # (the statement's verb, or "batch"; the lock held)
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        seen.append((statement.split(None, 1)[0].upper(), lock.locked()))
+
+    engine = session_factory.kw["bind"].sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    done = asyncio.Event()
+
+    async def batches() -> None:  # a consumer's batches, taking the lock as `process` does
+        while not done.is_set():
+            async with lock:
+                seen.append(("batch", True))
+            await asyncio.sleep(0)
+
+    contender = asyncio.create_task(batches())
+    try:
+        resolved, _ = await _resolve(session_factory, {"SPX": None}, lock)
+        assert resolved == 2 * (STREAM - 1)
+        await snapshot_live_metrics(session_factory=session_factory, cost_bps=1.0, write_lock=lock)
+    finally:
+        done.set()
+        await contender
+        event.remove(engine, "before_cursor_execute", record)
+
+    worker = [(verb, held) for verb, held in seen if verb != "batch"]
+    writes = [held for verb, held in worker if verb in {"INSERT", "UPDATE", "DELETE"}]
+    assert writes
+    assert all(writes), "a write of the worker ran without the lock"
+    assert any(verb == "SELECT" and not held for verb, held in worker), "every read was locked"
+    verbs = [verb for verb, _ in seen]
+    folds = [i for i, (verb, _) in enumerate(seen) if verb == "UPDATE"]  # each chunk's first
+    assert len(folds) >= 2 * (STREAM - 1) // 5
+    assert "batch" in verbs[folds[0] : folds[-1]], "the fold held the lock from start to end"
 
 
 async def _equals(count: Callable[[], Awaitable[int]], expected: int) -> bool:

@@ -677,8 +677,7 @@ def compare(rates: list[int], figures: dict[str, list[Figures]]) -> None:
     print(f"{'rate':>8}  " + "  ".join(f"{store:<40}" for store in figures))
     for step, rate in enumerate(rates):
         cells = "  ".join(
-            f"{steps[step].short() if step < len(steps) else '-':<40}"
-            for steps in figures.values()
+            f"{steps[step].short() if step < len(steps) else '-':<40}" for steps in figures.values()
         )
         print(f"{rate:>6}/s  {cells}")
 

@@ -132,7 +132,8 @@ async def run(settings: Settings, *, metrics_port: int | None = None) -> None:
     if port:
         serve_metrics(port, settings.metrics_host)
     async with running_consumer(settings):
-        freeze_startup_objects()  # models, clients, imports: out of every later collection
+        frozen = freeze_startup_objects()  # models, clients, imports: out of later collections
+        log.info("start-up objects frozen out of the collector", objects=frozen)
         log.info("consumer metrics", url=f"http://localhost:{port}/metrics" if port else None)
         await stop.wait()
         log.info("stopping the consumer")

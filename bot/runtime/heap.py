@@ -21,8 +21,10 @@ import gc
 YOUNG_GENERATION_THRESHOLD = 50_000
 
 
-def freeze_startup_objects() -> None:
-    """Collect once, freeze what survives, and space out the youngest generation's runs."""
+def freeze_startup_objects() -> int:
+    """Collect once, freeze what survives, and space out the youngest generation's runs;
+    returns how many objects are frozen."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_GENERATION_THRESHOLD, *gc.get_threshold()[1:])
+    return gc.get_freeze_count()

@@ -21,6 +21,7 @@ from bot.pipeline import snapshot_live_metrics
 from bot.runtime import get_logger
 from consumers import telemetry
 from storage.bars import bars_between
+from storage.db import write_transaction
 from storage.signals import (
     OutcomeRecord,
     PendingSignal,
@@ -103,11 +104,7 @@ async def _resolve(
             still[symbol] = min(left, default=None)
     resolved = 0
     if found:
-        async with (
-            write_lock or contextlib.nullcontext(),
-            session_factory() as session,
-            session.begin(),
-        ):
+        async with write_transaction(session_factory, lock=write_lock) as session:
             resolved = await insert_outcomes(session=session, outcomes=found)
     telemetry.OUTCOMES.inc(resolved)
     return resolved, still

@@ -20,8 +20,12 @@ pays for a checkpoint; every other connection keeps SQLite's automatic checkpoin
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sqlite3
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -160,6 +164,16 @@ class WalCheckpointer:
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def write_transaction(
+    session_factory: async_sessionmaker[AsyncSession], *, lock: asyncio.Lock | None = None
+) -> AsyncIterator[AsyncSession]:
+    """A session in a transaction that writes, entered under `lock` when given: the writers of
+    one process taking turns (the consumer's batches and its outcome worker)."""
+    async with lock or contextlib.nullcontext(), session_factory() as session, session.begin():
+        yield session
 
 
 def sync_url(url: str) -> str:

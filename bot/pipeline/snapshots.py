@@ -13,7 +13,6 @@ aggregates were built with.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -33,6 +32,7 @@ from bot.core.live_aggregates import (
 from bot.core.live_scores import WINDOWS
 from bot.runtime import get_logger
 from storage import live_aggregates as repo
+from storage.db import write_transaction
 from storage.signals import ResolvedSignal, insert_live_metrics
 
 log = get_logger(__name__)
@@ -108,11 +108,7 @@ async def fold_new_outcomes(
     recounted from the stored outcomes."""
     total = 0
     while True:
-        async with (
-            write_lock or contextlib.nullcontext(),
-            session_factory() as session,
-            session.begin(),
-        ):
+        async with write_transaction(session_factory, lock=write_lock) as session:
             built = await repo.lock(session=session, cost_bps=cost_bps)
             if built is not None and built != cost_bps:
                 log.info("live_aggregates_recount", built_with=built, cost_bps=cost_bps)
@@ -159,11 +155,7 @@ async def snapshot_live_metrics(
         else:
             model.days[day_of(segment.first_bar)] = segment
     snapshots = window_metrics(models, now=computed_at, cost_bps=cost_bps, windows=WINDOWS)
-    async with (
-        write_lock or contextlib.nullcontext(),
-        session_factory() as session,
-        session.begin(),
-    ):
+    async with write_transaction(session_factory, lock=write_lock) as session:
         return await insert_live_metrics(
             session=session, snapshots=snapshots, computed_at=computed_at
         )

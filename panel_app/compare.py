@@ -4,7 +4,9 @@ Backtest figures are the out-of-sample metrics the pipeline stored on the model 
 figures are the latest snapshot the live-metrics job stored. The drift flag follows the weekly
 verdict's rule (`bot.core.drift_rule.compared`): against the backtest on the live period (the
 batch path on exactly the live bars, `panel_app.live_period`) when it covers at least 20 bars,
-against the stored backtest otherwise; the `comparison` column says which.
+against the stored backtest otherwise; the `comparison` column says which. As in the weekly
+verdict and the drift gauge, a live snapshot of fewer than `MIN_SIGNALS` (20) resolved signals is
+not judged: its row says so and is not flagged.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from bot.core import METRICS, SAME_PERIOD, Metric, compared, drift
+from bot.core import METRICS, MIN_SIGNALS, SAME_PERIOD, SIGNALS, Metric, compared, drift
 
 __all__ = [
     "METRICS",
@@ -83,6 +85,11 @@ def _row(
     chosen = compared(live, backtest, same_period)
     if live is None and chosen.name != SAME_PERIOD:
         row["drift"], row["comparison"], row["drifting"] = "no live snapshot yet", "", False
+        return row
+    signals = int(SIGNALS.read(live) or 0)
+    if chosen.name != SAME_PERIOD and signals < MIN_SIGNALS:
+        row["drift"] = f"not judged: {signals} resolved signals, fewer than {MIN_SIGNALS}"
+        row["comparison"], row["drifting"] = chosen.name, False
         return row
     found = drift(chosen.judged, chosen.reference, margin)
     row["drift"] = "; ".join(found) if found else "within margin"

@@ -74,7 +74,7 @@ async def test_overview_flags_drift_beyond_the_margin(queries: DashboardQueries)
     rows = overview.set_index("model_key")
     assert rows.loc[A_KEY, "accuracy_live"] == pytest.approx(0.4825)
     assert rows.loc[A_KEY, "accuracy_backtest"] == pytest.approx(0.5625)
-    assert rows.loc[A_KEY, "signals_live"] == 15
+    assert rows.loc[A_KEY, "signals_live"] == 24
     assert rows.loc[A_KEY, "signals_backtest"] == 1200
     assert bool(rows.loc[A_KEY, "drifting"])
     assert rows.loc[A_KEY, "drift"] == (
@@ -85,6 +85,19 @@ async def test_overview_flags_drift_beyond_the_margin(queries: DashboardQueries)
     assert set(rows["comparison"]) == {"stored backtest"}  # no backtest on the live period given
     assert rows.loc[B_KEY, "mae_live"] == pytest.approx(0.0091)
     assert pd.isna(rows.loc[A_KEY, "mae_live"])
+
+
+async def test_a_live_snapshot_of_fewer_than_20_signals_is_not_judged(
+    queries: DashboardQueries,
+) -> None:
+    """The weekly verdict's and the drift gauge's rule: a gap over a few signals is noise."""
+    live = queries.live_metrics("all")
+    live["metrics"] = [{**metrics, "signal_count": 19.0} for metrics in live["metrics"]]
+    rows = live_vs_backtest(queries.champions(), live, 0.05).set_index("model_key")
+    assert not rows["drifting"].any()
+    assert rows.loc[A_KEY, "drift"] == "not judged: 19 resolved signals, fewer than 20"
+    assert rows.loc[A_KEY, "accuracy_live"] == pytest.approx(0.4825)  # still shown
+    assert set(rows["comparison"]) == {"stored backtest"}
 
 
 async def test_a_wider_margin_clears_the_flag_and_no_snapshot_is_said(

@@ -50,7 +50,7 @@ A_LIVE = {
     "mae": None,
     "profit_factor": 0.9,
     "sharpe": -0.3,
-    "signal_count": 15.0,
+    "signal_count": 24.0,
 }
 B_LIVE = {
     "accuracy": 0.55,
@@ -59,7 +59,7 @@ B_LIVE = {
     "mae": 0.0091,
     "profit_factor": 1.2,
     "sharpe": 0.5,
-    "signal_count": 15.0,
+    "signal_count": 24.0,
 }
 
 

@@ -22,12 +22,14 @@ __all__ = [
     "METRICS",
     "OVERVIEW_COLUMNS",
     "SOURCES",
+    "WITHIN_MARGIN",
     "Metric",
     "column",
     "live_vs_backtest",
 ]
 
 SOURCES = ("live", "backtest")
+WITHIN_MARGIN = "within margin"  # a judged model that does not drift
 
 
 def column(metric: Metric, source: str) -> str:
@@ -92,7 +94,7 @@ def _row(
         row["comparison"], row["drifting"] = chosen.name, False
         return row
     found = drift(chosen.judged, chosen.reference, margin)
-    row["drift"] = "; ".join(found) if found else "within margin"
+    row["drift"] = "; ".join(found) if found else WITHIN_MARGIN
     row["comparison"] = (
         f"{SAME_PERIOD} ({chosen.bars} bars)" if chosen.name == SAME_PERIOD else chosen.name
     )

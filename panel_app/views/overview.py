@@ -9,7 +9,14 @@ from typing import Any
 import pandas as pd
 import panel as pn
 
-from panel_app.compare import METRICS, OVERVIEW_COLUMNS, SOURCES, Metric, column
+from panel_app.compare import (
+    METRICS,
+    OVERVIEW_COLUMNS,
+    SOURCES,
+    WITHIN_MARGIN,
+    Metric,
+    column,
+)
 from panel_app.data import DashboardData
 from panel_app.live_period import LIVE_PERIOD_COLUMNS
 from panel_app.views.compare_format import metric_formatters
@@ -54,7 +61,8 @@ def _groups() -> dict[str, list[str]]:
 
 
 def _colour(frame: pd.DataFrame) -> pd.DataFrame:
-    """Cell styles: live values blue, backtest values orange, a drifting model's flag red.
+    """Cell styles: live values blue, backtest values orange, a drifting model's flag red, a
+    judged one within the margin green (not judged, or no snapshot yet: plain).
 
     The flag is not bold: Tabulator sizes a row before the style applies, so a bolder (wider)
     text would wrap onto lines the row has no room for."""
@@ -63,7 +71,8 @@ def _colour(frame: pd.DataFrame) -> pd.DataFrame:
         styles[column(metric, "live")] = f"color: {LIVE_COLOR}; font-weight: 600"
         styles[column(metric, "backtest")] = f"color: {BACKTEST_COLOR}"
     styles["drift"] = [
-        f"color: {DRIFT_COLOR}" if flag else f"color: {OK_COLOR}" for flag in frame["drifting"]
+        f"color: {DRIFT_COLOR}" if flag else f"color: {OK_COLOR}" if text == WITHIN_MARGIN else ""
+        for flag, text in zip(frame["drifting"], frame["drift"], strict=True)
     ]
     return styles
 

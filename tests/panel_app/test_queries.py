@@ -17,6 +17,8 @@ from panel_app.compare import live_vs_backtest
 from panel_app.data import SignalFilter, load
 from panel_app.queries import SIGNAL_LIMIT, DashboardQueries
 from panel_app.series import bucket_for, compound, equity_pair, latency_percentiles
+from panel_app.views.overview import _colour
+from panel_app.views.theme import DRIFT_COLOR, OK_COLOR
 from storage import signals as signal_repo
 from tests.support.dashboard import (
     A_KEY,
@@ -98,6 +100,11 @@ async def test_a_live_snapshot_of_fewer_than_20_signals_is_not_judged(
     assert rows.loc[A_KEY, "drift"] == "not judged: 19 resolved signals, fewer than 20"
     assert rows.loc[A_KEY, "accuracy_live"] == pytest.approx(0.4825)  # still shown
     assert set(rows["comparison"]) == {"stored backtest"}
+    assert set(_colour(rows)["drift"]) == {""}  # neither red nor the green of a judged model
+    judged = live_vs_backtest(queries.champions(), queries.live_metrics("all"), 0.05)
+    styles = _colour(judged.set_index("model_key"))["drift"]
+    assert styles[A_KEY] == f"color: {DRIFT_COLOR}"
+    assert styles[B_KEY] == f"color: {OK_COLOR}"
 
 
 async def test_a_wider_margin_clears_the_flag_and_no_snapshot_is_said(

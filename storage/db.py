@@ -25,7 +25,6 @@ import contextlib
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -166,7 +165,7 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-@asynccontextmanager
+@contextlib.asynccontextmanager
 async def write_transaction(
     session_factory: async_sessionmaker[AsyncSession], *, lock: asyncio.Lock | None = None
 ) -> AsyncIterator[AsyncSession]:
